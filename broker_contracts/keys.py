@@ -1,0 +1,61 @@
+"""Every Redis key rfarm uses, derived from one prefix."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+CLIENT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+GATEWAY_GROUP = "gateway"
+LEDGER_GROUP = "ledger"
+NODES_GROUP = "nodes"
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "rf"
+
+    @property
+    def requests(self) -> str:
+        return f"{self.prefix}:req"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}:dead"
+
+    def reply(self, client_id: str) -> str:
+        return f"{self.prefix}:reply:{client_id}"
+
+    def work(self, pool: str) -> str:
+        return f"{self.prefix}:work:{pool}"
+
+    def node(self, node_id: str) -> str:
+        return f"{self.prefix}:node:{node_id}"
+
+    def cancel(self, job_id: int) -> str:
+        return f"{self.prefix}:cancel:{job_id}"
+
+    @property
+    def node_pattern(self) -> str:
+        return f"{self.prefix}:node:*"
+
+    @property
+    def farm_info(self) -> str:
+        """Set by the gateway: the farm's name and version, read by shells to say where they are."""
+        return f"{self.prefix}:farm"
+
+
+def valid_client_id(value: str) -> bool:
+    """A reply address is exactly 128 random bits in hex: nothing else may name a stream."""
+    return bool(CLIENT_ID_RE.match(value))
+
+
+def valid_name(value: str) -> bool:
+    """Pool, node, tag and profile names: short, printable, safe inside a key."""
+    return bool(NAME_RE.match(value))

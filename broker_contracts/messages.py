@@ -1,0 +1,242 @@
+"""Request and reply bodies, one pydantic model each, and the table of request types."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from broker_contracts.frames import parse_frames
+from broker_contracts.states import JobStatus, TaskStatus
+from broker_contracts.types import JobId, JobName, Keyword, Password, Priority, Text, Username
+
+MAX_PARAMS = 32
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- auth ---------------------------------------------------------------------------------------
+
+
+class RegisterRequest(Body):
+    username: Username
+    password: Password
+
+
+class LoginRequest(Body):
+    username: Username
+    # Any length is accepted at login so that a too-short guess still gets the uniform answer.
+    password: str = Field(max_length=1024)
+
+
+class EmptyRequest(Body):
+    pass
+
+
+class UserReply(Body):
+    username: str
+    is_admin: bool = False
+
+
+class LoginReply(Body):
+    username: str
+    is_admin: bool
+    token: str
+    expires_at: datetime
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+
+class SubmitRequest(Body):
+    name: JobName
+    frames: str = "1"
+    chunk: int = Field(default=1, ge=1, le=10_000)
+    renderer: Keyword = "fractal"
+    params: dict[Keyword, Text] = Field(default_factory=dict)
+    priority: Priority = 50
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    pool: Keyword = "default"
+    requires: list[Keyword] = Field(default_factory=list, max_length=16)
+    after: JobId | None = None
+
+    @field_validator("frames")
+    @classmethod
+    def _frames(cls, value: str) -> str:
+        return str(parse_frames(value))
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_PARAMS:
+            raise ValueError(f"at most {MAX_PARAMS} parameters")
+        return value
+
+
+class SubmitReply(Body):
+    id: int
+
+
+class JobRef(Body):
+    id: JobId
+
+
+class PriorityRequest(Body):
+    id: JobId
+    priority: Priority
+
+
+class ListRequest(Body):
+    status: JobStatus | None = None
+    all: bool = False
+    limit: int = Field(default=50, ge=1, le=500)
+    before: JobId | None = None
+
+
+class JobSummary(Body):
+    id: int
+    name: str
+    owner: str
+    status: JobStatus
+    paused: bool = False
+    priority: int
+    renderer: str
+    pool: str
+    frames: str
+    frames_total: int
+    frames_done: int
+    tasks_total: int
+    created_at: datetime
+    updated_at: datetime
+    reason: str | None = None
+
+
+class ListReply(Body):
+    jobs: list[JobSummary]
+
+
+class TaskInfo(Body):
+    id: int
+    seq: int
+    frame_first: int
+    frame_last: int
+    status: TaskStatus
+    attempt: int
+    node: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    error: str | None = None
+
+
+class JobDetail(JobSummary):
+    chunk: int
+    params: dict[str, Any]
+    max_attempts: int
+    requires: list[str]
+    after: int | None = None
+    output: str
+    waiting: str | None = None
+    blocked_nodes: list[str] = Field(default_factory=list)
+
+
+class ShowReply(Body):
+    job: JobDetail
+    tasks: list[TaskInfo]
+
+
+class HistoryEntry(Body):
+    at: datetime
+    task: int | None = None
+    frames: str | None = None
+    attempt: int | None = None
+    from_: str | None = Field(default=None, alias="from", serialization_alias="from")
+    to: str
+    reason: str
+    actor: str
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class HistoryRequest(Body):
+    id: JobId
+    tasks: bool = True
+
+
+class HistoryReply(Body):
+    job: JobSummary
+    history: list[HistoryEntry]
+
+
+class JobReply(Body):
+    job: JobSummary
+
+
+class LogsRequest(Body):
+    id: JobId
+    frame: int | None = None
+
+
+class LogEntry(Body):
+    task: int
+    frames: str
+    attempt: int
+    node: str | None
+    output: str
+
+
+class LogsReply(Body):
+    logs: list[LogEntry]
+
+
+class NodeInfo(Body):
+    id: str
+    pool: str
+    slots: int
+    tags: list[str]
+    profiles: list[str]
+    running: int
+    state: str
+    version: str
+    last_seen: datetime
+
+
+class NodesReply(Body):
+    nodes: list[NodeInfo]
+
+
+class WatchRequest(Body):
+    id: JobId
+    sub: str = Field(min_length=1, max_length=64)
+
+
+class WatchReply(Body):
+    job: JobDetail
+    tasks: list[TaskInfo]
+    sub: str
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+# type -> (request body model, reply body model, needs a logged-in user, changes state)
+REQUEST_TYPES: dict[str, tuple[type[Body], type[Body], bool, bool]] = {
+    "auth.register": (RegisterRequest, UserReply, False, True),
+    "auth.login": (LoginRequest, LoginReply, False, True),
+    "auth.logout": (EmptyRequest, EmptyRequest, True, True),
+    "auth.whoami": (EmptyRequest, UserReply, True, False),
+    "job.submit": (SubmitRequest, SubmitReply, True, True),
+    "job.list": (ListRequest, ListReply, True, False),
+    "job.show": (JobRef, ShowReply, True, False),
+    "job.history": (HistoryRequest, HistoryReply, True, False),
+    "job.cancel": (JobRef, JobReply, True, True),
+    "job.pause": (JobRef, JobReply, True, True),
+    "job.resume": (JobRef, JobReply, True, True),
+    "job.retry": (JobRef, JobReply, True, True),
+    "job.priority": (PriorityRequest, JobReply, True, True),
+    "job.logs": (LogsRequest, LogsReply, True, False),
+    "job.watch": (WatchRequest, WatchReply, True, False),
+    "node.list": (EmptyRequest, NodesReply, True, False),
+}

@@ -1,0 +1,64 @@
+"""What travels between the gateway and the render nodes: work items and node events."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class WorkItem(BaseModel):
+    """One task assignment on ``<prefix>:work:<pool>``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: int
+    job_id: int
+    seq: int
+    first: int
+    last: int
+    renderer: str
+    params: dict[str, str] = Field(default_factory=dict)
+    requires: list[str] = Field(default_factory=list)
+    max_attempts: int = 3
+    dispatched_at: float
+    blocked_nodes: list[str] = Field(default_factory=list)
+
+
+class NodeEvent(BaseModel):
+    """A report from a node on ``<prefix>:events``.
+
+    ``run`` identifies one start of a task on one node (a new attempt). Reports are applied only
+    while the task's current run is this one, so a report from a superseded attempt changes nothing.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["started", "progress", "log", "succeeded", "failed", "released", "heartbeat", "bye"]
+    node: str
+    ts: float
+    task_id: int | None = None
+    job_id: int | None = None
+    run: str | None = None
+    frame: int | None = None
+    done_frames: int | None = None
+    exit_code: int | None = None
+    error: str | None = Field(default=None, max_length=2000)
+    output: str | None = Field(default=None, max_length=65536)
+    info: dict[str, Any] | None = None
+
+
+class NodeHeartbeat(BaseModel):
+    """What ``info`` holds on a heartbeat, and what the node's liveness key holds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node: str
+    pool: str
+    slots: int
+    tags: list[str]
+    profiles: list[str]
+    running: list[int]
+    version: str
+    host: str
+    lease: float

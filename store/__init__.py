@@ -1,0 +1,1 @@
+"""PostgreSQL access: a connection pool, the migration runner, one module per aggregate."""

@@ -1,0 +1,94 @@
+"""Fixtures: real Redis and real PostgreSQL, a fresh database and key prefix per test run."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import psycopg
+import pytest
+import redis
+from psycopg import sql
+
+from store.migrate import migrate
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _answers(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return secrets.token_hex(4)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("RFARM_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    if _answers("redis://127.0.0.1:6379"):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    if os.environ.get("CI"):
+        pytest.fail("no Redis answers at 127.0.0.1:6379 and RFARM_TEST_REDIS_URL is not set")
+    from tests.servers import embedded_redis
+
+    with embedded_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("RFARM_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    if _answers("postgresql://127.0.0.1:5432"):
+        yield "postgresql://127.0.0.1:5432/postgres"
+        return
+    if os.environ.get("CI"):
+        pytest.fail("no PostgreSQL answers at 127.0.0.1:5432 and RFARM_TEST_DATABASE_URL is not set")
+    from tests.servers import embedded_postgres
+
+    with embedded_postgres(tmp_path_factory.mktemp("pg")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url: str, run_id: str) -> Iterator[str]:
+    """A database of this test run's own, migrated, dropped at the end."""
+    name = f"rfarm_test_{run_id}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(pg_admin_url, dbname=name)
+    migrate(url)
+    yield url
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def prefix(redis_url: str, run_id: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    value = f"rft{run_id}{secrets.token_hex(3)}"
+    yield value
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{value}:*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    finally:
+        client.close()
