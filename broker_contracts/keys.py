@@ -41,6 +41,14 @@ class Keys:
     def cancel(self, job_id: int) -> str:
         return f"{self.prefix}:cancel:{job_id}"
 
+    def hold(self, job_id: int) -> str:
+        """Set while a job is paused: a node that sees it gives the task back instead of starting."""
+        return f"{self.prefix}:hold:{job_id}"
+
+    def watch(self, job_id: int) -> str:
+        """A hash of the shells watching a job: ``<client>:<sub>`` -> expiry time."""
+        return f"{self.prefix}:watch:{job_id}"
+
     @property
     def node_pattern(self) -> str:
         return f"{self.prefix}:node:*"

@@ -62,3 +62,5 @@ class NodeHeartbeat(BaseModel):
     version: str
     host: str
     lease: float
+    # profile name -> its ProfileSpec as a dict (see broker_contracts.profiles)
+    specs: dict[str, Any] = Field(default_factory=dict)
