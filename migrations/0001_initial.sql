@@ -5,9 +5,15 @@ CREATE TABLE users (
     username        text NOT NULL UNIQUE,
     password_hash   text NOT NULL,
     is_admin        boolean NOT NULL DEFAULT false,
-    created_at      timestamptz NOT NULL DEFAULT now(),
-    failed_logins   integer NOT NULL DEFAULT 0,
-    locked_until    timestamptz
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- failed logins by username, known or not, so that throttling tells nobody which users exist
+CREATE TABLE login_throttle (
+    username      text PRIMARY KEY,
+    failures      integer NOT NULL DEFAULT 0,
+    locked_until  timestamptz,
+    updated_at    timestamptz NOT NULL DEFAULT now()
 );
 
 CREATE TABLE sessions (
@@ -58,8 +64,11 @@ CREATE TABLE tasks (
     frame_last     integer NOT NULL,
     status         text NOT NULL DEFAULT 'queued'
                    CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
-    attempt        integer NOT NULL DEFAULT 0,
-    run_id         text,
+    attempt        integer NOT NULL DEFAULT 0,   -- starts so far; each start is a new attempt
+    failures       integer NOT NULL DEFAULT 0,   -- failed attempts and lost leases
+    run_id         text,                         -- the current start's id; reports from others are stale
+    done_frames    integer NOT NULL DEFAULT 0,
+    work_msg       text,                         -- the work stream entry that carries it
     node           text,
     -- copied from the job so that the dispatcher's ordered scan is one index walk
     pool           text NOT NULL,
