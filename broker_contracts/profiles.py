@@ -1,0 +1,296 @@
+"""Renderer profiles: what a node offers and which parameters a job may pass to it.
+
+Pure: no I/O. The gateway validates a job's parameters at submit time against the specs the nodes
+announce in their heartbeats; the node validates them again before it builds an argv from them.
+Values are always strings on the wire; ``validate_params`` returns them normalised.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from broker_contracts.keys import valid_name
+
+RESERVED = ("frame", "first", "last", "output")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+MAX_VALUE_CHARS = 1024
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+ParamType = Literal["int", "float", "str", "bool", "path", "choice"]
+
+
+class ParamSpec(BaseModel):
+    """One parameter a profile accepts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: ParamType = "str"
+    min: float | None = None
+    max: float | None = None
+    pattern: str | None = None
+    choices: list[str] = Field(default_factory=list)
+    default: str | None = None
+    required: bool = False
+    help: str = ""
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _default_as_text(cls, value: Any) -> Any:
+        # TOML gives numbers and booleans; the wire carries text.
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float)):
+            return str(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamSpec:
+        if self.type == "choice" and not self.choices:
+            raise ValueError("a choice parameter needs a non-empty 'choices' list")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"pattern {self.pattern!r} is not a valid regular expression: {exc}"
+                ) from None
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is greater than max")
+        return self
+
+
+class ProfileSpec(BaseModel):
+    """A renderer a node can run: a built-in one or an operator's command line template."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: Literal["builtin", "command"] = "command"
+    argv: list[str]
+    params: dict[str, ParamSpec] = Field(default_factory=dict)
+    frames_per_invocation: Literal["chunk", "frame"] = "chunk"
+    # A regular expression with one group (the frame number) matched against each output line;
+    # a match reports that frame as done. Without it, frames count as done when an invocation ends.
+    progress: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProfileSpec:
+        if not valid_name(self.name):
+            raise ValueError(f"profile name {self.name!r} is not a valid name")
+        if not self.argv or not self.argv[0].strip():
+            raise ValueError(f"profile {self.name!r} needs a non-empty argv")
+        for pname in self.params:
+            if not PARAM_NAME.match(pname):
+                raise ValueError(f"profile {self.name!r}: parameter name {pname!r} is not lowercase a-z0-9_")
+            if pname in RESERVED:
+                raise ValueError(f"profile {self.name!r}: parameter name {pname!r} is reserved")
+        known = set(RESERVED) | set(self.params)
+        for element in self.argv:
+            for placeholder in PLACEHOLDER.findall(element):
+                if placeholder not in known:
+                    raise ValueError(
+                        f"profile {self.name!r}: argv uses unknown placeholder {{{placeholder}}}"
+                    )
+        if self.progress is not None:
+            try:
+                compiled = re.compile(self.progress)
+            except re.error as exc:
+                raise ValueError(
+                    f"profile {self.name!r}: progress is not a valid regular expression: {exc}"
+                ) from None
+            if compiled.groups < 1:
+                raise ValueError(f"profile {self.name!r}: progress needs one group for the frame number")
+        return self
+
+
+def _check_number(name: str, number: float, spec: ParamSpec) -> None:
+    if spec.min is not None and number < spec.min:
+        raise ValueError(f"parameter {name!r} must be at least {_show(spec.min)}")
+    if spec.max is not None and number > spec.max:
+        raise ValueError(f"parameter {name!r} must be at most {_show(spec.max)}")
+
+
+def _show(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def normalise_value(name: str, raw: str, spec: ParamSpec) -> str:
+    """One parameter value checked against its spec; ValueError naming the parameter."""
+    if not isinstance(raw, str):
+        raise ValueError(f"parameter {name!r} must be text")
+    if len(raw) > MAX_VALUE_CHARS:
+        raise ValueError(f"parameter {name!r} is longer than {MAX_VALUE_CHARS} characters")
+    if "\x00" in raw:
+        raise ValueError(f"parameter {name!r} contains a NUL character")
+    value = raw.strip() if spec.type in ("int", "float", "bool", "choice") else raw
+    if spec.type == "int":
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise ValueError(f"parameter {name!r} must be a whole number, not {raw!r}") from None
+        _check_number(name, number, spec)
+        return str(number)
+    if spec.type == "float":
+        try:
+            real = float(value)
+        except ValueError:
+            raise ValueError(f"parameter {name!r} must be a number, not {raw!r}") from None
+        if not math.isfinite(real):
+            raise ValueError(f"parameter {name!r} must be a finite number")
+        _check_number(name, real, spec)
+        return repr(real)
+    if spec.type == "bool":
+        lowered = value.lower()
+        if lowered in _TRUE:
+            return "true"
+        if lowered in _FALSE:
+            return "false"
+        raise ValueError(f"parameter {name!r} must be true or false, not {raw!r}")
+    if spec.type == "choice":
+        if value not in spec.choices:
+            raise ValueError(f"parameter {name!r} must be one of {', '.join(spec.choices)}; not {raw!r}")
+        return value
+    if spec.type == "path":
+        if not value:
+            raise ValueError(f"parameter {name!r} must not be empty")
+        if ".." in value:
+            raise ValueError(f"parameter {name!r} must not contain '..'")
+        if value.startswith("-"):
+            raise ValueError(f"parameter {name!r} must not start with '-'")
+    if spec.pattern is not None and not re.fullmatch(spec.pattern, value):
+        raise ValueError(f"parameter {name!r} does not match the pattern {spec.pattern}")
+    if spec.type == "str" and (spec.min is not None or spec.max is not None):
+        _check_number(name, len(value), spec)
+    return value
+
+
+def validate_params(spec: ProfileSpec, params: dict[str, str]) -> dict[str, str]:
+    """Check ``params`` against a profile: unknown names refused, values normalised, defaults filled.
+
+    Raises ValueError with a message fit for a user that names the parameter at fault.
+    """
+    unknown = sorted(set(params) - set(spec.params))
+    if unknown:
+        allowed = ", ".join(sorted(spec.params)) or "none"
+        raise ValueError(f"profile {spec.name!r} has no parameter {unknown[0]!r} (it takes: {allowed})")
+    out: dict[str, str] = {}
+    for name, pspec in spec.params.items():
+        if name in params:
+            out[name] = normalise_value(name, params[name], pspec)
+        elif pspec.default is not None:
+            out[name] = normalise_value(name, pspec.default, pspec)
+        elif pspec.required:
+            raise ValueError(f"profile {spec.name!r} needs the parameter {name!r}")
+    return out
+
+
+def render_argv(
+    spec: ProfileSpec, params: dict[str, str], *, first: int, last: int, frame: int, output: str
+) -> list[str]:
+    """Fill the argv template, one element at a time; nothing ever goes through a shell.
+
+    ``params`` must come from ``validate_params``. An optional parameter without a value becomes
+    an empty string.
+    """
+    values = {**params, "first": str(first), "last": str(last), "frame": str(frame), "output": output}
+
+    def fill(match: re.Match[str]) -> str:
+        return values.get(match.group(1), "")
+
+    return [PLACEHOLDER.sub(fill, element) for element in spec.argv]
+
+
+def parse_profiles_toml(text: str) -> dict[str, ProfileSpec]:
+    """Command profiles from a TOML document (``[profiles.<name>]`` tables).
+
+    Raises ValueError with a message that names the profile at fault.
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"not valid TOML: {exc}") from None
+    tables = document.get("profiles", {})
+    if not isinstance(tables, dict):
+        raise ValueError("'profiles' must be a table of [profiles.<name>] tables")
+    out: dict[str, ProfileSpec] = {}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ValueError(f"profiles.{name} must be a table")
+        try:
+            if table.get("kind", "command") != "command":
+                raise ValueError(f"profile {name!r}: only command profiles can be declared in a file")
+            if name in BUILTIN_PROFILES:
+                raise ValueError(f"profile {name!r}: the name of a built-in profile")
+            out[name] = ProfileSpec.model_validate({**table, "kind": "command", "name": name})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            suffix = f" (at {where})" if where else ""
+            raise ValueError(f"profile {name!r}: {first['msg']}{suffix}") from None
+    return out
+
+
+def _builtin(name: str, options: list[str], params: dict[str, ParamSpec]) -> ProfileSpec:
+    # "python" is replaced by the node's own interpreter when it runs a built-in.
+    argv = [
+        "python",
+        "-m",
+        f"render_nodes.renderers.{name}",
+        "--output",
+        "{output}",
+        "--first",
+        "{first}",
+        "--last",
+        "{last}",
+    ]
+    for option in options:
+        argv += [f"--{option.replace('_', '-')}", "{" + option + "}"]
+    return ProfileSpec(
+        name=name,
+        kind="builtin",
+        argv=argv,
+        params=params,
+        frames_per_invocation="chunk",
+        progress=r"^frame (-?\d+) done",
+    )
+
+
+BUILTIN_PROFILES: dict[str, ProfileSpec] = {
+    "fractal": _builtin(
+        "fractal",
+        ["width", "height", "zoom", "iterations", "set"],
+        {
+            "width": ParamSpec(type="int", min=16, max=2048, default="160", help="image width in pixels"),
+            "height": ParamSpec(type="int", min=16, max=2048, default="120", help="image height in pixels"),
+            "zoom": ParamSpec(
+                type="float",
+                min=1e-6,
+                max=1e12,
+                default="1.0",
+                help="zoom at frame 1; each frame zooms in a little further",
+            ),
+            "iterations": ParamSpec(type="int", min=8, max=1000, default="48", help="iterations per pixel"),
+            "set": ParamSpec(
+                type="choice", choices=["mandelbrot", "julia"], default="mandelbrot", help="which fractal"
+            ),
+        },
+    ),
+    "sleep": _builtin(
+        "sleep",
+        ["seconds", "fail_rate", "fail_frames"],
+        {
+            "seconds": ParamSpec(type="float", min=0, max=3600, default="1", help="seconds per frame"),
+            "fail_rate": ParamSpec(type="float", min=0, max=1, default="0", help="chance that a frame fails"),
+            "fail_frames": ParamSpec(
+                type="str", pattern=r"[0-9, -]*", default="", help="comma list of frames that always fail"
+            ),
+        },
+    ),
+}
