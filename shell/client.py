@@ -1,0 +1,170 @@
+"""Request/reply over Redis Streams: XADD an Envelope, XREAD the client's own reply stream.
+
+One ``Client`` per process (one client id). Redis errors are translated here, once, into the
+shell's own errors: ``NoAnswer`` (exit 3) for anything that means "the farm is not reachable".
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from broker_contracts.envelope import Envelope, Notice, Reply, decode_reply, encode
+from broker_contracts.errors import DecodeError
+from broker_contracts.keys import Keys
+from shell.errors import FarmError, NoAnswer
+
+REQUEST_MAXLEN = 100_000
+DEFAULT_TIMEOUT = 10.0
+_BLOCK_SLICE_MS = 1000
+
+
+def redact(url: str) -> str:
+    """The URL without its password, fit to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+class Client:
+    """Talks to the gateway; never raises a redis exception to its caller."""
+
+    def __init__(self, redis_url: str, prefix: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.redis_url = redis_url
+        self.keys = Keys(prefix)
+        self.timeout = timeout
+        self.client_id = secrets.token_hex(16)
+        self.reply_key = self.keys.reply(self.client_id)
+        self._last_id = "0-0"
+        self._notices: deque[Notice] = deque()
+        try:
+            self._redis = redis.Redis.from_url(
+                redis_url, socket_connect_timeout=min(timeout, 5.0), socket_timeout=timeout + 5.0
+            )
+        except ValueError as exc:
+            raise NoAnswer(f"cannot use Redis URL {redact(redis_url)}: {exc}") from None
+
+    def close(self) -> None:
+        self._redis.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def envelope(self, type_: str, body: dict[str, Any], token: str | None) -> Envelope:
+        return Envelope.new(type_, body, reply_to=self.client_id, token=token)
+
+    def request(self, envelope: Envelope, *, timeout: float | None = None) -> Reply:
+        """Send and wait for the reply; on a timeout send the SAME envelope once more (the gateway
+        dedupes by request id), then give up with NoAnswer."""
+        wait = self.timeout if timeout is None else timeout
+        for _attempt in range(2):
+            self._send(envelope)
+            reply = self._wait_reply(envelope.id, wait)
+            if reply is not None:
+                return reply
+        raise NoAnswer(
+            f"the farm did not answer within {wait:g}s: is a gateway running? ({redact(self.redis_url)})"
+        )
+
+    def call(
+        self, type_: str, body: dict[str, Any], token: str | None, *, timeout: float | None = None
+    ) -> Any:
+        """Request and return the reply body, or raise FarmError with the farm's code and message."""
+        reply = self.request(self.envelope(type_, body, token), timeout=timeout)
+        if not reply.ok:
+            error = reply.error
+            code = error.code if error else "internal"
+            message = error.message if error else "the farm answered with an error and no message"
+            raise FarmError(message, code)
+        return reply.body if reply.body is not None else {}
+
+    def _send(self, envelope: Envelope) -> None:
+        data = encode(envelope)
+        self._guard(
+            lambda: self._redis.xadd(self.keys.requests, {"m": data}, maxlen=REQUEST_MAXLEN, approximate=True)
+        )
+
+    def _wait_reply(self, request_id: str, wait: float) -> Reply | None:
+        deadline = time.monotonic() + wait
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            for message in self._read(min(remaining, _BLOCK_SLICE_MS / 1000)):
+                if isinstance(message, Notice):
+                    self._notices.append(message)
+                elif message.re == request_id:
+                    return message
+                # a reply to an earlier request that gave up waiting: ignore it
+
+    # --- notices (for watch) ----------------------------------------------------------------
+
+    def notices(self, timeout: float) -> Iterator[Notice]:
+        """Notices already received, then new ones as they arrive, until ``timeout`` passes
+        with nothing new. Replies read meanwhile are dropped (no request is outstanding)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self._notices:
+                yield self._notices.popleft()
+                deadline = time.monotonic() + timeout
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            for message in self._read(min(remaining, _BLOCK_SLICE_MS / 1000)):
+                if isinstance(message, Notice):
+                    self._notices.append(message)
+
+    # --- Redis access ------------------------------------------------------------------------
+
+    def _read(self, block_seconds: float) -> list[Reply | Notice]:
+        block_ms = max(1, int(block_seconds * 1000))
+        result = self._guard(
+            lambda: self._redis.xread({self.reply_key: self._last_id}, count=100, block=block_ms)
+        )
+        out: list[Reply | Notice] = []
+        for _stream, entries in result or []:
+            for entry_id, fields in entries:
+                self._last_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                data = fields.get(b"m") if isinstance(fields, dict) else None
+                if data is None:
+                    continue
+                try:
+                    out.append(decode_reply(data))
+                except DecodeError:
+                    continue  # garbage on our reply stream is not a reply: keep waiting
+        return out
+
+    def _guard(self, action: Any) -> Any:
+        """Run one Redis command; every redis failure becomes NoAnswer with a plain reason."""
+        where = redact(self.redis_url)
+        try:
+            return action()
+        except redis.exceptions.AuthenticationError as exc:
+            raise NoAnswer(f"Redis at {where} refused the credentials: {exc}") from None
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            raise NoAnswer(f"cannot reach Redis at {where}: {_reason(exc)}") from None
+        except redis.exceptions.ResponseError as exc:
+            raise NoAnswer(f"Redis at {where} refused the command: {exc}") from None
+        except redis.exceptions.RedisError as exc:
+            raise NoAnswer(f"Redis at {where} failed: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,307 @@
+"""Every rfarm command, declared once: arguments, help, request body builder, renderer."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from broker_contracts.frames import parse_frames
+from broker_contracts.states import JobStatus
+from shell import renderers as r
+from shell.errors import UsageError
+from shell.registry import Arg, Command, Context, Registry
+
+# --- argument types (raise ArgumentTypeError: argparse names the argument in the message) -------
+
+
+def job_id(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a job id (a whole number from 1)")
+    value = int(text)
+    if value > 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large for a job id")
+    return value
+
+
+def whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def frames(text: str) -> str:
+    try:
+        return str(parse_frames(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
+# --- passwords ----------------------------------------------------------------------------------
+
+
+def _password(ns: argparse.Namespace, ctx: Context, *, twice: bool) -> str:
+    if ns.password_stdin:
+        return ctx.read_stdin_line()
+    password = ctx.ask_password(f"password for {ns.user}: ")
+    if twice and ctx.ask_password("again: ") != password:
+        raise UsageError("the two passwords differ")
+    return password
+
+
+_USER = Arg("user", "user name", metavar="USER", completes="user")
+_PASSWORD_STDIN = Arg("--password-stdin", "read the password from one line of standard input", flag=True)
+_JOB = Arg("job", "job id", type=job_id, metavar="JOB", completes="job")
+
+
+# --- builders -----------------------------------------------------------------------------------
+
+
+def _empty(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    return {}
+
+
+def _job_ref(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    return {"id": ns.job}
+
+
+def _register(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    return {"username": ns.user, "password": _password(ns, ctx, twice=True)}
+
+
+def _login(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    return {"username": ns.user, "password": _password(ns, ctx, twice=False)}
+
+
+def _store_login(reply: Any, ns: argparse.Namespace, ctx: Context) -> None:
+    ctx.save_login(reply.username, reply.token)
+
+
+def _forget_login(ctx: Context) -> None:
+    ctx.forget_login()
+
+
+def _submit(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    params: dict[str, str] = {}
+    for key, value in ns.param or []:
+        if key in params:
+            raise UsageError(f"rfarm submit: --param {key} given twice")
+        params[key] = value
+    body: dict[str, Any] = {
+        "name": ns.name,
+        "frames": ns.frames,
+        "chunk": ns.chunk,
+        "renderer": ns.renderer,
+        "params": params,
+        "priority": ns.priority,
+        "max_attempts": ns.max_attempts,
+        "pool": ns.pool,
+        "requires": ns.require or [],
+    }
+    if ns.after is not None:
+        body["after"] = ns.after
+    return body
+
+
+def _list(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    return {"status": ns.status, "all": ns.all, "limit": ns.limit}
+
+
+def _history(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    return {"id": ns.job, "tasks": not ns.job_only}
+
+
+def _priority(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    return {"id": ns.job, "priority": ns.priority}
+
+
+def _logs(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    return {"id": ns.job, "frame": ns.frame}
+
+
+def _help(ns: argparse.Namespace, registry: Registry) -> list[str]:
+    if ns.command:
+        return registry.parser(ns.command).format_help().rstrip("\n").splitlines()
+    return registry.overview()
+
+
+def _control(name: str, help_: str) -> Command:
+    return Command(
+        name=name,
+        help=help_,
+        args=(_JOB,),
+        request=f"job.{name}",
+        build=_job_ref,
+        render=r.render_job_changed,
+        examples=(f"rfarm {name} 42",),
+    )
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        name="register",
+        help="create an account (asks for the password twice)",
+        args=(_USER, _PASSWORD_STDIN),
+        request="auth.register",
+        build=_register,
+        render=r.render_registered,
+        examples=("rfarm register alice", "printf '%s\\n' \"$PW\" | rfarm register alice --password-stdin"),
+    ),
+    Command(
+        name="login",
+        help="log in and keep the session token for the next commands",
+        args=(_USER, _PASSWORD_STDIN),
+        request="auth.login",
+        build=_login,
+        render=r.render_login,
+        as_json=r.login_json,
+        after=_store_login,
+    ),
+    Command(
+        name="logout",
+        help="end the session on the farm and forget the stored token",
+        request="auth.logout",
+        build=_empty,
+        render=r.render_logout,
+        as_json=r.logout_json,
+        always=_forget_login,
+    ),
+    Command(
+        name="whoami",
+        help="who the farm thinks you are",
+        request="auth.whoami",
+        build=_empty,
+        render=r.render_whoami,
+    ),
+    Command(
+        name="submit",
+        help="submit a render job; prints its id",
+        args=(
+            Arg("name", "job name", metavar="NAME"),
+            Arg(
+                "--frames",
+                "frame range, like 1-100 or 7 (default 1)",
+                type=frames,
+                metavar="RANGE",
+                default="1",
+            ),
+            Arg("--chunk", "frames per task (default 1)", type=whole, metavar="N", default=1),
+            Arg(
+                "--renderer",
+                "renderer profile (default fractal)",
+                metavar="PROFILE",
+                default="fractal",
+                completes="profile",
+            ),
+            Arg(
+                "--param", "renderer parameter, may repeat", type=key_value, metavar="KEY=VALUE", repeat=True
+            ),
+            Arg("--priority", "0-100, higher first (default 50)", type=whole, metavar="N", default=50),
+            Arg(
+                "--max-attempts",
+                "tries per task before it fails (default 3)",
+                type=whole,
+                metavar="N",
+                default=3,
+            ),
+            Arg("--pool", "node pool (default default)", metavar="POOL", default="default", completes="pool"),
+            Arg(
+                "--require",
+                "a node tag the job needs, may repeat",
+                metavar="TAG",
+                repeat=True,
+                completes="tag",
+            ),
+            Arg(
+                "--after",
+                "start only once this job has succeeded",
+                type=job_id,
+                metavar="JOB",
+                completes="job",
+            ),
+        ),
+        request="job.submit",
+        build=_submit,
+        render=r.render_submitted,
+        examples=("rfarm submit mandel --frames 1-100 --chunk 5 --param zoom=2.5 --priority 70",),
+    ),
+    Command(
+        name="jobs",
+        help="list your jobs (newest first)",
+        args=(
+            Arg(
+                "--status",
+                "only jobs with this status",
+                metavar="STATUS",
+                choices=[s.value for s in JobStatus],
+                completes="status",
+            ),
+            Arg("--all", "everyone's jobs (admins)", flag=True),
+            Arg("--limit", "at most N jobs (default 50)", type=whole, metavar="N", default=50),
+        ),
+        request="job.list",
+        build=_list,
+        render=r.render_jobs,
+        as_json=r.jobs_json,
+    ),
+    Command(
+        name="show",
+        help="a job with its tasks",
+        args=(_JOB,),
+        request="job.show",
+        build=_job_ref,
+        render=r.render_show,
+    ),
+    Command(
+        name="history",
+        help="every status change of a job and its tasks: time, from → to, reason, actor",
+        args=(_JOB, Arg("--job-only", "leave out the tasks' changes", flag=True)),
+        request="job.history",
+        build=_history,
+        render=r.render_history,
+    ),
+    _control("cancel", "cancel a job: queued tasks are dropped, running ones stopped"),
+    _control("pause", "stop starting new tasks of a job (running ones finish)"),
+    _control("resume", "let a paused job start tasks again"),
+    _control("retry", "put a failed or cancelled job's unfinished tasks back in the queue"),
+    Command(
+        name="priority",
+        help="change a job's priority (0-100, higher first)",
+        args=(_JOB, Arg("priority", "new priority", type=whole, metavar="N")),
+        request="job.priority",
+        build=_priority,
+        render=r.render_job_changed,
+    ),
+    Command(
+        name="logs",
+        help="the renderer's output for a job's tasks",
+        args=(_JOB, Arg("--frame", "only the task that renders this frame", type=whole, metavar="N")),
+        request="job.logs",
+        build=_logs,
+        render=r.render_logs,
+    ),
+    Command(
+        name="nodes",
+        help="render nodes and their state (admins)",
+        request="node.list",
+        build=_empty,
+        render=r.render_nodes,
+    ),
+    Command(
+        name="help",
+        help="list the commands, or explain one",
+        args=(Arg("command", "a command name", metavar="COMMAND", optional=True, completes="command"),),
+        local=_help,
+    ),
+)
+
+
+def default_registry(prog: str = "rfarm") -> Registry:
+    return Registry(COMMANDS, prog=prog)

@@ -1,0 +1,211 @@
+"""Runs one command line through the registry, and turns every error into one message + exit code.
+
+``Session.run(argv)`` is the single entry that argv, piped stdin and the REPL all call. It is the
+one place where errors become output (STYLE habit 3): stderr ``error: …`` (or a JSON error
+document on stdout with --json) and the exit code of the error's kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from pydantic import ValidationError
+
+from broker_contracts.config import Settings
+from broker_contracts.envelope import first_error
+from broker_contracts.errors import ErrorCode
+from shell.client import DEFAULT_TIMEOUT, Client
+from shell.credentials import CredentialStore
+from shell.errors import EXIT_OK, FarmError, HelpShown, ShellError, UsageError
+from shell.format import RenderOptions
+from shell.registry import Command, Registry
+
+EXIT_INTERRUPTED = 130
+
+
+def timeout_from_env(environ: dict[str, str] | os._Environ[str]) -> float:
+    """RFARM_TIMEOUT or the default; a bad value is a usage error, not a silent default."""
+    text = environ.get("RFARM_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"RFARM_TIMEOUT={text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise UsageError(f"RFARM_TIMEOUT={text!r} must be between 0 and 3600 seconds")
+    return value
+
+
+def _ask_on_terminal(prompt: str) -> str:
+    try:
+        with open("/dev/tty", "rb"):
+            pass
+    except OSError:
+        raise UsageError(
+            "there is no terminal to ask for the password: pipe it in with --password-stdin"
+        ) from None
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        raise UsageError("no password given") from None
+
+
+class Session:
+    """The state one process keeps between commands: settings, the credentials, one Client."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        *,
+        json_mode: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        stdin: TextIO | None = None,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        ask_password: Callable[[str], str] = _ask_on_terminal,
+        render_options: Callable[[], RenderOptions] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.json_mode = json_mode
+        self.timeout = timeout
+        self.stdin = stdin if stdin is not None else sys.stdin
+        self.out = out if out is not None else sys.stdout
+        self.err = err if err is not None else sys.stderr
+        self._ask_password = ask_password
+        self._render_options = render_options or self._terminal_options
+        self.store = CredentialStore(settings)
+        self._client: Client | None = None
+
+    # --- Context (what command hooks may use) --------------------------------------------------
+
+    def ask_password(self, prompt: str) -> str:
+        return self._ask_password(prompt)
+
+    def read_stdin_line(self) -> str:
+        line = self.stdin.readline()
+        if not line:
+            raise UsageError("--password-stdin: standard input is empty")
+        return line.rstrip("\r\n")
+
+    def save_login(self, username: str, token: str) -> None:
+        try:
+            self.store.save(username, token)
+        except OSError as exc:
+            raise FarmError(
+                f"logged in, but the token could not be saved in {self.store.path}: {exc.strerror}",
+                ErrorCode.INTERNAL.value,
+            ) from None
+
+    def forget_login(self) -> bool:
+        try:
+            return self.store.forget()
+        except OSError:
+            return False
+
+    # --- running --------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Client:
+        """Created on first use, so a wrong command line never touches Redis."""
+        if self._client is None:
+            self._client = Client(self.settings.redis_url, self.settings.prefix, timeout=self.timeout)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def run(self, argv: Sequence[str], *, where: str = "") -> int:
+        """Run one command line; return its exit code. Never raises, never prints a traceback.
+        ``where`` (e.g. "line 3") prefixes error messages in script mode."""
+        json_mode = self.json_mode or "--json" in argv
+        try:
+            self.execute(argv)
+            return EXIT_OK
+        except HelpShown as shown:
+            if shown.text:
+                print(shown.text, file=self.out)
+            return EXIT_OK
+        except ShellError as exc:
+            if where:
+                exc.message = f"{where}: {exc.message}"
+            self.report(exc, json_mode=json_mode)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("interrupted", file=self.err)
+            return EXIT_INTERRUPTED
+
+    def run_error(self, exc: ShellError) -> int:
+        """Report an error found outside a command (a script line that does not split)."""
+        self.report(exc, json_mode=self.json_mode)
+        return exc.exit_code
+
+    def report(self, exc: ShellError, *, json_mode: bool) -> None:
+        if json_mode:
+            print(json.dumps({"error": {"code": exc.code, "message": exc.message}}), file=self.out)
+        else:
+            print(f"error: {exc.message}", file=self.err)
+
+    def execute(self, argv: Sequence[str]) -> None:
+        command, ns = self.registry.parse(argv)
+        if command.local is not None:
+            self._print_lines(command.local(ns, self.registry))
+            return
+        json_mode = self.json_mode or bool(getattr(ns, "json", False))
+        timeout = getattr(ns, "timeout", None) or self.timeout
+        body = self._validated_body(command, ns)
+        token = self.store.require_token() if command.needs_auth else None
+        assert command.request is not None
+        try:
+            raw = self.client.call(command.request, body, token, timeout=timeout)
+        finally:
+            if command.always is not None:
+                command.always(self)
+        reply = self._validated_reply(command, raw)
+        if command.after is not None:
+            command.after(reply, ns, self)
+        if json_mode:
+            print(json.dumps(command.as_json(reply), ensure_ascii=False), file=self.out)
+        elif command.render is not None:
+            self._print_lines(command.render(reply, self._render_options()))
+
+    def _validated_body(self, command: Command, ns: argparse.Namespace) -> dict[str, Any]:
+        """Checked here with the contracts' own model, so a bad request never goes to the farm."""
+        assert command.build is not None
+        raw = command.build(ns, self)
+        try:
+            model = command.request_model.model_validate(raw)
+        except ValidationError as exc:
+            raise UsageError(f"{self.registry.prog} {command.name}: {first_error(exc)}") from None
+        return model.model_dump(mode="json", by_alias=True)
+
+    def _validated_reply(self, command: Command, raw: Any) -> Any:
+        try:
+            return command.reply_model.model_validate(raw)
+        except ValidationError as exc:
+            raise FarmError(
+                f"the farm's reply to {command.request} is not what this shell expects ({first_error(exc)})",
+                ErrorCode.INTERNAL.value,
+            ) from None
+
+    def _print_lines(self, lines: list[str]) -> None:
+        for line in lines:
+            print(line, file=self.out)
+        self.out.flush()
+
+    def _terminal_options(self) -> RenderOptions:
+        is_tty = hasattr(self.out, "isatty") and self.out.isatty()
+        color = is_tty and "NO_COLOR" not in os.environ
+        width = shutil.get_terminal_size((100, 24)).columns
+        return RenderOptions(width=max(width, 40), color=color)
