@@ -155,7 +155,7 @@ class RedisProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C on the terminal reaches the supervisor only
-            preexec_fn=die_with_parent(),  # noqa: PLW1509 - only calls prctl
+            preexec_fn=die_with_parent(),  # only calls prctl(2)
         )
         try:
             wait_for_redis(self.url, self.proc, self.log, timeout)

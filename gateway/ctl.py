@@ -1,0 +1,263 @@
+"""`rfarmctl`: the operator's command. Every failure is one line on stderr and an exit code.
+
+Exit codes: 0 done; 1 refused (wrong password, a migration changed after it was applied);
+2 the command line was wrong; 3 a server (PostgreSQL, Redis) could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+import psycopg
+from psycopg.rows import dict_row
+from pydantic import TypeAdapter, ValidationError
+
+from broker_contracts.config import Settings
+from broker_contracts.types import Password, Username
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+
+class CtlError(Exception):
+    """Ends the command with ``message`` on one line and ``code`` as the exit status."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def redact(url: str) -> str:
+    """A URL fit to print: any password replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    creds, at, host = rest.partition("@")
+    user, colon, _password = creds.partition(":")
+    return f"{scheme}://{user}{':***' if colon and _password else ''}{at}{host}"
+
+
+def unreachable(what: str, url: str, exc: BaseException) -> CtlError:
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return CtlError(EXIT_UNREACHABLE, f"cannot reach {what} at {redact(url)}: {reason}")
+
+
+# --- migrate ----------------------------------------------------------------------------------------
+
+
+def migrate_database(url: str) -> list[str]:
+    """Create the database if needed and apply pending migrations; the names of those applied."""
+    from store.migrate import ensure_database, migrate
+
+    try:
+        ensure_database(url)
+        return [f"{m.version:04d}_{m.name}" for m in migrate(url)]
+    except psycopg.OperationalError as exc:
+        raise unreachable("PostgreSQL", url, exc) from exc
+    except psycopg.Error as exc:
+        raise CtlError(EXIT_REFUSED, f"migration failed: {' '.join(str(exc).split())}") from exc
+    except RuntimeError as exc:
+        raise CtlError(EXIT_REFUSED, f"migration refused: {exc}") from exc
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    url = Settings.from_env().database_url
+    applied = migrate_database(url)
+    if applied:
+        for name in applied:
+            print(f"applied {name}")
+    else:
+        print(f"nothing to apply: {redact(url)} is up to date")
+    return EXIT_OK
+
+
+# --- gateway / node ---------------------------------------------------------------------------------
+
+
+def exec_module(module: str, args: Sequence[str]) -> NoReturn:
+    """Replace this process with ``python -m module args…`` (same interpreter, same environment)."""
+    try:
+        found = importlib.util.find_spec(f"{module}.__main__") is not None
+    except ImportError:
+        found = False
+    if not found:
+        raise CtlError(
+            EXIT_USAGE, f"the {module} service is not installed here ({module}/__main__.py missing)"
+        )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(sys.executable, [sys.executable, "-m", module, *args])
+    except OSError as exc:
+        raise CtlError(EXIT_REFUSED, f"cannot start {module}: {exc}") from exc
+
+
+# --- create-admin -----------------------------------------------------------------------------------
+
+
+def read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise CtlError(EXIT_USAGE, "no password on stdin")
+        password = line.rstrip("\r\n")
+    else:
+        if not sys.stdin.isatty():
+            raise CtlError(EXIT_USAGE, "no terminal to ask for the password: use --password-stdin")
+        try:
+            password = getpass.getpass("Password: ")
+            again = getpass.getpass("Password (again): ")
+        except (EOFError, KeyboardInterrupt) as exc:
+            raise CtlError(EXIT_USAGE, "no password given") from exc
+        if password != again:
+            raise CtlError(EXIT_USAGE, "the two passwords differ")
+    try:
+        return TypeAdapter(Password).validate_python(password)
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise CtlError(EXIT_USAGE, f"password refused: {problem}") from exc
+
+
+def create_admin(url: str, username: str, password: str) -> str:
+    """Create ``username`` as an admin, or promote it when ``password`` is its password."""
+    from gateway.passwords import hash_password, verify_password
+    from store import users
+
+    try:
+        with psycopg.connect(url, row_factory=dict_row, connect_timeout=10) as conn, conn.transaction():
+            found = users.credentials(conn, username)
+            if found is None:
+                users.create_user(conn, username, hash_password(password), is_admin=True)
+                return f"created admin {username}"
+            if not verify_password(found.password_hash, password):
+                raise CtlError(
+                    EXIT_REFUSED, f"{username} exists and that is not its password; nothing changed"
+                )
+            if found.user.is_admin:
+                return f"{username} is already an admin"
+            users.set_admin(conn, found.user.id, True)
+            return f"{username} is now an admin"
+    except psycopg.OperationalError as exc:
+        raise unreachable("PostgreSQL", url, exc) from exc
+    except psycopg.errors.UndefinedTable as exc:
+        raise CtlError(EXIT_REFUSED, "the database has no rfarm schema yet: run `rfarmctl migrate`") from exc
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    try:
+        username = TypeAdapter(Username).validate_python(args.user)
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise CtlError(EXIT_USAGE, f"username refused: {problem}") from exc
+    password = read_password(args.password_stdin)
+    print(create_admin(Settings.from_env().database_url, username, password))
+    return EXIT_OK
+
+
+# --- redis-acl --------------------------------------------------------------------------------------
+
+
+def cmd_redis_acl(_args: argparse.Namespace) -> int:
+    raise CtlError(EXIT_USAGE, "rfarmctl redis-acl is not available yet in this version of rfarm")
+
+
+# --- up ---------------------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from gateway.ctl_up import UpOptions, run_up
+
+    if args.nodes < 0 or args.slots < 1:
+        raise CtlError(EXIT_USAGE, "--nodes must be 0 or more and --slots 1 or more")
+    return run_up(
+        UpOptions(
+            data_dir=args.data_dir,
+            nodes=args.nodes,
+            slots=args.slots,
+            output_root=args.output_root,
+        )
+    )
+
+
+# --- the command line -------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a wrong command line in one line with exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CtlError(EXIT_USAGE, f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rfarmctl", description="Operate an rfarm render farm.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("migrate", help="create the database if needed and apply pending migrations")
+    p.set_defaults(run=cmd_migrate)
+
+    sub.add_parser("gateway", help="run a gateway (arguments go to python -m gateway)", add_help=False)
+    sub.add_parser("node", help="run a render node (arguments go to python -m render_nodes)", add_help=False)
+
+    p = sub.add_parser("create-admin", help="create an admin user, or make an existing user admin")
+    p.add_argument("user")
+    p.add_argument("--password-stdin", action="store_true", help="read the password as one line of stdin")
+    p.set_defaults(run=cmd_create_admin)
+
+    p = sub.add_parser("redis-acl", help="print or apply the Redis ACL profiles (not available yet)")
+    p.add_argument("--apply", action="store_true")
+    p.add_argument("--gateway-password")
+    p.set_defaults(run=cmd_redis_acl)
+
+    p = sub.add_parser("up", help="a whole farm on this machine: Redis, PostgreSQL, a gateway and nodes")
+    p.add_argument("--data-dir", default="./.rfarm", help="where embedded servers keep data (./.rfarm)")
+    p.add_argument("--nodes", type=int, default=2, help="render nodes to run (2)")
+    p.add_argument("--slots", type=int, default=1, help="tasks each node runs at once (1)")
+    p.add_argument("--output-root", default="./renders", help="where rendered frames go (./renders)")
+    p.set_defaults(run=cmd_up)
+    return parser
+
+
+def run(argv: Sequence[str]) -> int:
+    argv = list(argv)
+    if argv and argv[0] in ("gateway", "node"):
+        exec_module("gateway" if argv[0] == "gateway" else "render_nodes", argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    return int(args.run(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script: returns the exit status (the generated wrapper passes it to sys.exit)."""
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except CtlError as exc:
+        print(f"rfarmctl: {exc.message}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("rfarmctl: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: still one line for the operator, the traceback on request
+        if os.environ.get("RFARM_DEBUG"):
+            raise
+        print(
+            f"rfarmctl: internal error: {type(exc).__name__}: {exc} (RFARM_DEBUG=1 shows where)",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
