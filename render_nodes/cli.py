@@ -1,0 +1,142 @@
+"""The render node's command line: ``python -m render_nodes`` (``rfarmctl node`` runs the same).
+
+Exit codes: 0 stopped cleanly; 2 bad options or configuration; 3 Redis cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import secrets
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import redis
+
+from broker_contracts.config import Settings
+from broker_contracts.keys import Keys, valid_name
+from render_nodes.link import Link, redact
+from render_nodes.node import Node, NodeOptions
+from render_nodes.profiles import ProfileFileError, load_profiles
+
+PROG = "rfarm-node"
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Run a render node: claim tasks from a pool and render them.")
+    p.add_argument("--pool", default="default", help="the pool to take work from (default: default)")
+    p.add_argument("--slots", type=int, default=1, help="tasks to run at once (default: 1)")
+    p.add_argument("--tags", default="", help="comma list of tags this node offers, e.g. gpu,linux")
+    p.add_argument("--profiles", type=Path, help="TOML file of command profiles")
+    p.add_argument("--output-root", type=Path, default=Path("renders"), help="where frames go (./renders)")
+    p.add_argument(
+        "--lease", type=float, default=30.0, help="seconds before a silent node's task is taken over"
+    )
+    p.add_argument("--name", help="node id (default: host-pid-random)")
+    p.add_argument("--grace", type=float, default=30.0, help="seconds running tasks get after SIGTERM")
+    p.add_argument("--drain", action="store_true", help="process the work that is there, then exit")
+    p.add_argument("--heartbeat", type=float, help="seconds between heartbeats (default: min(5, lease/3))")
+    return p
+
+
+def default_name() -> str:
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()).strip("-._") or "node"
+    return f"{host[:40]}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def options_from(args: argparse.Namespace) -> NodeOptions:
+    if args.slots < 1 or args.slots > 256:
+        raise UsageError("--slots must be between 1 and 256")
+    if not args.lease > 0.5:
+        raise UsageError("--lease must be more than 0.5 seconds")
+    if args.grace < 0:
+        raise UsageError("--grace must not be negative")
+    heartbeat = args.heartbeat if args.heartbeat is not None else min(5.0, args.lease / 3)
+    if not heartbeat > 0:
+        raise UsageError("--heartbeat must be positive")
+    name = args.name or default_name()
+    for label, value in (("--pool", args.pool), ("--name", name)):
+        if not valid_name(value):
+            raise UsageError(f"{label} {value!r} must be letters, digits, '_', '.' or '-' (at most 64)")
+    tags = frozenset(t.strip() for t in args.tags.split(",") if t.strip())
+    bad = sorted(t for t in tags if not valid_name(t))
+    if bad:
+        raise UsageError(f"tag {bad[0]!r} must be letters, digits, '_', '.' or '-'")
+    try:
+        profiles = load_profiles(args.profiles)
+    except ProfileFileError as exc:
+        raise UsageError(str(exc)) from None
+    return NodeOptions(
+        name=name,
+        pool=args.pool,
+        slots=args.slots,
+        tags=tags,
+        profiles=profiles,
+        output_root=args.output_root,
+        lease=args.lease,
+        grace=args.grace,
+        heartbeat=heartbeat,
+        drain=args.drain,
+    )
+
+
+def connect(settings: Settings, pool: str) -> Link:
+    """A link whose server answered a PING; raises UsageError or ConnectionError with a clear line."""
+    keys = Keys(settings.prefix)
+    try:
+        link = Link(settings.redis_url, keys, pool)
+    except ValueError as exc:
+        raise UsageError(f"RFARM_REDIS_URL {redact(settings.redis_url)} is not a Redis URL ({exc})") from None
+    where = redact(settings.redis_url)
+    try:
+        link.client.ping()
+    except redis.AuthenticationError:
+        link.close()
+        raise ConnectionError(f"redis at {where} refused the credentials") from None
+    except redis.RedisError as exc:
+        link.close()
+        raise ConnectionError(f"cannot reach redis at {where} ({type(exc).__name__})") from None
+    return link
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+        options = options_from(args)
+        settings = Settings.from_env()
+        link = connect(settings, options.pool)
+    except UsageError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except ConnectionError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 3
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format=f"%(asctime)s {options.name} %(levelname)s %(message)s",
+    )
+    node = Node(options, link, Keys(settings.prefix))
+    previous = {
+        sig: signal.signal(sig, lambda _s, _f: node.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        return node.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        link.close()

@@ -1,0 +1,142 @@
+"""The node's connection to Redis: retries with bounded backoff, one log line per state change.
+
+Every Redis call of the node goes through ``Link.call``. A lost connection is retried (0.2 s
+doubling to 5 s) until it works or the link is abandoned at the very end of a shutdown; a missing
+consumer group (Redis restarted empty) is recreated and the call repeated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from broker_contracts.codec import pack
+from broker_contracts.keys import NODES_GROUP, Keys
+from broker_contracts.work import NodeEvent
+
+T = TypeVar("T")
+log = logging.getLogger("render_nodes")
+
+BACKOFF_START = 0.2
+BACKOFF_MAX = 5.0
+EVENTS_MAXLEN = 100_000
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
+
+
+class LinkDown(Exception):
+    """Redis cannot be reached and the caller asked not to wait (or the link was abandoned)."""
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, fit for a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+def is_nogroup(exc: redis.ResponseError) -> bool:
+    return str(exc).startswith("NOGROUP")
+
+
+class Link:
+    def __init__(self, url: str, keys: Keys, pool: str) -> None:
+        self.url = url
+        self.keys = keys
+        self.work = keys.work(pool)
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=0
+        )
+        self.abandoned = threading.Event()
+        self._down = False
+        self._state_lock = threading.Lock()
+
+    # -- state --------------------------------------------------------------------------------
+
+    def _mark_down(self, exc: Exception) -> None:
+        with self._state_lock:
+            if self._down:
+                return
+            self._down = True
+        log.warning("redis unreachable at %s (%s); retrying", redact(self.url), type(exc).__name__)
+
+    def _mark_up(self) -> None:
+        with self._state_lock:
+            if not self._down:
+                return
+            self._down = False
+        log.info("redis reachable again")
+
+    @property
+    def down(self) -> bool:
+        return self._down
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    def call(self, fn: Callable[[redis.Redis], T], *, wait: bool = True) -> T:
+        """Run ``fn(client)``; on a lost connection retry with backoff (``wait``) or raise LinkDown."""
+        delay = BACKOFF_START
+        while True:
+            try:
+                result = fn(self.client)
+            except TRANSIENT as exc:
+                self._mark_down(exc)
+                if not wait or self.abandoned.is_set():
+                    raise LinkDown(str(exc)) from None
+                if self.abandoned.wait(delay):
+                    raise LinkDown(str(exc)) from None
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            except redis.ResponseError as exc:
+                if not is_nogroup(exc):
+                    raise
+                log.warning(
+                    "consumer group %s on %s is missing (redis restarted?); recreating",
+                    NODES_GROUP,
+                    self.work,
+                )
+                self.ensure_group()
+                continue
+            self._mark_up()
+            return result
+
+    def ensure_group(self) -> None:
+        """Create the ``nodes`` group (and the stream); an existing group is fine. Safe to repeat."""
+
+        def create(client: redis.Redis) -> None:
+            try:
+                client.xgroup_create(self.work, NODES_GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if not str(exc).startswith("BUSYGROUP"):
+                    raise
+
+        self.call(create)
+
+    def publish(self, event: NodeEvent, *, wait: bool = True) -> None:
+        data = pack(event.model_dump(mode="json", exclude_none=True))
+        self.call(
+            lambda c: c.xadd(self.keys.events, {"m": data}, maxlen=EVENTS_MAXLEN, approximate=True),
+            wait=wait,
+        )
+
+    def ack(self, message_id: str) -> None:
+        self.call(lambda c: c.xack(self.work, NODES_GROUP, message_id))
+
+    def close(self) -> None:
+        with contextlib.suppress(redis.RedisError):
+            self.client.close()
+
+
+def event(kind: str, node: str, **fields: object) -> NodeEvent:
+    return NodeEvent(kind=kind, node=node, ts=time.time(), **fields)  # type: ignore[arg-type]

@@ -1,0 +1,253 @@
+"""The node: one claim loop on the main thread, a heartbeat thread, one thread per running task."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import redis
+
+from broker_contracts.codec import pack, unpack
+from broker_contracts.errors import DecodeError
+from broker_contracts.keys import NODES_GROUP, Keys
+from broker_contracts.profiles import ProfileSpec
+from broker_contracts.work import NodeHeartbeat, WorkItem
+from render_nodes.link import Link, LinkDown, event
+from render_nodes.task import NodeContext, TaskRun
+
+log = logging.getLogger("render_nodes")
+
+BLOCK_MS = 1000
+DEAD_MAXLEN = 10_000
+FINAL_WAIT = 5.0
+
+
+def node_version() -> str:
+    try:
+        return metadata.version("rfarm")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    name: str
+    pool: str
+    slots: int
+    tags: frozenset[str]
+    profiles: dict[str, ProfileSpec]
+    output_root: Path
+    lease: float
+    grace: float
+    heartbeat: float
+    drain: bool = False
+
+
+@dataclass
+class _Running:
+    task: TaskRun
+    thread: threading.Thread
+
+
+@dataclass
+class Node:
+    options: NodeOptions
+    link: Link
+    keys: Keys
+    stopping: threading.Event = field(default_factory=threading.Event)
+    immediate: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        o = self.options
+        self.ctx = NodeContext(self.link, self.keys, o.name, o.tags, o.profiles, o.output_root, o.lease)
+        self._running: dict[str, _Running] = {}
+        self._lock = threading.Lock()
+        self._slot_freed = threading.Event()
+        self._hb_stop = threading.Event()
+        self._cursor = "0-0"
+        self._beat: threading.Thread | None = None
+
+    # -- signals ----------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """First call: stop claiming, let running tasks finish within the grace. Second: at once."""
+        if self.stopping.is_set():
+            if not self.immediate.is_set():
+                log.warning("stopping now: running renders are killed and released")
+            self.immediate.set()
+        else:
+            log.info(
+                "stopping: no new work; %d running task(s) get %.0f s to finish",
+                len(self._running),
+                self.options.grace,
+            )
+            self.stopping.set()
+        self._slot_freed.set()
+
+    # -- main loop --------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        o = self.options
+        self.link.ensure_group()
+        with contextlib.suppress(LinkDown):
+            self._heartbeat()
+        self._beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        self._beat.start()
+        log.info(
+            "node %s up: pool %s, %d slot(s), profiles %s, lease %.1f s",
+            o.name,
+            o.pool,
+            o.slots,
+            ", ".join(sorted(o.profiles)),
+            o.lease,
+        )
+        while not self.stopping.is_set():
+            free = o.slots - self._count()
+            if free <= 0:
+                self._slot_freed.wait(0.5)
+                self._slot_freed.clear()
+                continue
+            try:
+                messages = self._claim(free)
+            except LinkDown:
+                continue
+            except redis.RedisError as exc:
+                log.error("claiming failed: %s; retrying", exc)
+                self.stopping.wait(1.0)
+                continue
+            if not messages and o.drain and self._count() == 0:
+                log.info("drained: no work left in pool %s", o.pool)
+                break
+            for message_id, fields in messages:
+                self._start(message_id, fields)
+        self._shutdown()
+        return 0
+
+    def _claim(self, free: int) -> list[tuple[str, dict[bytes, bytes]]]:
+        o, work = self.options, self.link.work
+        messages: list[tuple[str, dict[bytes, bytes]]] = []
+        cursor, claimed, *_ = self.link.call(
+            lambda c: c.xautoclaim(work, NODES_GROUP, o.name, int(o.lease * 1000), self._cursor, count=free)
+        )
+        self._cursor = _text(cursor)
+        for message_id, fields in claimed:
+            if fields is not None:  # Redis 6 lists entries deleted meanwhile with no fields
+                log.info("taking over work entry %s (its node stopped keeping its lease)", _text(message_id))
+                messages.append((_text(message_id), fields))
+        want = free - len(messages)
+        if want > 0:
+            block = None if messages else BLOCK_MS
+            reply = self.link.call(
+                lambda c: c.xreadgroup(NODES_GROUP, o.name, {work: ">"}, count=want, block=block)
+            )
+            for _stream, entries in reply or []:
+                messages.extend((_text(mid), flds) for mid, flds in entries)
+        return messages
+
+    def _start(self, message_id: str, fields: dict[bytes, bytes]) -> None:
+        try:
+            item = WorkItem.model_validate(unpack(fields.get(b"m", b"")))
+        except (DecodeError, ValueError) as exc:
+            reason = exc.message if isinstance(exc, DecodeError) else "not a valid work item"
+            log.error(
+                "work entry %s is not a work item (%s); moved to %s", message_id, reason, self.keys.dead
+            )
+            record = pack(
+                {"source": self.link.work, "id": message_id, "reason": reason, "node": self.options.name}
+            )
+            self.link.call(
+                lambda c: c.xadd(self.keys.dead, {"m": record}, maxlen=DEAD_MAXLEN, approximate=True)
+            )
+            self.link.ack(message_id)
+            return
+        task = TaskRun(self.ctx, message_id, item)
+        thread = threading.Thread(
+            target=self._run_task, args=(task,), name=f"task-{item.task_id}", daemon=True
+        )
+        with self._lock:
+            self._running[message_id] = _Running(task, thread)
+        thread.start()
+
+    def _run_task(self, task: TaskRun) -> None:
+        try:
+            task.run()
+        finally:
+            with self._lock:
+                self._running.pop(task.message_id, None)
+            self._slot_freed.set()
+
+    def _count(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    # -- heartbeat --------------------------------------------------------------------------------
+
+    def _info(self) -> NodeHeartbeat:
+        o = self.options
+        with self._lock:
+            running = sorted(r.task.item.task_id for r in self._running.values())
+        return NodeHeartbeat(
+            node=o.name,
+            pool=o.pool,
+            slots=o.slots,
+            tags=sorted(o.tags),
+            profiles=sorted(o.profiles),
+            running=running,
+            version=node_version(),
+            host=socket.gethostname(),
+            lease=o.lease,
+            specs={name: spec.model_dump(mode="json") for name, spec in o.profiles.items()},
+        )
+
+    def _heartbeat(self) -> None:
+        info = self._info()
+        data = pack(info.model_dump(mode="json"))
+        ttl_ms = max(1000, int(self.options.heartbeat * 3 * 1000))
+        self.link.call(lambda c: c.set(self.keys.node(self.options.name), data, px=ttl_ms), wait=False)
+        self.link.publish(
+            event("heartbeat", self.options.name, info=info.model_dump(mode="json")), wait=False
+        )
+
+    def _heartbeat_loop(self) -> None:
+        while not self._hb_stop.wait(self.options.heartbeat):
+            try:
+                self._heartbeat()
+            except LinkDown:
+                pass
+            except redis.RedisError as exc:
+                log.error("heartbeat refused by redis: %s", exc)
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.options.grace
+        while self._count() and time.monotonic() < deadline and not self.immediate.is_set():
+            self._slot_freed.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+            self._slot_freed.clear()
+        with self._lock:
+            left = list(self._running.values())
+        for running in left:
+            running.task.abort(now=self.immediate.is_set())
+        end = time.monotonic() + FINAL_WAIT
+        for running in left:
+            running.thread.join(max(0.0, end - time.monotonic()))
+        self._hb_stop.set()
+        if self._beat is not None:
+            self._beat.join(FINAL_WAIT)
+        self.link.abandoned.set()  # from here on nothing waits for an unreachable Redis
+        try:
+            self.link.call(lambda c: c.delete(self.keys.node(self.options.name)), wait=False)
+            self.link.publish(event("bye", self.options.name), wait=False)
+        except (LinkDown, redis.RedisError) as exc:
+            log.warning("could not say goodbye (%s)", type(exc).__name__)
+        log.info("node %s stopped", self.options.name)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

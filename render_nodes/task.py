@@ -1,0 +1,307 @@
+"""One claimed work item, from the checks before it starts to the ack after its last report.
+
+Runs on a thread of its own. Whatever the renderer does, ``TaskRun.run`` never raises.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import queue
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from broker_contracts.keys import NODES_GROUP, Keys
+from broker_contracts.profiles import ProfileSpec, validate_params
+from broker_contracts.work import WorkItem
+from render_nodes.link import Link, LinkDown, event
+from render_nodes.process import Line, RenderProcess
+from render_nodes.profiles import Invocation, invocations
+
+log = logging.getLogger("render_nodes")
+
+CANCEL_POLL = 0.3
+LOG_FLUSH_SECONDS = 0.5
+LOG_FLUSH_BYTES = 8192
+MAX_ERROR = 2000
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """What every task of a node shares."""
+
+    link: Link
+    keys: Keys
+    node: str
+    tags: frozenset[str]
+    profiles: dict[str, ProfileSpec]
+    output_root: Path
+    lease: float
+
+
+class Outcome(enum.Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+    ABORTED = "aborted"
+
+
+@dataclass
+class Result:
+    outcome: Outcome
+    exit_code: int | None = None
+    error: str | None = None
+
+
+class TaskRun:
+    def __init__(self, ctx: NodeContext, message_id: str, item: WorkItem) -> None:
+        self.ctx = ctx
+        self.message_id = message_id
+        self.item = item
+        self.run_id: str | None = None
+        self._abort = threading.Event()
+        self._abort_now = False
+        self._done: set[int] = set()
+        self._log: list[str] = []
+        self._log_bytes = 0
+        self._last_flush = time.monotonic()
+        self._last_err = ""
+        self._last_out = ""
+        self._next_lease = time.monotonic() + ctx.lease / 3
+        self._not_pending_noted = False
+
+    # -- control from the node ------------------------------------------------------------------
+
+    def abort(self, *, now: bool = False) -> None:
+        """Stop the renderer (the node is shutting down); the task is reported ``released``."""
+        self._abort_now = self._abort_now or now
+        self._abort.set()
+
+    # -- the whole life of the task -------------------------------------------------------------
+
+    def run(self) -> None:
+        item = self.item
+        try:
+            reason = self._refusal()
+            if reason == "cancelled":
+                log.info("task %s: job %s is cancelled; dropping it", item.task_id, item.job_id)
+                self.ctx.link.ack(self.message_id)
+                return
+            if reason is not None:
+                log.info("task %s: released (%s)", item.task_id, reason)
+                self._report("released", error=reason)
+                self.ctx.link.ack(self.message_id)
+                return
+            self.run_id = uuid.uuid4().hex
+            self._report("started")
+            log.info(
+                "task %s: started run %s (job %s, frames %s-%s, %s)",
+                item.task_id,
+                self.run_id,
+                item.job_id,
+                item.first,
+                item.last,
+                item.renderer,
+            )
+            result = self._render()
+            self._finish(result)
+        except LinkDown:
+            log.warning("task %s: given up while redis is unreachable; not acked", item.task_id)
+        except redis.RedisError as exc:
+            log.error("task %s: redis refused a command (%s); not acked", item.task_id, exc)
+        except Exception as exc:  # a node bug must not take the other tasks down
+            log.error("task %s: unexpected %s: %s; not acked", item.task_id, type(exc).__name__, exc)
+
+    def _refusal(self) -> str | None:
+        """Why this node does not start the task, or None."""
+        item, ctx = self.item, self.ctx
+        cancelled, held = ctx.link.call(
+            lambda c: (
+                c.pipeline(transaction=False)
+                .exists(ctx.keys.cancel(item.job_id))
+                .exists(ctx.keys.hold(item.job_id))
+                .execute()
+            )
+        )
+        if cancelled:
+            return "cancelled"
+        if held:
+            return "job is paused"
+        if item.renderer not in ctx.profiles:
+            return f"node {ctx.node} does not offer renderer {item.renderer!r}"
+        missing = sorted(set(item.requires) - ctx.tags)
+        if missing:
+            return f"node {ctx.node} lacks tags: {', '.join(missing)}"
+        if ctx.node in item.blocked_nodes:
+            return f"node {ctx.node} is blocklisted for this job"
+        return None
+
+    def _render(self) -> Result:
+        item, ctx = self.item, self.ctx
+        spec = ctx.profiles[item.renderer]
+        try:
+            params = validate_params(spec, item.params)
+        except ValueError as exc:
+            return Result(Outcome.FAILED, error=str(exc))
+        output = (ctx.output_root / f"job-{item.job_id}").resolve()
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return Result(Outcome.FAILED, error=f"cannot create {output}: {exc.strerror or exc}")
+        pattern = re.compile(spec.progress) if spec.progress else None
+        for invocation in invocations(spec, params, item.first, item.last, str(output)):
+            result = self._invoke(invocation, pattern)
+            if result.outcome is not Outcome.SUCCEEDED:
+                return result
+            for frame in invocation.frames:  # frames the renderer did not announce count as done now
+                self._frame_done(frame)
+        return Result(Outcome.SUCCEEDED, exit_code=0)
+
+    def _invoke(self, invocation: Invocation, pattern: re.Pattern[str] | None) -> Result:
+        lines: queue.Queue[Line] = queue.Queue()
+        try:
+            proc = RenderProcess(invocation.argv, lines)
+        except OSError as exc:
+            return Result(Outcome.FAILED, 127, f"cannot start {invocation.argv[0]}: {exc.strerror or exc}")
+        next_cancel = time.monotonic() + CANCEL_POLL
+        while True:
+            code = proc.poll()
+            self._take_lines(lines, pattern, timeout=0 if code is not None else 0.05)
+            if code is not None:
+                break
+            self._maybe_flush()
+            now = time.monotonic()
+            if now >= next_cancel:
+                next_cancel = now + CANCEL_POLL
+                if self._cancelled():
+                    return Result(Outcome.CANCELLED, proc.stop(), "cancelled")
+            if now >= self._next_lease:
+                self._next_lease = now + self.ctx.lease / 3
+                if not self._keep_lease():
+                    return Result(Outcome.LOST, proc.stop(), "lease lost to another node")
+            if self._abort.is_set():
+                return Result(Outcome.ABORTED, proc.stop(now=self._abort_now), "node stopping")
+        proc.finish_output()
+        self._take_lines(lines, pattern, timeout=0)
+        if code == 0:
+            return Result(Outcome.SUCCEEDED, 0)
+        error = self._last_err or self._last_out or f"renderer exited with code {code}"
+        return Result(Outcome.FAILED, code, error[:MAX_ERROR])
+
+    # -- output, progress, lease ----------------------------------------------------------------
+
+    def _take_lines(self, lines: queue.Queue[Line], pattern: re.Pattern[str] | None, timeout: float) -> None:
+        try:
+            line = lines.get(timeout=timeout) if timeout else lines.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._log.append(line.text)
+            self._log_bytes += len(line.text) + 1
+            if line.text.strip():
+                if line.stream == "err":
+                    self._last_err = line.text.strip()
+                else:
+                    self._last_out = line.text.strip()
+            if pattern is not None:
+                match = pattern.search(line.text)
+                if match and _is_int(match.group(1)):
+                    self._frame_done(int(match.group(1)))
+            if self._log_bytes >= LOG_FLUSH_BYTES:
+                self._flush()
+            try:
+                line = lines.get_nowait()
+            except queue.Empty:
+                return
+
+    def _frame_done(self, frame: int) -> None:
+        if frame in self._done or not self.item.first <= frame <= self.item.last:
+            return
+        self._done.add(frame)
+        self._report("progress", frame=frame, done_frames=len(self._done))
+
+    def _maybe_flush(self) -> None:
+        if self._log and time.monotonic() - self._last_flush >= LOG_FLUSH_SECONDS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._log:
+            self._report("log", output="\n".join(self._log))
+            self._log, self._log_bytes = [], 0
+        self._last_flush = time.monotonic()
+
+    def _cancelled(self) -> bool:
+        key = self.ctx.keys.cancel(self.item.job_id)
+        try:
+            return bool(self.ctx.link.call(lambda c: c.exists(key), wait=False))
+        except LinkDown:
+            return False
+
+    def _keep_lease(self) -> bool:
+        """Refresh the claim on the work entry; False when another node owns it now.
+
+        The owner is checked first because XCLAIM with min-idle 0 would silently take the entry
+        back from a node that took it over. An entry no longer pending at all (Redis restarted
+        empty, or the entry was trimmed) is not a loss: the render goes on and its report decides.
+        """
+        link, work, mid, node = self.ctx.link, self.ctx.link.work, self.message_id, self.ctx.node
+        try:
+            pending = link.call(lambda c: c.xpending_range(work, NODES_GROUP, mid, mid, 1), wait=False)
+            if not pending:
+                if not self._not_pending_noted:
+                    self._not_pending_noted = True
+                    log.warning(
+                        "task %s: work entry %s is no longer pending; finishing the render anyway",
+                        self.item.task_id,
+                        mid,
+                    )
+                return True
+            owner = pending[0]["consumer"]
+            owner = owner.decode() if isinstance(owner, bytes) else str(owner)
+            if owner != node:
+                log.warning("task %s: node %s took over the work entry; stopping", self.item.task_id, owner)
+                return False
+            link.call(lambda c: c.xclaim(work, NODES_GROUP, node, 0, [mid], justid=True), wait=False)
+        except LinkDown:
+            pass
+        return True
+
+    # -- reports ----------------------------------------------------------------------------------
+
+    def _finish(self, result: Result) -> None:
+        self._flush()
+        item = self.item
+        if result.outcome is Outcome.SUCCEEDED:
+            self._report("succeeded", exit_code=0, done_frames=len(self._done))
+        elif result.outcome in (Outcome.FAILED, Outcome.CANCELLED):
+            self._report("failed", exit_code=result.exit_code, error=result.error)
+        else:
+            self._report("released", error=result.error)
+        log.info(
+            "task %s: run %s %s%s",
+            item.task_id,
+            self.run_id,
+            result.outcome.value,
+            f" (exit {result.exit_code}: {result.error})" if result.outcome is Outcome.FAILED else "",
+        )
+        if result.outcome is not Outcome.LOST:  # a lost entry belongs to the node that took it
+            self.ctx.link.ack(self.message_id)
+
+    def _report(self, kind: str, **fields: object) -> None:
+        item = self.item
+        if isinstance(fields.get("error"), str):
+            fields["error"] = fields["error"][:MAX_ERROR]  # type: ignore[index]
+        self.ctx.link.publish(
+            event(kind, self.ctx.node, task_id=item.task_id, job_id=item.job_id, run=self.run_id, **fields)
+        )
+
+
+def _is_int(text: str | None) -> bool:
+    return bool(text) and re.fullmatch(r"-?\d{1,9}", text.strip()) is not None  # type: ignore[union-attr]
