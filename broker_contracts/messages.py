@@ -15,7 +15,15 @@ MAX_PARAMS = 32
 
 
 class Body(BaseModel):
+    """A request body: anything it does not declare is refused."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+class Out(Body):
+    """A reply body: built from database rows, so columns it does not declare are left out."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 # --- auth ---------------------------------------------------------------------------------------
@@ -36,12 +44,12 @@ class EmptyRequest(Body):
     pass
 
 
-class UserReply(Body):
+class UserReply(Out):
     username: str
     is_admin: bool = False
 
 
-class LoginReply(Body):
+class LoginReply(Out):
     username: str
     is_admin: bool
     token: str
@@ -76,7 +84,7 @@ class SubmitRequest(Body):
         return value
 
 
-class SubmitReply(Body):
+class SubmitReply(Out):
     id: int
 
 
@@ -96,7 +104,7 @@ class ListRequest(Body):
     before: JobId | None = None
 
 
-class JobSummary(Body):
+class JobSummary(Out):
     id: int
     name: str
     owner: str
@@ -114,11 +122,11 @@ class JobSummary(Body):
     reason: str | None = None
 
 
-class ListReply(Body):
+class ListReply(Out):
     jobs: list[JobSummary]
 
 
-class TaskInfo(Body):
+class TaskInfo(Out):
     id: int
     seq: int
     frame_first: int
@@ -143,12 +151,12 @@ class JobDetail(JobSummary):
     blocked_nodes: list[str] = Field(default_factory=list)
 
 
-class ShowReply(Body):
+class ShowReply(Out):
     job: JobDetail
     tasks: list[TaskInfo]
 
 
-class HistoryEntry(Body):
+class HistoryEntry(Out):
     at: datetime
     task: int | None = None
     frames: str | None = None
@@ -158,7 +166,7 @@ class HistoryEntry(Body):
     reason: str
     actor: str
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
 class HistoryRequest(Body):
@@ -166,12 +174,12 @@ class HistoryRequest(Body):
     tasks: bool = True
 
 
-class HistoryReply(Body):
+class HistoryReply(Out):
     job: JobSummary
     history: list[HistoryEntry]
 
 
-class JobReply(Body):
+class JobReply(Out):
     job: JobSummary
 
 
@@ -180,7 +188,7 @@ class LogsRequest(Body):
     frame: int | None = None
 
 
-class LogEntry(Body):
+class LogEntry(Out):
     task: int
     frames: str
     attempt: int
@@ -188,11 +196,11 @@ class LogEntry(Body):
     output: str
 
 
-class LogsReply(Body):
+class LogsReply(Out):
     logs: list[LogEntry]
 
 
-class NodeInfo(Body):
+class NodeInfo(Out):
     id: str
     pool: str
     slots: int
@@ -204,7 +212,7 @@ class NodeInfo(Body):
     last_seen: datetime
 
 
-class NodesReply(Body):
+class NodesReply(Out):
     nodes: list[NodeInfo]
 
 
@@ -213,7 +221,7 @@ class WatchRequest(Body):
     sub: str = Field(min_length=1, max_length=64)
 
 
-class WatchReply(Body):
+class WatchReply(Out):
     job: JobDetail
     tasks: list[TaskInfo]
     sub: str

@@ -27,9 +27,7 @@ JOB_TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCE
 
 TASK_TRANSITIONS: Mapping[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.QUEUED: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED, TaskStatus.FAILED}),
-    TaskStatus.RUNNING: frozenset(
-        {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.QUEUED, TaskStatus.CANCELLED}
-    ),
+    TaskStatus.RUNNING: frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.QUEUED, TaskStatus.CANCELLED}),
     # retry: a user puts failed and cancelled tasks back in the queue
     TaskStatus.FAILED: frozenset({TaskStatus.QUEUED}),
     TaskStatus.CANCELLED: frozenset({TaskStatus.QUEUED}),
@@ -37,12 +35,8 @@ TASK_TRANSITIONS: Mapping[TaskStatus, frozenset[TaskStatus]] = {
 }
 
 JOB_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset(
-        {JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.SUCCEEDED}
-    ),
-    JobStatus.RUNNING: frozenset(
-        {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.QUEUED}
-    ),
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.SUCCEEDED}),
+    JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.QUEUED}),
     JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
     JobStatus.CANCELLED: frozenset({JobStatus.QUEUED}),
     JobStatus.SUCCEEDED: frozenset(),
@@ -81,9 +75,7 @@ def derive_job_status(current: JobStatus, task_statuses: Iterable[TaskStatus]) -
     return JobStatus.QUEUED
 
 
-def replay_is_legal(
-    statuses: Iterable[tuple[str | None, str]], *, kind: str = "task"
-) -> tuple[bool, str]:
+def replay_is_legal(statuses: Iterable[tuple[str | None, str]], *, kind: str = "task") -> tuple[bool, str]:
     """Check a history (from, to) chain: each step legal and each 'from' the previous 'to'."""
     may = task_may if kind == "task" else job_may
     enum = TaskStatus if kind == "task" else JobStatus

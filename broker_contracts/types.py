@@ -20,9 +20,7 @@ def _printable(value: str) -> str:
 
 def _username(value: str) -> str:
     if not _USERNAME.match(value):
-        raise ValueError(
-            "a username is 2-32 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
+        raise ValueError("a username is 2-32 letters, digits, '.', '_' or '-', starting with a letter or digit")
     return value
 
 
@@ -36,7 +34,9 @@ Username = Annotated[str, AfterValidator(_username)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=1024), AfterValidator(_printable)]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Text = Annotated[str, StringConstraints(max_length=4096), AfterValidator(_printable)]
-JobName = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True), AfterValidator(_printable)]
+JobName = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True), AfterValidator(_printable)
+]
 Keyword = Annotated[str, AfterValidator(_keyword)]
 JobId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 Priority = Annotated[int, Field(ge=0, le=100)]

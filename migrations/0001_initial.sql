@@ -155,6 +155,7 @@ CREATE TABLE nodes (
     version     text NOT NULL DEFAULT '',
     host        text NOT NULL DEFAULT '',
     lease       double precision NOT NULL DEFAULT 30,
+    specs       jsonb NOT NULL DEFAULT '{}',
     state       text NOT NULL DEFAULT 'idle',
     first_seen  timestamptz NOT NULL DEFAULT now(),
     last_seen   timestamptz NOT NULL DEFAULT now()

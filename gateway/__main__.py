@@ -1,0 +1,5 @@
+import sys
+
+from gateway.service import main
+
+sys.exit(main())

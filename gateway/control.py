@@ -1,0 +1,183 @@
+"""Job control handlers (cancel, pause, resume, retry, priority), logs and watch, and job detail."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+import redis
+
+from broker_contracts import messages as m
+from broker_contracts.errors import ErrorCode, RfarmError
+from broker_contracts.states import JOB_TERMINAL, JobStatus
+from gateway.context import Context
+from store import jobs, nodes
+
+CANCEL_TTL = 3600
+WATCH_TTL = 120
+
+
+def _refuse(job: dict[str, Any], action: str) -> RfarmError:
+    state = "paused" if job["paused"] and job["status"] not in JOB_TERMINAL else job["status"]
+    return RfarmError(ErrorCode.JOB_INVALID_STATE, f"job {job['id']} is {state}: it cannot be {action}")
+
+
+def _summary(conn: psycopg.Connection, ctx: Context, job_id: int) -> m.JobReply:
+    return m.JobReply(job=m.JobSummary.model_validate(jobs.get(conn, ctx.caller, job_id)))
+
+
+def cancel(ctx: Context, req: m.JobRef) -> m.JobReply:
+    job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
+    if job["status"] in JOB_TERMINAL:
+        raise _refuse(job, "cancelled")
+    who = ctx.caller.username
+    ctx.conn.execute(
+        """WITH old AS (
+             SELECT id, status, attempt FROM tasks
+             WHERE job_id = %(job)s AND status IN ('queued', 'running') FOR UPDATE),
+           moved AS (
+             UPDATE tasks t SET status = 'cancelled', finished_at = now(), run_id = NULL, lease_until = NULL,
+                    dispatched_at = NULL, work_msg = NULL
+             FROM old WHERE t.id = old.id AND t.status = old.status RETURNING t.id, old.status AS src, old.attempt)
+           INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
+           SELECT id, %(job)s, attempt, src, 'cancelled', %(reason)s, %(who)s FROM moved""",
+        {"job": req.id, "reason": f"cancelled by {who}", "who": who},
+    )
+    jobs.set_status(ctx.conn, req.id, JobStatus(job["status"]), JobStatus.CANCELLED, f"cancelled by {who}", who)
+    keys = ctx.config.keys
+
+    def signal(r: redis.Redis) -> None:
+        pipe = r.pipeline(transaction=False)
+        pipe.set(keys.cancel(req.id), who, ex=CANCEL_TTL)
+        pipe.delete(keys.hold(req.id))
+        pipe.execute()
+
+    ctx.after_commit.append(signal)
+    return _summary(ctx.conn, ctx, req.id)
+
+
+def pause(ctx: Context, req: m.JobRef) -> m.JobReply:
+    job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
+    if job["status"] in JOB_TERMINAL or job["paused"]:
+        raise _refuse(job, "paused")
+    ctx.conn.execute("UPDATE jobs SET paused = true, updated_at = now() WHERE id = %s", (req.id,))
+    hold = ctx.config.keys.hold(req.id)
+    ctx.after_commit.append(lambda r: r.set(hold, ctx.caller.username, ex=30 * 24 * 3600))
+    return _summary(ctx.conn, ctx, req.id)
+
+
+def resume(ctx: Context, req: m.JobRef) -> m.JobReply:
+    job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
+    if not job["paused"]:
+        raise RfarmError(ErrorCode.JOB_INVALID_STATE, f"job {req.id} is not paused")
+    ctx.conn.execute("UPDATE jobs SET paused = false, updated_at = now() WHERE id = %s", (req.id,))
+    hold = ctx.config.keys.hold(req.id)
+    ctx.after_commit.append(lambda r: r.delete(hold))
+    return _summary(ctx.conn, ctx, req.id)
+
+
+def retry(ctx: Context, req: m.JobRef) -> m.JobReply:
+    job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
+    if job["status"] not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise _refuse(job, "retried (only failed or cancelled jobs can)")
+    who = ctx.caller.username
+    ctx.conn.execute(
+        """WITH old AS (
+             SELECT id, status, attempt FROM tasks
+             WHERE job_id = %(job)s AND status IN ('failed', 'cancelled') FOR UPDATE),
+           moved AS (
+             UPDATE tasks t SET status = 'queued', failures = 0, finished_at = NULL, exit_code = NULL,
+                    error = NULL, dispatched_at = NULL, work_msg = NULL, run_id = NULL
+             FROM old WHERE t.id = old.id AND t.status = old.status RETURNING t.id, old.status AS src, old.attempt)
+           INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
+           SELECT id, %(job)s, attempt, src, 'queued', %(reason)s, %(who)s FROM moved""",
+        {"job": req.id, "reason": f"retried by {who}", "who": who},
+    )
+    ctx.conn.execute("DELETE FROM task_blocklist WHERE job_id = %s", (req.id,))
+    jobs.set_status(ctx.conn, req.id, JobStatus(job["status"]), JobStatus.QUEUED, f"retried by {who}", who)
+    jobs.refresh_status(ctx.conn, req.id, f"retried by {who}", who)
+    cancel_key = ctx.config.keys.cancel(req.id)
+    ctx.after_commit.append(lambda r: r.delete(cancel_key))
+    return _summary(ctx.conn, ctx, req.id)
+
+
+def priority(ctx: Context, req: m.PriorityRequest) -> m.JobReply:
+    job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
+    if job["status"] in JOB_TERMINAL:
+        raise _refuse(job, "reprioritised")
+    ctx.conn.execute(
+        "UPDATE jobs SET priority = %(p)s, updated_at = now() WHERE id = %(id)s;"
+        "UPDATE tasks SET priority = %(p)s WHERE job_id = %(id)s AND status = 'queued'",
+        {"p": req.priority, "id": req.id},
+    )
+    return _summary(ctx.conn, ctx, req.id)
+
+
+def logs(ctx: Context, req: m.LogsRequest) -> m.LogsReply:
+    jobs.get(ctx.conn, ctx.caller, req.id)
+    rows = ctx.conn.execute(
+        """SELECT t.id AS task, CASE WHEN t.frame_first = t.frame_last THEN t.frame_first::text
+                  ELSE t.frame_first || '-' || t.frame_last END AS frames, l.attempt, l.node, l.output
+           FROM task_logs l JOIN tasks t ON t.id = l.task_id
+           WHERE t.job_id = %(job)s
+             AND (%(frame)s::int IS NULL OR %(frame)s::int BETWEEN t.frame_first AND t.frame_last)
+           ORDER BY t.seq, l.attempt
+           LIMIT 200""",
+        {"job": req.id, "frame": req.frame},
+    ).fetchall()
+    entries = [m.LogEntry.model_validate(r) for r in rows]
+    # keep the reply inside one message: the newest output of each attempt, trimmed to fit
+    budget = 48 * 1024
+    per = max(512, budget // max(1, len(entries)))
+    for e in entries:
+        if len(e.output) > per:
+            e.output = "…" + e.output[-per:]
+    return m.LogsReply(logs=entries)
+
+
+def watch(ctx: Context, req: m.WatchRequest) -> m.WatchReply:
+    job = jobs.get(ctx.conn, ctx.caller, req.id)
+    key = ctx.config.keys.watch(req.id)
+    member = f"{ctx.reply_to}:{req.sub}"
+
+    def subscribe(r: redis.Redis) -> None:
+        pipe = r.pipeline(transaction=False)
+        pipe.hset(key, member, str(time.time() + WATCH_TTL))
+        pipe.expire(key, WATCH_TTL)
+        pipe.execute()
+
+    ctx.after_commit.append(subscribe)
+    tasks = [m.TaskInfo.model_validate(t) for t in jobs.tasks_of(ctx.conn, req.id)]
+    return m.WatchReply(job=detail(ctx.conn, job), tasks=tasks, sub=req.sub)
+
+
+def detail(conn: psycopg.Connection, job: dict[str, Any]) -> m.JobDetail:
+    """A job with what a user needs to know about why it is (not) moving."""
+    blocked = [
+        r["node"]  # type: ignore[call-overload]
+        for r in conn.execute(
+            "SELECT node FROM task_blocklist WHERE job_id = %s AND failures >= 3 ORDER BY node", (job["id"],)
+        ).fetchall()
+    ]
+    return m.JobDetail.model_validate({**job, "waiting": waiting_reason(conn, job), "blocked_nodes": blocked})
+
+
+def waiting_reason(conn: psycopg.Connection, job: dict[str, Any]) -> str | None:
+    if job["status"] in JOB_TERMINAL:
+        return None
+    if job["paused"]:
+        return "paused: no new task starts until it is resumed"
+    if job["after"]:
+        dep = conn.execute("SELECT status FROM jobs WHERE id = %s", (job["after"],)).fetchone()
+        if dep and dep["status"] != JobStatus.SUCCEEDED:  # type: ignore[call-overload]
+            return f"waiting for job {job['after']} to succeed (it is {dep['status']})"  # type: ignore[call-overload]
+    if job["status"] == JobStatus.QUEUED:
+        offered = nodes.offered(conn, job["pool"])
+        if job["renderer"] not in offered:
+            return f"no live render node in pool {job['pool']!r} offers the renderer {job['renderer']!r}"
+        missing = set(job["requires"]) - set(offered[job["renderer"]])
+        if missing:
+            return f"no live node in pool {job['pool']!r} has the tags {', '.join(sorted(missing))}"
+        return "waiting for a free render slot"
+    return None

@@ -1,0 +1,201 @@
+"""The dispatcher: keeps each pool's work stream a short ready window, filled from PostgreSQL.
+
+Also the reconciler (dispatched work whose stream entry vanished, leases that lapsed, jobs whose
+dependency failed) and the outbox publisher (notices to watching shells).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+from psycopg_pool import ConnectionPool
+
+from broker_contracts.codec import pack, unpack
+from broker_contracts.keys import NODES_GROUP
+from broker_contracts.work import WorkItem
+from gateway.context import GatewayConfig
+from gateway.ledger import Batch, Ledger
+from gateway.notices import publish_watch_notices
+from gateway.streams import WORK_MAXLEN, Backoff, ensure_group, entry_id
+from store import dispatch, jobs, outbox, tasks
+from store.db import StoreUnavailable, transaction
+
+log = logging.getLogger("rfarm.dispatcher")
+
+WINDOW_PER_SLOT = 2
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        r: redis.Redis,
+        pool: ConnectionPool,
+        config: GatewayConfig,
+        stop: threading.Event,
+        wake: threading.Event,
+        ledger: Ledger,
+    ) -> None:
+        self.r = r
+        self.pool = pool
+        self.config = config
+        self.keys = config.keys
+        self.stop = stop
+        self.wake = wake
+        self.ledger = ledger
+        self.backoff = Backoff("dispatcher")
+        self.next_reconcile = 0.0
+        self.next_prune = time.monotonic() + 60
+        self.known_groups: set[str] = set()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.wake.wait(0.25)
+            self.wake.clear()
+            try:
+                self.tick()
+                self.backoff.ok()
+            except (StoreUnavailable, redis.RedisError) as exc:
+                self.known_groups.clear()
+                self.stop.wait(self.backoff.failed(exc))
+            except Exception:
+                log.exception("dispatcher tick failed")
+                self.stop.wait(1.0)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now >= self.next_reconcile:
+            self.reconcile()
+            self.next_reconcile = now + min(1.0, self.config.lease / 4)
+        self.fill_windows()
+        self.publish_outbox()
+        if now >= self.next_prune:
+            with transaction(self.pool) as conn:
+                from store import inbox
+
+                inbox.prune(conn, self.config.inbox_keep)
+            self.next_prune = now + 600
+
+    # --- the ready window ----------------------------------------------------------------------
+
+    def fill_windows(self) -> int:
+        sent = 0
+        with transaction(self.pool) as conn:
+            pools = dispatch.pools(conn)
+        for p in pools:
+            want = WINDOW_PER_SLOT * p["slots"] - p["outstanding"]
+            if want <= 0:
+                continue
+            with transaction(self.pool) as conn:
+                ready = dispatch.take_ready(conn, p["pool"], want)
+            if ready:
+                self.publish(p["pool"], ready)
+                sent += len(ready)
+        return sent
+
+    def publish(self, pool: str, ready: list[dict]) -> None:
+        """After the commit that marked them dispatched: a crash here is healed by reconcile()."""
+        stream = self.keys.work(pool)
+        if stream not in self.known_groups:
+            ensure_group(self.r, stream, NODES_GROUP)
+            self.known_groups.add(stream)
+        now = time.time()
+        pipe = self.r.pipeline(transaction=False)
+        for t in ready:
+            item = WorkItem(
+                task_id=t["task_id"],
+                job_id=t["job_id"],
+                seq=t["seq"],
+                first=t["first"],
+                last=t["last"],
+                renderer=t["renderer"],
+                params={k: str(v) for k, v in (t["params"] or {}).items()},
+                requires=list(t["requires"] or []),
+                max_attempts=t["max_attempts"],
+                dispatched_at=now,
+                blocked_nodes=list(t["blocked_nodes"] or []),
+            )
+            pipe.xadd(stream, {"m": pack(item.model_dump(mode="json"))}, maxlen=WORK_MAXLEN, approximate=True)
+        ids = pipe.execute()
+        with transaction(self.pool) as conn:
+            dispatch.set_work_msgs(conn, [(t["task_id"], entry_id(i)) for t, i in zip(ready, ids, strict=True)])
+
+    # --- reconcile -----------------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        lease = self.config.lease
+        # 1. dispatched, not started for a lease: publish again only if its entry is gone
+        with transaction(self.pool) as conn:
+            stale = dispatch.stale_dispatched(conn, lease)
+        if stale:
+            lost, waiting = [], []
+            pipe = self.r.pipeline(transaction=False)
+            for t in stale:
+                if t["work_msg"]:
+                    pipe.xrange(self.keys.work(t["pool"]), t["work_msg"], t["work_msg"])
+                else:
+                    pipe.echo(b"")
+            for t, found in zip(stale, pipe.execute(), strict=True):
+                (waiting if found else lost).append(t["id"])
+            with transaction(self.pool) as conn:
+                dispatch.undispatch(conn, lost)
+                if waiting:
+                    conn.execute("UPDATE tasks SET dispatched_at = now() WHERE id = ANY(%s)", (waiting,))
+            if lost:
+                log.info("publishing %d dispatched tasks again: their work entries are gone", len(lost))
+                self.wake.set()
+        # 2. running, and the node silent for a lease past the lease: the attempt is lost
+        with transaction(self.pool) as conn:
+            expired = tasks.expired_leases(conn, lease)
+        for task_id in expired:
+            batch = Batch()
+            with transaction(self.pool) as conn:
+                task = tasks.lock(conn, task_id)
+                if task is None or task.status != "running":
+                    continue
+                old_msg, old_pool, node = task.work_msg, task.pool, task.node
+                moved = tasks.fail(conn, task, None, "farm", None, "", cause=f"lease expired: node {node} went silent")
+                if moved:
+                    self.ledger.settle_job(
+                        conn, task.job_id, f"lease of {task.frames} expired on node {node}", "farm", batch
+                    )
+                    outbox.job_changed(conn, batch.changed_jobs)
+            if old_msg:
+                # nobody should take the stale entry over now that the task is queued again
+                stream = self.keys.work(old_pool)
+                pipe = self.r.pipeline(transaction=False)
+                pipe.xack(stream, NODES_GROUP, old_msg)
+                pipe.xdel(stream, old_msg)
+                pipe.execute()
+        # 3. jobs waiting on a dependency that can no longer succeed
+        with transaction(self.pool) as conn:
+            doomed = conn.execute(
+                """SELECT j.id, j.after_job, d.status FROM jobs j JOIN jobs d ON d.id = j.after_job
+                   WHERE j.status = 'queued' AND d.status IN ('failed', 'cancelled') LIMIT 100"""
+            ).fetchall()
+            for row in doomed:
+                reason = f"job {row['after_job']} it depends on {row['status']}"  # type: ignore[call-overload]
+                jid = row["id"]  # type: ignore[call-overload]
+                conn.execute(
+                    """WITH moved AS (
+                         UPDATE tasks SET status = 'failed', finished_at = now(), error = %(r)s
+                         WHERE job_id = %(j)s AND status = 'queued' RETURNING id, attempt)
+                       INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
+                       SELECT id, %(j)s, attempt, 'queued', 'failed', %(r)s, 'farm' FROM moved""",
+                    {"j": jid, "r": reason},
+                )
+                jobs.refresh_status(conn, jid, reason, "farm")
+            outbox.job_changed(conn, [r["id"] for r in doomed])  # type: ignore[call-overload]
+
+    # --- outbox --------------------------------------------------------------------------------
+
+    def publish_outbox(self) -> None:
+        with transaction(self.pool) as conn:
+            rows = outbox.take(conn)
+            if not rows:
+                return
+            job_ids = sorted({unpack(bytes(r["payload"]))["job"] for r in rows if r["stream"] == outbox.WATCH_STREAM})
+            publish_watch_notices(conn, self.r, self.config, job_ids)
+            outbox.done(conn, [r["id"] for r in rows])

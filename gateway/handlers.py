@@ -1,0 +1,111 @@
+"""One function per request type: (context, validated body) -> reply body. No Redis, no I/O but SQL."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from broker_contracts import messages as m
+from broker_contracts.errors import ErrorCode, RfarmError
+from broker_contracts.profiles import ProfileSpec, validate_params
+from gateway import control
+from gateway.context import Context, KeepWrites
+from gateway.passwords import hash_password, needs_rehash, verify_password
+from store import history, jobs, nodes, users
+
+BUILTIN_PROFILES = frozenset({"fractal", "sleep"})
+
+
+def register(ctx: Context, req: m.RegisterRequest) -> m.UserReply:
+    user = users.create_user(ctx.conn, req.username, hash_password(req.password))
+    return m.UserReply(username=user.username, is_admin=user.is_admin)
+
+
+def login(ctx: Context, req: m.LoginRequest) -> m.LoginReply:
+    wait = users.throttle_wait(ctx.conn, req.username)
+    if wait > 0:
+        raise RfarmError(ErrorCode.RATE_LIMITED, f"too many failed logins: try again in {int(wait) + 1} s")
+    found = users.credentials(ctx.conn, req.username)
+    if not verify_password(found.password_hash if found else None, req.password) or found is None:
+        users.record_failure(ctx.conn, req.username)
+        raise KeepWrites(ErrorCode.AUTH_INVALID_CREDENTIALS, "wrong username or password")
+    users.clear_failures(ctx.conn, req.username)
+    if needs_rehash(found.password_hash):
+        users.set_password_hash(ctx.conn, found.user.id, hash_password(req.password))
+    token = secrets.token_urlsafe(32)  # 256 random bits; only its hash is stored
+    expires = users.create_session(ctx.conn, found.user.id, token, ctx.config.token_ttl)
+    return m.LoginReply(username=found.user.username, is_admin=found.user.is_admin, token=token, expires_at=expires)
+
+
+def logout(ctx: Context, req: m.EmptyRequest) -> m.EmptyRequest:
+    ctx.caller  # noqa: B018 - a valid token is required to revoke it
+    users.revoke_session(ctx.conn, ctx.token or "")
+    return m.EmptyRequest()
+
+
+def whoami(ctx: Context, req: m.EmptyRequest) -> m.UserReply:
+    return m.UserReply(username=ctx.caller.username, is_admin=ctx.caller.is_admin)
+
+
+def submit(ctx: Context, req: m.SubmitRequest) -> m.SubmitReply:
+    spec = nodes.spec_of(ctx.conn, req.renderer)
+    if spec is None and req.renderer not in BUILTIN_PROFILES:
+        raise RfarmError(
+            ErrorCode.PROFILE_UNKNOWN,
+            f"no render node offers the renderer {req.renderer!r}: ask an operator, or see `rfarm nodes`",
+        )
+    if spec is not None:
+        try:
+            params = validate_params(ProfileSpec.model_validate(spec), req.params)
+        except ValueError as exc:
+            raise RfarmError(ErrorCode.REQUEST_INVALID, f"renderer {req.renderer}: {exc}") from None
+        req = req.model_copy(update={"params": params})
+    return m.SubmitReply(id=jobs.submit(ctx.conn, ctx.caller, req))
+
+
+def list_jobs(ctx: Context, req: m.ListRequest) -> m.ListReply:
+    rows = jobs.list_jobs(ctx.conn, ctx.caller, everyone=req.all, status=req.status, limit=req.limit, before=req.before)
+    return m.ListReply(jobs=[m.JobSummary.model_validate(r) for r in rows])
+
+
+def show(ctx: Context, req: m.JobRef) -> m.ShowReply:
+    job = jobs.get(ctx.conn, ctx.caller, req.id)
+    detail = control.detail(ctx.conn, job)
+    return m.ShowReply(job=detail, tasks=[m.TaskInfo.model_validate(t) for t in jobs.tasks_of(ctx.conn, req.id)])
+
+
+def job_history(ctx: Context, req: m.HistoryRequest) -> m.HistoryReply:
+    job = jobs.get(ctx.conn, ctx.caller, req.id)
+    rows = history.for_job(ctx.conn, req.id, with_tasks=req.tasks)
+    return m.HistoryReply(
+        job=m.JobSummary.model_validate(job), history=[m.HistoryEntry.model_validate(r) for r in rows]
+    )
+
+
+def node_list(ctx: Context, req: m.EmptyRequest) -> m.NodesReply:
+    if not ctx.caller.is_admin:
+        raise RfarmError(ErrorCode.AUTH_FORBIDDEN, "only an admin may list the render nodes")
+    return m.NodesReply(nodes=[m.NodeInfo.model_validate(r) for r in nodes.list_nodes(ctx.conn)])
+
+
+Handler = Callable[[Context, Any], m.Body]
+
+HANDLERS: dict[str, Handler] = {
+    "auth.register": register,
+    "auth.login": login,
+    "auth.logout": logout,
+    "auth.whoami": whoami,
+    "job.submit": submit,
+    "job.list": list_jobs,
+    "job.show": show,
+    "job.history": job_history,
+    "job.cancel": control.cancel,
+    "job.pause": control.pause,
+    "job.resume": control.resume,
+    "job.retry": control.retry,
+    "job.priority": control.priority,
+    "job.logs": control.logs,
+    "job.watch": control.watch,
+    "node.list": node_list,
+}

@@ -1,0 +1,214 @@
+"""The ledger: applies render-node events to PostgreSQL with guards, a batch per transaction."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+import redis
+from psycopg_pool import ConnectionPool
+from pydantic import ValidationError
+
+from broker_contracts.codec import pack, unpack
+from broker_contracts.errors import DecodeError
+from broker_contracts.keys import LEDGER_GROUP
+from broker_contracts.states import JobStatus, TaskStatus
+from broker_contracts.work import NodeEvent, NodeHeartbeat
+from gateway.context import GatewayConfig
+from gateway.streams import Backoff, dead_letter, ensure_group, entry_id
+from store import jobs, nodes, outbox, tasks
+from store.db import StoreUnavailable, transaction
+
+log = logging.getLogger("rfarm.ledger")
+
+Effect = Callable[[redis.Redis], None]
+
+
+@dataclass
+class Batch:
+    """What one transaction changed, and the Redis writes that must follow its commit."""
+
+    effects: list[Effect] = field(default_factory=list)
+    changed_jobs: set[int] = field(default_factory=set)
+    wake_dispatcher: bool = False
+
+
+class Ledger:
+    def __init__(
+        self,
+        r: redis.Redis,
+        pool: ConnectionPool,
+        config: GatewayConfig,
+        consumer: str,
+        stop: threading.Event,
+        wake: threading.Event,
+    ) -> None:
+        self.r = r
+        self.pool = pool
+        self.config = config
+        self.keys = config.keys
+        self.consumer = consumer
+        self.stop = stop
+        self.wake = wake
+        self.redis_backoff = Backoff("redis (events)")
+        self.store_backoff = Backoff("postgresql (events)")
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                ensure_group(self.r, self.keys.events, LEDGER_GROUP)
+                _, claimed, _ = self.r.xautoclaim(
+                    self.keys.events, LEDGER_GROUP, self.consumer, int(self.config.claim_idle * 1000), "0-0", count=500
+                )
+                entries = [(entry_id(i), f) for i, f in claimed if f is not None]
+                if not entries:
+                    got = self.r.xreadgroup(LEDGER_GROUP, self.consumer, {self.keys.events: ">"}, count=500, block=1000)
+                    entries = [(entry_id(i), f) for _, items in got or [] for i, f in items]
+                self.redis_backoff.ok()
+            except redis.RedisError as exc:
+                self.stop.wait(self.redis_backoff.failed(exc))
+                continue
+            if not entries:
+                continue
+            try:
+                self.process(entries)
+                self.store_backoff.ok()
+            except StoreUnavailable as exc:
+                self.stop.wait(self.store_backoff.failed(exc))  # unacked: read again after a claim
+            except redis.RedisError as exc:
+                self.stop.wait(self.redis_backoff.failed(exc))
+
+    def process(self, entries: list[tuple[str, dict[bytes, bytes]]]) -> None:
+        events: list[NodeEvent] = []
+        pipe = self.r.pipeline(transaction=False)
+        for eid, fields in entries:
+            payload = fields.get(b"m")
+            try:
+                events.append(NodeEvent.model_validate(unpack(payload or b"")))
+            except (DecodeError, ValidationError) as exc:
+                dead_letter(pipe, self.keys, self.keys.events, eid, f"undecodable event: {exc}", payload)
+        # one job's events stay in order; jobs are locked in ascending order, so batches never deadlock
+        events.sort(key=lambda e: e.job_id or 0)
+        batch = Batch()
+        try:
+            with transaction(self.pool) as conn:
+                for ev in events:
+                    self.apply(conn, ev, batch)
+                outbox.job_changed(conn, batch.changed_jobs)
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("a batch of %d events failed; applying them one by one", len(events))
+            batch = self.one_by_one(events, pipe)
+        for effect in batch.effects:
+            effect(pipe)
+        pipe.xack(self.keys.events, LEDGER_GROUP, *[eid for eid, _ in entries])
+        pipe.execute()
+        if batch.wake_dispatcher or batch.changed_jobs:
+            self.wake.set()
+
+    def one_by_one(self, events: list[NodeEvent], pipe: redis.client.Pipeline) -> Batch:
+        total = Batch()
+        for ev in events:
+            batch = Batch()
+            try:
+                with transaction(self.pool) as conn:
+                    self.apply(conn, ev, batch)
+                    outbox.job_changed(conn, batch.changed_jobs)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                log.exception("event %s from %s could not be applied", ev.kind, ev.node)
+                dead_letter(
+                    pipe,
+                    self.keys,
+                    self.keys.events,
+                    "-",
+                    f"event could not be applied: {exc}",
+                    pack(ev.model_dump(mode="json")),
+                )
+                continue
+            total.effects += batch.effects
+            total.changed_jobs |= batch.changed_jobs
+            total.wake_dispatcher |= batch.wake_dispatcher
+        return total
+
+    # --- one event -----------------------------------------------------------------------------
+
+    def apply(self, conn: psycopg.Connection, ev: NodeEvent, batch: Batch) -> None:
+        lease = self.config.lease
+        if ev.kind == "heartbeat":
+            if ev.info is not None:
+                hb = NodeHeartbeat.model_validate(ev.info)
+                nodes.heartbeat(conn, hb)
+                tasks.extend_leases(conn, hb.node, hb.running, max(lease, hb.lease))
+                batch.wake_dispatcher = True
+            return
+        if ev.kind == "bye":
+            nodes.gone(conn, ev.node)
+            return
+        if ev.task_id is None or ev.run is None:
+            return
+        if ev.kind == "progress":
+            tasks.progress(conn, ev.task_id, ev.run, ev.done_frames or 0, lease)
+            batch.changed_jobs.add(ev.job_id or 0)
+            return
+        if ev.kind == "log":
+            if ev.output:
+                tasks.append_log(conn, ev.task_id, ev.run, ev.node, ev.output)
+            return
+        task = tasks.lock(conn, ev.task_id)
+        if task is None:
+            return
+        moved: bool | TaskStatus | None = False
+        reason = ""
+        if ev.kind == "started":
+            if task.job_status == JobStatus.CANCELLED or task.status is TaskStatus.CANCELLED:
+                self._signal_cancel(batch, task.job_id)
+                return
+            moved = tasks.start(conn, task, ev.run, ev.node, lease)
+            reason = f"node {ev.node} started {task.frames}"
+        elif ev.kind == "succeeded":
+            moved = tasks.succeed(conn, task, ev.run, ev.node)
+            reason = f"node {ev.node} finished {task.frames}"
+            batch.wake_dispatcher = True
+        elif ev.kind == "failed":
+            cause = f"node {ev.node}: exit code {ev.exit_code}" if ev.exit_code is not None else f"node {ev.node}"
+            moved = tasks.fail(conn, task, ev.run, ev.node, ev.exit_code, ev.error or "", cause=cause)
+            reason = f"{task.frames} failed on node {ev.node}: {ev.error or 'exit code ' + str(ev.exit_code)}"
+            if moved is TaskStatus.FAILED:
+                self._dead_work(batch, task, reason)
+            batch.wake_dispatcher = True
+        elif ev.kind == "released":
+            moved = tasks.release(conn, task, ev.run, ev.node, ev.error or "released")
+            reason = f"node {ev.node} handed back {task.frames}"
+            batch.wake_dispatcher = True
+        if moved:
+            self.settle_job(conn, task.job_id, reason, ev.node, batch)
+
+    def settle_job(self, conn: psycopg.Connection, job_id: int, reason: str, actor: str, batch: Batch) -> None:
+        batch.changed_jobs.add(job_id)
+        new = jobs.refresh_status(conn, job_id, reason, actor)
+        if new == JobStatus.FAILED:
+            jobs.cancel_rest(conn, job_id, f"job failed: {reason}")
+
+    def _signal_cancel(self, batch: Batch, job_id: int) -> None:
+        key = self.keys.cancel(job_id)
+        batch.effects.append(lambda p: p.set(key, "farm", ex=3600))
+
+    def _dead_work(self, batch: Batch, task: tasks.Task, reason: str) -> None:
+        msg = task.work_msg or "-"
+        stream = self.keys.work(task.pool)
+        batch.effects.append(
+            lambda p: dead_letter(
+                p,
+                self.keys,
+                stream,
+                msg,
+                f"task {task.id} out of attempts: {reason}",
+                pack({"task_id": task.id, "job_id": task.job_id}),
+            )
+        )

@@ -1,0 +1,78 @@
+"""Pushed notices: the committed state of a watched job, sent to every shell watching it."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import redis
+
+from broker_contracts import messages as m
+from broker_contracts.envelope import Notice, encode
+from gateway.context import GatewayConfig
+from store import history, jobs
+from store.users import User
+
+FARM = User(0, "farm", True)  # watchers were authorised when they subscribed
+
+
+def publish_watch_notices(conn: psycopg.Connection, r: redis.Redis, config: GatewayConfig, job_ids: list[int]) -> int:
+    keys = config.keys
+    if not job_ids:
+        return 0
+    pipe = r.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.hgetall(keys.watch(job_id))
+    watchers_by_job = pipe.execute()
+    now = time.time()
+    sent = 0
+    out = r.pipeline(transaction=False)
+    for job_id, watchers in zip(job_ids, watchers_by_job, strict=True):
+        live: list[tuple[str, str]] = []
+        for member, until in watchers.items():
+            member_s = member.decode() if isinstance(member, bytes) else member
+            if float(until) < now:
+                out.hdel(keys.watch(job_id), member)
+                continue
+            client, _, sub = member_s.partition(":")
+            live.append((client, sub))
+        if not live:
+            continue
+        try:
+            job = jobs.get(conn, FARM, job_id)
+        except Exception:
+            continue
+        counts = {
+            row["status"]: row["n"]  # type: ignore[call-overload]
+            for row in conn.execute(
+                "SELECT status, count(*) AS n FROM tasks WHERE job_id = %s GROUP BY status", (job_id,)
+            ).fetchall()
+        }
+        running = [
+            {"task": r_["id"], "node": r_["node"], "frames": r_["frames"], "done": r_["done_frames"]}  # type: ignore[call-overload]
+            for r_ in conn.execute(
+                """SELECT id, node, done_frames, CASE WHEN frame_first = frame_last THEN frame_first::text
+                          ELSE frame_first || '-' || frame_last END AS frames
+                   FROM tasks WHERE job_id = %s AND status = 'running' ORDER BY seq LIMIT 50""",
+                (job_id,),
+            ).fetchall()
+        ]
+        recent = history.for_job(conn, job_id, with_tasks=True, limit=20)[-20:]
+        body = {
+            "job": m.JobSummary.model_validate(job).model_dump(mode="json"),
+            "counts": counts,
+            "running": running,
+            "history": [m.HistoryEntry.model_validate(h).model_dump(mode="json", by_alias=True) for h in recent],
+        }
+        for client, sub in live:
+            stream = keys.reply(client)
+            out.xadd(
+                stream,
+                {"m": encode(Notice(topic="job", sub=sub, body=body))},
+                maxlen=config.reply_maxlen,
+                approximate=True,
+            )
+            out.expire(stream, config.reply_ttl)
+            sent += 1
+    out.execute()
+    return sent

@@ -1,0 +1,240 @@
+"""The request loop: read, decode, authenticate, handle in one transaction, reply, then ack."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from typing import Any
+
+import redis
+from psycopg_pool import ConnectionPool
+from pydantic import ValidationError
+
+from broker_contracts.codec import pack, unpack
+from broker_contracts.envelope import Envelope, Reply, decode_envelope, encode, first_error
+from broker_contracts.errors import DecodeError, ErrorCode, RfarmError
+from broker_contracts.keys import GATEWAY_GROUP
+from broker_contracts.messages import REQUEST_TYPES
+from gateway.context import Context, GatewayConfig, KeepWrites
+from gateway.handlers import HANDLERS
+from gateway.streams import Backoff, dead_letter, ensure_group, entry_id, send_reply
+from store import inbox, users
+from store.db import Conflict, StoreUnavailable, transaction
+
+log = logging.getLogger("rfarm.gateway")
+
+
+def body_hash(envelope: Envelope) -> bytes:
+    """What makes a request the same request: its type, token and body."""
+    return hashlib.sha256(pack([envelope.type, envelope.token, envelope.body])).digest()
+
+
+class RequestLoop:
+    def __init__(
+        self, r: redis.Redis, pool: ConnectionPool, config: GatewayConfig, consumer: str, stop: threading.Event
+    ) -> None:
+        self.r = r
+        self.pool = pool
+        self.config = config
+        self.keys = config.keys
+        self.consumer = consumer
+        self.stop = stop
+        self.redis_backoff = Backoff("redis (requests)")
+        self.store_backoff = Backoff("postgresql (requests)")
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        pending_first = True  # after a restart, our own unacked entries come first
+        while not self.stop.is_set():
+            try:
+                ensure_group(self.r, self.keys.requests, GATEWAY_GROUP)
+                if pending_first:
+                    self.reclaim()
+                    pending_first = False
+                entries = self.read()
+                self.redis_backoff.ok()
+            except redis.RedisError as exc:
+                self.stop.wait(self.redis_backoff.failed(exc))
+                pending_first = True
+                continue
+            if not entries:
+                self.reclaim()
+                continue
+            self.process(entries)
+
+    def read(self) -> list[tuple[str, dict[bytes, bytes]]]:
+        got = self.r.xreadgroup(GATEWAY_GROUP, self.consumer, {self.keys.requests: ">"}, count=64, block=1000)
+        return [(entry_id(i), f) for _, items in got or [] for i, f in items]
+
+    def reclaim(self) -> None:
+        """Take over requests a dead gateway left unacked; give up on ones that keep failing."""
+        _, claimed, _ = self.r.xautoclaim(
+            self.keys.requests, GATEWAY_GROUP, self.consumer, int(self.config.claim_idle * 1000), "0-0", count=64
+        )
+        entries = [(entry_id(i), f) for i, f in claimed if f is not None]
+        if entries:
+            self.process(entries, check_deliveries=True)
+
+    # --- one batch -----------------------------------------------------------------------------
+
+    def process(self, entries: list[tuple[str, dict[bytes, bytes]]], *, check_deliveries: bool = False) -> None:
+        counts: dict[str, int] = {}
+        if check_deliveries:
+            info = self.r.xpending_range(
+                self.keys.requests, GATEWAY_GROUP, min=entries[0][0], max=entries[-1][0], count=len(entries) + 10
+            )
+            counts = {entry_id(p["message_id"]): int(p["times_delivered"]) for p in info}
+        pipe = self.r.pipeline(transaction=False)
+        done: list[str] = []
+        for eid, fields in entries:
+            payload = fields.get(b"m")
+            if counts.get(eid, 0) > self.config.max_deliveries:
+                self.give_up(pipe, eid, payload, f"delivered {counts[eid]} times without an answer")
+                done.append(eid)
+                continue
+            try:
+                reply, to = self.handle(payload)
+            except StoreUnavailable as exc:
+                # Leave it unacked: it is answered when the database is back (at-least-once).
+                pipe.execute()
+                self.r.xack(self.keys.requests, GATEWAY_GROUP, *done) if done else None
+                self.stop.wait(self.store_backoff.failed(exc))
+                return
+            self.store_backoff.ok()
+            if to is not None and reply is not None:
+                send_reply(pipe, self.keys, to, reply, maxlen=self.config.reply_maxlen, ttl=self.config.reply_ttl)
+            done.append(eid)
+        if self.config.fault == "after_commit":
+            log.error("fault point after_commit: exiting before reply and ack")
+            os._exit(86)
+        if done:
+            pipe.xack(self.keys.requests, GATEWAY_GROUP, *done)
+        pipe.execute()
+
+    def give_up(self, pipe: Any, eid: str, payload: bytes | None, reason: str) -> None:
+        dead_letter(pipe, self.keys, self.keys.requests, eid, reason, payload)
+        try:
+            env = decode_envelope(payload or b"")
+        except DecodeError as exc:
+            if exc.reply_to and exc.request_id:
+                send_reply(
+                    pipe,
+                    self.keys,
+                    exc.reply_to,
+                    Reply.failure(exc.request_id, ErrorCode.INTERNAL, reason),
+                    maxlen=self.config.reply_maxlen,
+                    ttl=self.config.reply_ttl,
+                )
+            return
+        send_reply(
+            pipe,
+            self.keys,
+            env.reply_to,
+            Reply.failure(env.id, ErrorCode.INTERNAL, "the farm could not process this request"),
+            maxlen=self.config.reply_maxlen,
+            ttl=self.config.reply_ttl,
+        )
+        log.error("request %s dead-lettered: %s", eid, reason)
+
+    # --- one request ---------------------------------------------------------------------------
+
+    def handle(self, payload: bytes | None) -> tuple[Reply | None, str | None]:
+        """Returns the reply and where to send it. Bad input is dead-lettered here, not raised."""
+        try:
+            env = decode_envelope(payload if payload is not None else b"")
+        except DecodeError as exc:
+            self._dead(payload, exc.message)
+            if exc.reply_to and exc.request_id:
+                return Reply.failure(exc.request_id, exc.code, exc.message), exc.reply_to
+            return None, None
+        spec = REQUEST_TYPES.get(env.type)
+        if spec is None:
+            self._dead(payload, f"unknown message type {env.type!r}")
+            return Reply.failure(
+                env.id, ErrorCode.REQUEST_UNKNOWN_TYPE, f"unknown request type {env.type!r}"
+            ), env.reply_to
+        model, _, needs_user, mutates = spec
+        try:
+            body = model.model_validate(env.body)
+        except ValidationError as exc:
+            return Reply.failure(env.id, ErrorCode.REQUEST_INVALID, first_error(exc)), env.reply_to
+        try:
+            return self.run_handler(env, body, needs_user, mutates), env.reply_to
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("request %s (%s) failed", env.id, env.type)
+            return Reply.failure(
+                env.id, ErrorCode.INTERNAL, "the farm hit an internal error; it was logged"
+            ), env.reply_to
+
+    def run_handler(self, env: Envelope, body: Any, needs_user: bool, mutates: bool) -> Reply:
+        handler = HANDLERS[env.type]
+        digest = body_hash(env) if mutates else b""
+        after: list = []
+        try:
+            with transaction(self.pool) as conn:
+                if mutates:
+                    stored = inbox.lookup(conn, env.id)
+                    if stored is not None:
+                        if stored.body_hash != digest:
+                            return Reply.failure(
+                                env.id,
+                                ErrorCode.REQUEST_CONFLICT,
+                                "this request id was already used for another request",
+                            )
+                        return Reply.model_validate(_unpack(stored.reply))
+                ctx = Context(conn=conn, config=self.config, token=env.token, reply_to=env.reply_to)
+                reply = self._call(ctx, handler, env, body, needs_user)
+                if mutates:
+                    inbox.record(conn, env.id, digest, encode(reply))
+                if self.config.fault == "before_commit":
+                    log.error("fault point before_commit: exiting inside the transaction")
+                    os._exit(87)
+                after = ctx.after_commit
+        except Conflict:
+            # another gateway answered the same request id first: send what it stored
+            with transaction(self.pool) as conn:
+                stored = inbox.lookup(conn, env.id)
+            if stored is None:
+                raise
+            return Reply.model_validate(_unpack(stored.reply))
+        for effect in after:
+            effect(self.r)
+        return reply
+
+    def _call(self, ctx: Context, handler: Any, env: Envelope, body: Any, needs_user: bool) -> Reply:
+        conn = ctx.conn
+        kept: KeepWrites | None = None
+        try:
+            with conn.transaction():  # a savepoint: an error undoes the handler's writes only
+                if needs_user:
+                    if not env.token:
+                        raise RfarmError(ErrorCode.AUTH_REQUIRED, "not logged in: run `rfarm login USER`")
+                    ctx.user = users.authenticate(conn, env.token)
+                try:
+                    result = handler(ctx, body)
+                except KeepWrites as exc:  # caught inside the savepoint, so its writes stay
+                    kept = exc
+        except RfarmError as exc:
+            if isinstance(exc, StoreUnavailable):
+                raise
+            if isinstance(exc, Conflict):
+                return Reply.failure(env.id, ErrorCode.REQUEST_INVALID, exc.message)
+            return Reply.failure(env.id, exc.code, exc.message)
+        if kept is not None:
+            return Reply.failure(env.id, kept.code, kept.message)
+        return Reply.success(env.id, result.model_dump(mode="json", by_alias=True))
+
+    def _dead(self, payload: bytes | None, reason: str) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        dead_letter(pipe, self.keys, self.keys.requests, "-", reason, payload)
+        pipe.execute()
+        log.warning("dead-lettered a request: %s", reason)
+
+
+def _unpack(data: bytes) -> Any:
+    return unpack(data, max_bytes=1 << 24)

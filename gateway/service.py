@@ -1,0 +1,97 @@
+"""`python -m gateway`: the request loop, the ledger and the dispatcher of one gateway process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+
+import redis
+
+from broker_contracts.config import Settings
+from gateway.context import GatewayConfig
+from gateway.dispatcher import Dispatcher
+from gateway.ledger import Ledger
+from gateway.requests import RequestLoop
+from store.db import open_pool
+
+log = logging.getLogger("rfarm.gateway")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="rfarmctl gateway", description="Run one rfarm gateway.")
+    p.add_argument("--name", default=None, help="consumer name (default: host-pid)")
+    p.add_argument("--lease", type=float, default=30.0, help="seconds a node's silence is tolerated")
+    p.add_argument(
+        "--claim-idle", type=float, default=15.0, help="seconds before a dead gateway's requests are taken over"
+    )
+    p.add_argument("--token-ttl", type=float, default=7 * 24 * 3600, help="seconds a login lasts")
+    p.add_argument("--pool-size", type=int, default=8)
+    p.add_argument("--log-level", default=os.environ.get("RFARM_LOG_LEVEL", "INFO"))
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    settings = Settings.from_env()
+    config = GatewayConfig(
+        prefix=settings.prefix,
+        token_ttl=args.token_ttl,
+        lease=args.lease,
+        claim_idle=args.claim_idle,
+        fault=os.environ.get("RFARM_FAULT_POINT") or None,
+    )
+    consumer = args.name or f"gw-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+    stop = threading.Event()
+    wake = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+        wake.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    pool = open_pool(settings.database_url, max_size=args.pool_size, name="gateway")
+    clients = [
+        redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+        for _ in range(3)
+    ]
+    requests_loop = RequestLoop(clients[0], pool, config, consumer, stop)
+    ledger = Ledger(clients[1], pool, config, consumer, stop, wake)
+    dispatcher = Dispatcher(clients[2], pool, config, stop, wake, ledger)
+    threads = [
+        threading.Thread(target=requests_loop.run, name="requests", daemon=True),
+        threading.Thread(target=ledger.run, name="ledger", daemon=True),
+        threading.Thread(target=dispatcher.run, name="dispatcher", daemon=True),
+    ]
+    log.info("gateway %s serving prefix %r", consumer, settings.prefix)
+    for t in threads:
+        t.start()
+    try:
+        while not stop.is_set():
+            stop.wait(1.0)
+            for t in threads:
+                if not t.is_alive():
+                    log.error("thread %s died; stopping", t.name)
+                    stop.set()
+    finally:
+        for t in threads:
+            t.join(timeout=5)
+        pool.close()
+        for c in clients:
+            c.close()
+    log.info("gateway %s stopped", consumer)
+    return 0

@@ -1,0 +1,89 @@
+"""The dispatcher's queries: live capacity per pool and the next ready tasks, best first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+# A node is alive while its heartbeats keep coming: three heartbeats (at most 15 s) of silence is lost.
+ALIVE = "n.state <> 'gone' AND n.last_seen > now() - make_interval(secs => LEAST(15, GREATEST(n.lease, 3)))"
+
+
+def pools(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Each pool with live nodes: its slots, running tasks and dispatched-but-unstarted tasks."""
+    rows = conn.execute(
+        f"""SELECT n.pool, sum(n.slots)::int AS slots,
+                   (SELECT count(*) FROM tasks t WHERE t.pool = n.pool AND t.status = 'queued'
+                      AND t.dispatched_at IS NOT NULL)::int AS outstanding
+            FROM nodes n WHERE {ALIVE} GROUP BY n.pool"""
+    ).fetchall()
+    return [dict(r) for r in rows]  # type: ignore[call-overload]
+
+
+def take_ready(conn: psycopg.Connection, pool: str, limit: int) -> list[dict[str, Any]]:
+    """Mark up to ``limit`` ready tasks dispatched and return what their work items need.
+
+    Ready: queued, not yet in Redis, its job neither paused nor finished, its dependency done, and
+    some live node of the pool offers the job's renderer and carries every tag it requires.
+    """
+    rows = conn.execute(
+        f"""WITH picked AS (
+              SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
+              WHERE t.pool = %(pool)s AND t.status = 'queued' AND t.dispatched_at IS NULL
+                AND NOT j.paused AND j.status IN ('queued', 'running')
+                AND (j.after_job IS NULL
+                     OR EXISTS (SELECT 1 FROM jobs d WHERE d.id = j.after_job AND d.status = 'succeeded'))
+                AND EXISTS (SELECT 1 FROM nodes n WHERE n.pool = t.pool AND {ALIVE}
+                            AND j.renderer = ANY(n.profiles) AND j.requires <@ n.tags)
+              ORDER BY t.priority DESC, t.job_id, t.seq
+              LIMIT %(limit)s FOR UPDATE OF t SKIP LOCKED)
+            UPDATE tasks t SET dispatched_at = now(), work_msg = NULL
+            FROM picked, jobs j
+            WHERE t.id = picked.id AND j.id = t.job_id
+            RETURNING t.id AS task_id, t.job_id, t.seq, t.frame_first AS first, t.frame_last AS last,
+                      j.renderer, j.params, j.requires, j.max_attempts, t.priority,
+                      ARRAY(SELECT b.node FROM task_blocklist b
+                            WHERE b.job_id = t.job_id AND b.failures >= 3) AS blocked_nodes""",
+        {"pool": pool, "limit": limit},
+    ).fetchall()
+    out = [dict(r) for r in rows]  # type: ignore[call-overload]
+    out.sort(key=lambda r: (-r["priority"], r["job_id"], r["seq"]))
+    return out
+
+
+def set_work_msgs(conn: psycopg.Connection, pairs: list[tuple[int, str]]) -> None:
+    if pairs:
+        conn.execute(
+            """UPDATE tasks t SET work_msg = p.msg
+               FROM unnest(%s::bigint[], %s::text[]) AS p(id, msg)
+               WHERE t.id = p.id AND t.status = 'queued'""",
+            ([p[0] for p in pairs], [p[1] for p in pairs]),
+        )
+
+
+def stale_dispatched(conn: psycopg.Connection, older_than: float, limit: int = 500) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        """SELECT id, pool, work_msg FROM tasks
+           WHERE status = 'queued' AND dispatched_at < now() - make_interval(secs => %s)
+           ORDER BY dispatched_at LIMIT %s""",
+        (older_than, limit),
+    ).fetchall()
+    return [dict(r) for r in rows]  # type: ignore[call-overload]
+
+
+def undispatch(conn: psycopg.Connection, task_ids: list[int]) -> None:
+    """Back to the backlog: the dispatcher will publish them again in priority order."""
+    if task_ids:
+        conn.execute(
+            """UPDATE tasks SET dispatched_at = NULL, work_msg = NULL
+               WHERE id = ANY(%s) AND status = 'queued'""",
+            (task_ids,),
+        )
+
+
+def all_dispatched_unstarted(conn: psycopg.Connection) -> None:
+    """After Redis lost everything: every dispatched-but-unstarted task goes back to the backlog."""
+    conn.execute(
+        "UPDATE tasks SET dispatched_at = NULL, work_msg = NULL WHERE status = 'queued' AND dispatched_at IS NOT NULL"
+    )

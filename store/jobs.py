@@ -1,0 +1,201 @@
+"""Jobs: submit, read (scoped to the caller unless admin), and the job status derived from tasks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from broker_contracts.errors import ErrorCode, RfarmError
+from broker_contracts.frames import parse_frames
+from broker_contracts.messages import SubmitRequest
+from broker_contracts.states import JobStatus, TaskStatus, derive_job_status, job_may
+from store import history
+from store.users import User
+
+NOT_FOUND = "no such job: {id}"
+
+SUMMARY_COLUMNS = """
+    j.id, j.name, u.username AS owner, j.status, j.paused, j.priority, j.renderer, j.pool,
+    CASE WHEN j.frame_first = j.frame_last THEN j.frame_first::text
+         ELSE j.frame_first || '-' || j.frame_last END AS frames,
+    j.frames_total, j.frames_done, j.tasks_total, j.created_at, j.updated_at, j.reason
+"""
+
+DETAIL_COLUMNS = (
+    SUMMARY_COLUMNS
+    + """, j.chunk, j.params, j.max_attempts, j.requires, j.after_job AS after, j.owner_id,
+         j.frame_first, j.frame_last, 'job-' || j.id AS output"""
+)
+
+
+def not_found(job_id: int) -> RfarmError:
+    """The same answer for a job that does not exist and one the caller may not see."""
+    return RfarmError(ErrorCode.JOB_NOT_FOUND, NOT_FOUND.format(id=job_id))
+
+
+def submit(conn: psycopg.Connection, owner: User, req: SubmitRequest) -> int:
+    frames = parse_frames(req.frames)
+    if req.after is not None:
+        get(conn, owner, req.after)  # the dependency must be a job the caller may see
+    chunks = frames.chunks(req.chunk)
+    row = conn.execute(
+        """INSERT INTO jobs (owner_id, name, renderer, params, frame_first, frame_last, chunk, priority,
+                             max_attempts, pool, requires, after_job, frames_total, tasks_total)
+           VALUES (%(owner)s, %(name)s, %(renderer)s, %(params)s, %(first)s, %(last)s, %(chunk)s,
+                   %(priority)s, %(max_attempts)s, %(pool)s, %(requires)s, %(after)s, %(total)s, %(tasks)s)
+           RETURNING id""",
+        {
+            "owner": owner.id,
+            "name": req.name,
+            "renderer": req.renderer,
+            "params": Jsonb(req.params),
+            "first": frames.first,
+            "last": frames.last,
+            "chunk": req.chunk,
+            "priority": req.priority,
+            "max_attempts": req.max_attempts,
+            "pool": req.pool,
+            "requires": sorted(set(req.requires)),
+            "after": req.after,
+            "total": frames.count,
+            "tasks": len(chunks),
+        },
+    ).fetchone()
+    job_id: int = row["id"]  # type: ignore[call-overload]
+    # One statement for every task and one for their history, however many frames the job has.
+    conn.execute(
+        """INSERT INTO tasks (job_id, seq, frame_first, frame_last, pool, priority)
+           SELECT %(job)s, g, %(first)s + g * %(chunk)s,
+                  LEAST(%(first)s + (g + 1) * %(chunk)s - 1, %(last)s), %(pool)s, %(priority)s
+           FROM generate_series(0, %(n)s - 1) AS g""",
+        {
+            "job": job_id,
+            "first": frames.first,
+            "last": frames.last,
+            "chunk": req.chunk,
+            "pool": req.pool,
+            "priority": req.priority,
+            "n": len(chunks),
+        },
+    )
+    conn.execute(
+        """INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
+           SELECT id, job_id, 0, NULL, 'queued', 'submitted', %s FROM tasks WHERE job_id = %s""",
+        (owner.username, job_id),
+    )
+    history.job_changed(conn, job_id, None, JobStatus.QUEUED, f"submitted by {owner.username}", owner.username)
+    return job_id
+
+
+def _scope(user: User) -> tuple[str, dict[str, Any]]:
+    if user.is_admin:
+        return "TRUE", {}
+    return "j.owner_id = %(uid)s", {"uid": user.id}
+
+
+def get(conn: psycopg.Connection, user: User, job_id: int, *, lock: bool = False) -> dict[str, Any]:
+    """One job with its details, or job.not_found if it does not exist or is not the caller's."""
+    where, params = _scope(user)
+    row = conn.execute(
+        f"""SELECT {DETAIL_COLUMNS} FROM jobs j JOIN users u ON u.id = j.owner_id
+            WHERE j.id = %(id)s AND {where} {"FOR UPDATE OF j" if lock else ""}""",
+        {"id": job_id, **params},
+    ).fetchone()
+    if row is None:
+        raise not_found(job_id)
+    return dict(row)  # type: ignore[call-overload]
+
+
+def list_jobs(
+    conn: psycopg.Connection,
+    user: User,
+    *,
+    everyone: bool,
+    status: str | None,
+    limit: int,
+    before: int | None,
+) -> list[dict[str, Any]]:
+    if everyone and not user.is_admin:
+        raise RfarmError(ErrorCode.AUTH_FORBIDDEN, "only an admin may list every user's jobs")
+    clauses = ["TRUE"] if everyone else ["j.owner_id = %(uid)s"]
+    if status:
+        clauses.append("j.status = %(status)s")
+    if before:
+        clauses.append("j.id < %(before)s")
+    rows = conn.execute(
+        f"""SELECT {SUMMARY_COLUMNS} FROM jobs j JOIN users u ON u.id = j.owner_id
+            WHERE {" AND ".join(clauses)} ORDER BY j.id DESC LIMIT %(limit)s""",
+        {"uid": user.id, "status": status, "before": before, "limit": limit},
+    ).fetchall()
+    return [dict(r) for r in rows]  # type: ignore[call-overload]
+
+
+def tasks_of(conn: psycopg.Connection, job_id: int, *, limit: int = 500) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        """SELECT id, seq, frame_first, frame_last, status, attempt, node, started_at, finished_at,
+                  exit_code, error
+           FROM tasks WHERE job_id = %s ORDER BY seq LIMIT %s""",
+        (job_id, limit),
+    ).fetchall()
+    return [dict(r) for r in rows]  # type: ignore[call-overload]
+
+
+def refresh_status(conn: psycopg.Connection, job_id: int, reason: str, actor: str) -> str | None:
+    """Derive the job's status from its tasks; apply it with a guard and a history row.
+
+    Returns the new status when it changed. The caller holds the job row's lock.
+    """
+    job = conn.execute("SELECT status FROM jobs WHERE id = %s FOR UPDATE", (job_id,)).fetchone()
+    if job is None:
+        return None
+    current = JobStatus(job["status"])  # type: ignore[call-overload]
+    counts = conn.execute(
+        """SELECT status, count(*) AS n, sum(frame_last - frame_first + 1) AS frames
+           FROM tasks WHERE job_id = %s GROUP BY status""",
+        (job_id,),
+    ).fetchall()
+    statuses: list[TaskStatus] = []
+    frames_done = 0
+    for r in counts:
+        statuses.extend([TaskStatus(r["status"])] * r["n"])  # type: ignore[call-overload]
+        if r["status"] == TaskStatus.SUCCEEDED:  # type: ignore[call-overload]
+            frames_done = int(r["frames"])  # type: ignore[call-overload]
+    new = derive_job_status(current, statuses)
+    conn.execute("UPDATE jobs SET frames_done = %s, updated_at = now() WHERE id = %s", (frames_done, job_id))
+    if new == current:
+        return None
+    return set_status(conn, job_id, current, new, reason, actor)
+
+
+def set_status(
+    conn: psycopg.Connection, job_id: int, current: JobStatus, new: JobStatus, reason: str, actor: str
+) -> str | None:
+    """Guarded job transition plus its history row; nothing happens if the guard refuses."""
+    if not job_may(current, new):
+        return None
+    cur = conn.execute(
+        """UPDATE jobs SET status = %(new)s, updated_at = now(),
+                  reason = CASE WHEN %(new)s IN ('failed', 'cancelled') THEN %(reason)s ELSE NULL END,
+                  started_at = CASE WHEN %(new)s = 'running' THEN COALESCE(started_at, now()) ELSE started_at END,
+                  finished_at = CASE WHEN %(new)s IN ('succeeded', 'failed', 'cancelled') THEN now() ELSE NULL END
+           WHERE id = %(id)s AND status = %(old)s""",
+        {"new": new.value, "old": current.value, "id": job_id, "reason": reason},
+    )
+    if cur.rowcount != 1:
+        return None
+    history.job_changed(conn, job_id, current, new, reason, actor)
+    return new.value
+
+
+def cancel_rest(conn: psycopg.Connection, job_id: int, reason: str) -> None:
+    """A failed job starts nothing more: its queued tasks are cancelled (retry brings them back)."""
+    conn.execute(
+        """WITH moved AS (
+             UPDATE tasks SET status = 'cancelled', dispatched_at = NULL, work_msg = NULL, finished_at = now()
+             WHERE job_id = %(job)s AND status = 'queued' RETURNING id, attempt)
+           INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
+           SELECT id, %(job)s, attempt, 'queued', 'cancelled', %(reason)s, 'farm' FROM moved""",
+        {"job": job_id, "reason": reason},
+    )

@@ -1,0 +1,226 @@
+"""Tasks: the guarded transitions a node's reports cause, and the queries of the dispatcher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from broker_contracts.states import TaskStatus, task_may
+from store import history
+
+LOG_KEEP = 65536
+
+
+@dataclass
+class Task:
+    id: int
+    job_id: int
+    seq: int
+    frame_first: int
+    frame_last: int
+    status: TaskStatus
+    attempt: int
+    failures: int
+    run_id: str | None
+    node: str | None
+    max_attempts: int
+    job_status: str
+    work_msg: str | None
+    pool: str
+
+    @property
+    def frames(self) -> str:
+        if self.frame_first == self.frame_last:
+            return f"frame {self.frame_first}"
+        return f"frames {self.frame_first}-{self.frame_last}"
+
+
+def lock(conn: psycopg.Connection, task_id: int) -> Task | None:
+    """Lock the task's job, then the task (always in that order, so no two writers deadlock)."""
+    head = conn.execute("SELECT job_id FROM tasks WHERE id = %s", (task_id,)).fetchone()
+    if head is None:
+        return None
+    conn.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (head["job_id"],))  # type: ignore[call-overload]
+    row = conn.execute(
+        """SELECT t.id, t.job_id, t.seq, t.frame_first, t.frame_last, t.status, t.attempt, t.failures,
+                  t.run_id, t.node, j.max_attempts, j.status AS job_status, t.work_msg, t.pool
+           FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.id = %s FOR UPDATE OF t""",
+        (task_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    data: dict[str, Any] = dict(row)  # type: ignore[call-overload]
+    data["status"] = TaskStatus(data["status"])
+    return Task(**data)
+
+
+def move(
+    conn: psycopg.Connection,
+    task: Task,
+    dst: TaskStatus,
+    reason: str,
+    actor: str,
+    *,
+    sets: str = "",
+    params: dict[str, Any] | None = None,
+    attempt: int | None = None,
+) -> bool:
+    """Guarded transition: applied only if the task is still in the status and attempt we read."""
+    if not task_may(task.status, dst):
+        return False
+    new_attempt = task.attempt if attempt is None else attempt
+    cur = conn.execute(
+        f"""UPDATE tasks SET status = %(dst)s, attempt = %(new_attempt)s {"," if sets else ""} {sets}
+            WHERE id = %(id)s AND status = %(src)s AND attempt = %(attempt)s""",
+        {
+            "dst": dst.value,
+            "src": task.status.value,
+            "id": task.id,
+            "attempt": task.attempt,
+            "new_attempt": new_attempt,
+            **(params or {}),
+        },
+    )
+    if cur.rowcount != 1:
+        return False
+    history.task_changed(conn, task.id, task.job_id, new_attempt, task.status, dst, reason, actor)
+    task.status = dst
+    task.attempt = new_attempt
+    return True
+
+
+def start(conn: psycopg.Connection, task: Task, run: str, node: str, lease: float) -> bool:
+    """A node started the task: a new attempt. A running task started elsewhere lost its lease."""
+    if task.status is TaskStatus.RUNNING:
+        if task.run_id == run:
+            return False  # the same report twice
+        lost = f"lease lost by node {task.node} (attempt {task.attempt}); taken over by node {node}"
+        if not move(conn, task, TaskStatus.QUEUED, lost, "farm", sets="failures = failures + 1, run_id = NULL"):
+            return False
+        task.failures += 1
+    if task.status is not TaskStatus.QUEUED:
+        return False
+    attempt = task.attempt + 1
+    ok = move(
+        conn,
+        task,
+        TaskStatus.RUNNING,
+        f"node {node} started attempt {attempt}",
+        node,
+        attempt=attempt,
+        sets="""run_id = %(run)s, node = %(node)s, started_at = now(), finished_at = NULL,
+                lease_until = now() + make_interval(secs => %(lease)s), exit_code = NULL, error = NULL,
+                done_frames = 0""",
+        params={"run": run, "node": node, "lease": lease},
+    )
+    if ok:
+        task.run_id = run
+        task.node = node
+    return ok
+
+
+def succeed(conn: psycopg.Connection, task: Task, run: str, node: str) -> bool:
+    if task.status is not TaskStatus.RUNNING or task.run_id != run:
+        return False
+    return move(
+        conn,
+        task,
+        TaskStatus.SUCCEEDED,
+        f"node {node} finished {task.frames} (attempt {task.attempt})",
+        node,
+        sets="""finished_at = now(), exit_code = 0, lease_until = NULL,
+                done_frames = frame_last - frame_first + 1""",
+    )
+
+
+def fail(
+    conn: psycopg.Connection, task: Task, run: str | None, node: str, exit_code: int | None, error: str, *, cause: str
+) -> TaskStatus | None:
+    """An attempt failed. Back to queued while attempts are left, else failed. None if stale."""
+    if task.status is not TaskStatus.RUNNING or (run is not None and task.run_id != run):
+        return None
+    failures = task.failures + 1
+    left = failures < task.max_attempts
+    dst = TaskStatus.QUEUED if left else TaskStatus.FAILED
+    detail = f"{cause}: {error}" if error else cause
+    reason = (
+        f"{detail} (attempt {task.attempt}, {failures} of {task.max_attempts} allowed failures)"
+        if left
+        else f"{detail}; no attempts left ({failures} of {task.max_attempts})"
+    )
+    sets = """failures = failures + 1, exit_code = %(code)s, error = %(error)s, lease_until = NULL,
+              run_id = NULL, dispatched_at = NULL, work_msg = NULL"""
+    if not left:
+        sets += ", finished_at = now()"
+    if not move(conn, task, dst, reason, node, sets=sets, params={"code": exit_code, "error": error[:2000]}):
+        return None
+    task.failures = failures
+    if node != "farm":
+        conn.execute(
+            """INSERT INTO task_blocklist AS b (job_id, node, failures) VALUES (%s, %s, 1)
+               ON CONFLICT (job_id, node) DO UPDATE SET failures = b.failures + 1""",
+            (task.job_id, node),
+        )
+    return dst
+
+
+def release(conn: psycopg.Connection, task: Task, run: str | None, node: str, why: str) -> bool:
+    """A node handed the task back. Not a failure: a queued task simply returns to the backlog."""
+    if task.status is TaskStatus.QUEUED:
+        conn.execute(
+            "UPDATE tasks SET dispatched_at = NULL, work_msg = NULL WHERE id = %s AND status = 'queued'",
+            (task.id,),
+        )
+        return True
+    if task.status is not TaskStatus.RUNNING or task.run_id != run:
+        return False
+    return move(
+        conn,
+        task,
+        TaskStatus.QUEUED,
+        f"node {node} handed it back: {why}",
+        node,
+        sets="run_id = NULL, lease_until = NULL, dispatched_at = NULL, work_msg = NULL",
+    )
+
+
+def progress(conn: psycopg.Connection, task_id: int, run: str, done: int, lease: float) -> None:
+    conn.execute(
+        """UPDATE tasks SET done_frames = %s, lease_until = now() + make_interval(secs => %s)
+           WHERE id = %s AND run_id = %s AND status = 'running'""",
+        (done, lease, task_id, run),
+    )
+
+
+def append_log(conn: psycopg.Connection, task_id: int, run: str, node: str, text: str) -> None:
+    """Keep the last LOG_KEEP characters of the current attempt's output."""
+    conn.execute(
+        """INSERT INTO task_logs AS l (task_id, attempt, node, output)
+           SELECT id, attempt, %(node)s, right(%(text)s, %(keep)s) FROM tasks
+           WHERE id = %(task)s AND run_id = %(run)s
+           ON CONFLICT (task_id, attempt) DO UPDATE
+             SET output = right(l.output || EXCLUDED.output, %(keep)s), updated_at = now()""",
+        {"task": task_id, "run": run, "node": node, "text": text, "keep": LOG_KEEP},
+    )
+
+
+def extend_leases(conn: psycopg.Connection, node: str, task_ids: list[int], lease: float) -> None:
+    if task_ids:
+        conn.execute(
+            """UPDATE tasks SET lease_until = now() + make_interval(secs => %s)
+               WHERE id = ANY(%s) AND node = %s AND status = 'running'""",
+            (lease, task_ids, node),
+        )
+
+
+def expired_leases(conn: psycopg.Connection, grace: float, limit: int = 200) -> list[int]:
+    """Running tasks whose node has said nothing for ``grace`` seconds past their lease."""
+    rows = conn.execute(
+        """SELECT id FROM tasks WHERE status = 'running'
+             AND lease_until < now() - make_interval(secs => %s)
+           ORDER BY lease_until LIMIT %s""",
+        (grace, limit),
+    ).fetchall()
+    return [r["id"] for r in rows]  # type: ignore[call-overload]

@@ -1,0 +1,118 @@
+"""Users, sessions and login throttling."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from broker_contracts.errors import ErrorCode, RfarmError
+
+THROTTLE_FREE_FAILURES = 5
+THROTTLE_MAX_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user: User
+    password_hash: str
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def create_user(conn: psycopg.Connection, username: str, password_hash: str, *, is_admin: bool = False) -> User:
+    row = conn.execute(
+        """INSERT INTO users (username, password_hash, is_admin) VALUES (%s, %s, %s)
+           ON CONFLICT (username) DO NOTHING RETURNING id""",
+        (username, password_hash, is_admin),
+    ).fetchone()
+    if row is None:
+        raise RfarmError(ErrorCode.AUTH_USERNAME_TAKEN, f"the username {username!r} is taken")
+    return User(row["id"], username, is_admin)  # type: ignore[call-overload]
+
+
+def set_admin(conn: psycopg.Connection, user_id: int, is_admin: bool) -> None:
+    conn.execute("UPDATE users SET is_admin = %s WHERE id = %s", (is_admin, user_id))
+
+
+def set_password_hash(conn: psycopg.Connection, user_id: int, password_hash: str) -> None:
+    conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user_id))
+
+
+def credentials(conn: psycopg.Connection, username: str) -> Credentials | None:
+    row = conn.execute(
+        "SELECT id, username, is_admin, password_hash FROM users WHERE username = %s", (username,)
+    ).fetchone()
+    if row is None:
+        return None
+    r: dict = row  # type: ignore[assignment]
+    return Credentials(User(r["id"], r["username"], r["is_admin"]), r["password_hash"])
+
+
+def throttle_wait(conn: psycopg.Connection, username: str) -> float:
+    """Seconds until ``username`` may try again; 0 when it may now. Locks the row for the attempt."""
+    row = conn.execute(
+        """SELECT GREATEST(0, EXTRACT(EPOCH FROM locked_until - now()))::float AS wait
+           FROM login_throttle WHERE username = %s FOR UPDATE""",
+        (username,),
+    ).fetchone()
+    return float(row["wait"]) if row and row["wait"] else 0.0  # type: ignore[call-overload]
+
+
+def record_failure(conn: psycopg.Connection, username: str) -> None:
+    """One more failure; past the free ones each failure doubles the wait, up to a cap."""
+    conn.execute(
+        """INSERT INTO login_throttle AS t (username, failures, locked_until) VALUES (%(u)s, 1, NULL)
+           ON CONFLICT (username) DO UPDATE SET
+             failures = t.failures + 1,
+             updated_at = now(),
+             locked_until = CASE WHEN t.failures + 1 > %(free)s
+               THEN now() + make_interval(secs => LEAST(%(cap)s, 2 ^ (t.failures + 1 - %(free)s)))
+               ELSE NULL END""",
+        {"u": username, "free": THROTTLE_FREE_FAILURES, "cap": THROTTLE_MAX_SECONDS},
+    )
+
+
+def clear_failures(conn: psycopg.Connection, username: str) -> None:
+    conn.execute("DELETE FROM login_throttle WHERE username = %s", (username,))
+
+
+def create_session(conn: psycopg.Connection, user_id: int, token: str, ttl_seconds: float) -> datetime:
+    row = conn.execute(
+        """INSERT INTO sessions (token_hash, user_id, expires_at)
+           VALUES (%s, %s, now() + make_interval(secs => %s)) RETURNING expires_at""",
+        (token_hash(token), user_id, ttl_seconds),
+    ).fetchone()
+    return row["expires_at"]  # type: ignore[call-overload,no-any-return]
+
+
+def authenticate(conn: psycopg.Connection, token: str) -> User:
+    """The user a token belongs to, or an error saying plainly why not."""
+    row = conn.execute(
+        """SELECT u.id, u.username, u.is_admin, s.revoked_at, s.expires_at < now() AS expired
+           FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = %s""",
+        (token_hash(token),),
+    ).fetchone()
+    if row is None or row["revoked_at"] is not None:  # type: ignore[call-overload]
+        raise RfarmError(ErrorCode.AUTH_TOKEN_INVALID, "you are not logged in (the token is not valid): log in again")
+    if row["expired"]:  # type: ignore[call-overload]
+        raise RfarmError(ErrorCode.AUTH_TOKEN_EXPIRED, "your login has expired: log in again")
+    return User(row["id"], row["username"], row["is_admin"])  # type: ignore[call-overload]
+
+
+def revoke_session(conn: psycopg.Connection, token: str) -> None:
+    conn.execute(
+        "UPDATE sessions SET revoked_at = now() WHERE token_hash = %s AND revoked_at IS NULL",
+        (token_hash(token),),
+    )
