@@ -180,6 +180,13 @@ class Session:
         elif command.render is not None:
             self._print_lines(command.render(reply, self._render_options()))
 
+    def request_for(self, argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
+        """The (request type, body) a command line would send, without sending it."""
+        command, ns = self.registry.parse(argv)
+        if command.request is None:
+            raise UsageError(f"{command.name} is answered by the shell itself, not the farm")
+        return command.request, self._validated_body(command, ns)
+
     def _validated_body(self, command: Command, ns: argparse.Namespace) -> dict[str, Any]:
         """Checked here with the contracts' own model, so a bad request never goes to the farm."""
         assert command.build is not None

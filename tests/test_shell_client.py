@@ -1,0 +1,140 @@
+"""The shell's transport against the real Redis, with a tiny responder thread standing in for a
+gateway (unit tests of the transport only; end-to-end tests run the real gateway)."""
+
+from __future__ import annotations
+
+import io
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from broker_contracts.config import Settings
+from broker_contracts.envelope import Envelope, Notice, Reply, decode_envelope, encode
+from broker_contracts.keys import Keys
+from shell.client import Client
+from shell.commands import default_registry
+from shell.errors import FarmError, NoAnswer
+from shell.session import Session
+
+Answer = Callable[[Envelope, int], list[Reply | Notice] | None]
+
+
+class Responder:
+    """Reads the request stream and answers each envelope with what ``answer`` returns."""
+
+    def __init__(self, redis_url: str, prefix: str, answer: Answer) -> None:
+        self.redis = redis.Redis.from_url(redis_url)
+        self.keys = Keys(prefix)
+        self.answer = answer
+        self.seen: list[Envelope] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Responder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.redis.close()
+
+    def _loop(self) -> None:
+        last = "0-0"
+        while not self._stop.is_set():
+            for _stream, entries in self.redis.xread({self.keys.requests: last}, block=100) or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    envelope = decode_envelope(fields[b"m"])
+                    self.seen.append(envelope)
+                    for message in self.answer(envelope, len(self.seen)) or []:
+                        self.redis.xadd(self.keys.reply(envelope.reply_to), {"m": encode(message)})
+
+
+@pytest.fixture
+def client(redis_url: str, prefix: str) -> Iterator[Client]:
+    with Client(redis_url, prefix, timeout=2) as value:
+        yield value
+
+
+def test_reply_is_matched_by_request_id_others_ignored_notices_kept(
+    client: Client, redis_url: str, prefix: str
+) -> None:
+    def answer(env: Envelope, n: int) -> list[Reply | Notice]:
+        return [
+            Reply.success("00000000-0000-0000-0000-000000000000", {"id": -1}),  # a stale reply
+            Notice(topic="job", sub="s1", body={"id": 5}),
+            Reply.success(env.id, {"id": 7}),
+        ]
+
+    with Responder(redis_url, prefix, answer) as responder:
+        assert client.call("job.submit", {"name": "x"}, "tok") == {"id": 7}
+    assert responder.seen[0].type == "job.submit" and responder.seen[0].token == "tok"
+    assert responder.seen[0].reply_to == client.client_id and len(client.client_id) == 32
+    notices = list(client.notices(timeout=0.2))
+    assert [n.sub for n in notices] == ["s1"]
+
+
+def test_error_reply_becomes_farm_error(client: Client, redis_url: str, prefix: str) -> None:
+    def answer(env: Envelope, n: int) -> list[Reply | Notice]:
+        return [Reply.failure(env.id, "job.not_found", "no job 9")]
+
+    with Responder(redis_url, prefix, answer), pytest.raises(FarmError) as caught:
+        client.call("job.show", {"id": 9}, "tok")
+    assert (caught.value.code, caught.value.message, caught.value.exit_code) == ("job.not_found", "no job 9", 1)
+
+
+def test_timeout_resends_the_same_envelope_once(client: Client, redis_url: str, prefix: str) -> None:
+    def answer(env: Envelope, n: int) -> list[Reply | Notice] | None:
+        return None if n == 1 else [Reply.success(env.id, {"username": "a"})]  # first send is "lost"
+
+    with Responder(redis_url, prefix, answer) as responder:
+        assert client.call("auth.whoami", {}, "tok", timeout=0.5) == {"username": "a"}
+    assert len(responder.seen) == 2 and responder.seen[0].id == responder.seen[1].id
+
+
+def test_no_gateway_gives_no_answer_after_two_sends(client: Client, redis_url: str, prefix: str) -> None:
+    with pytest.raises(NoAnswer) as caught:
+        client.call("auth.whoami", {}, "tok", timeout=0.3)
+    assert caught.value.exit_code == 3 and "is a gateway running?" in caught.value.message
+    assert redis.Redis.from_url(redis_url).xlen(Keys(prefix).requests) == 2
+
+
+def test_unreachable_redis_is_no_answer() -> None:
+    with Client("redis://127.0.0.1:1/0", "rfx", timeout=1) as client, pytest.raises(NoAnswer) as caught:
+        client.call("auth.whoami", {}, "tok")
+    assert "cannot reach Redis" in caught.value.message
+
+
+def test_login_stores_the_token_and_logout_forgets_it(tmp_path: Path, redis_url: str, prefix: str) -> None:
+    def answer(env: Envelope, n: int) -> list[Reply | Notice]:
+        if env.type == "auth.login":
+            assert env.body == {"username": "alice", "password": "pw-from-stdin"}
+            body: dict[str, Any] = {"username": "alice", "is_admin": False, "token": "T" * 43,
+                                    "expires_at": "2030-01-01T00:00:00+00:00"}  # fmt: skip
+            return [Reply.success(env.id, body)]
+        if env.type == "auth.whoami":
+            return [Reply.success(env.id, {"username": "alice", "is_admin": False})]
+        return [Reply.failure(env.id, "auth.token_invalid", "that session has ended")]
+
+    settings = Settings(redis_url=redis_url, prefix=prefix, config_dir=tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    session = Session(settings, default_registry(), stdin=io.StringIO("pw-from-stdin\n"), out=out, err=err,
+                      timeout=3)  # fmt: skip
+    with Responder(redis_url, prefix, answer) as responder:
+        assert session.run(["login", "alice", "--password-stdin"]) == 0
+        assert session.store.token() == "T" * 43
+        assert stat.S_IMODE(session.store.path.stat().st_mode) == 0o600
+        assert session.run(["whoami"]) == 0
+        assert responder.seen[-1].token == "T" * 43
+        # the farm refuses the logout, and still the stored token is gone
+        assert session.run(["logout"]) == 1
+    session.close()
+    assert session.store.token() is None
+    assert "logged in as alice" in out.getvalue() and "alice" in out.getvalue().splitlines()[1]
+    assert err.getvalue() == "error: that session has ended\n"

@@ -1,0 +1,66 @@
+"""The credentials file: 0600 in a 0700 folder, scoped to the farm that issued the token."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from broker_contracts.config import Settings
+from shell.credentials import CredentialStore
+from shell.errors import FarmError
+
+
+def settings(folder: Path, **extra: object) -> Settings:
+    values: dict[str, object] = {"redis_url": "redis://127.0.0.1:6379/0", "prefix": "rf", "config_dir": folder}
+    values.update(extra)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def test_file_is_created_0600_in_a_0700_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "cfg" / "rfarm"
+    path = CredentialStore(settings(folder)).save("alice", "tok")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert json.loads(path.read_text()) == {
+        "username": "alice", "token": "tok", "redis_url": "redis://127.0.0.1:6379/0", "prefix": "rf"
+    }  # fmt: skip
+
+
+def test_rewrite_keeps_0600_even_if_the_old_file_was_loose(tmp_path: Path) -> None:
+    store = CredentialStore(settings(tmp_path))
+    store.save("alice", "one")
+    store.path.chmod(0o644)
+    store.save("alice", "two")
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert store.token() == "two"
+
+
+def test_token_only_for_the_farm_that_issued_it(tmp_path: Path) -> None:
+    CredentialStore(settings(tmp_path)).save("alice", "tok")
+    assert CredentialStore(settings(tmp_path)).token() == "tok"
+    assert CredentialStore(settings(tmp_path, prefix="other")).token() is None
+    assert CredentialStore(settings(tmp_path, redis_url="redis://elsewhere:6379/0")).token() is None
+
+
+def test_env_token_overrides(tmp_path: Path) -> None:
+    CredentialStore(settings(tmp_path)).save("alice", "tok")
+    assert CredentialStore(settings(tmp_path, token="from-env")).token() == "from-env"
+
+
+def test_missing_or_corrupt_file_means_not_logged_in(tmp_path: Path) -> None:
+    store = CredentialStore(settings(tmp_path))
+    with pytest.raises(FarmError) as caught:
+        store.require_token()
+    assert caught.value.code == "auth.required" and caught.value.exit_code == 1
+    store.path.write_text("{not json")
+    assert store.token() is None
+
+
+def test_forget(tmp_path: Path) -> None:
+    store = CredentialStore(settings(tmp_path))
+    assert store.forget() is False
+    store.save("alice", "tok")
+    assert store.forget() is True and not store.path.exists()
