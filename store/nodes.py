@@ -13,12 +13,15 @@ from store.dispatch import ALIVE
 
 def heartbeat(conn: psycopg.Connection, hb: NodeHeartbeat) -> None:
     conn.execute(
-        """INSERT INTO nodes AS n (id, pool, slots, tags, profiles, running, version, host, lease, specs, state, last_seen)
+        """INSERT INTO nodes AS n
+             (id, pool, slots, tags, profiles, running, version, host, lease, specs, state, last_seen)
            VALUES (%(id)s, %(pool)s, %(slots)s, %(tags)s, %(profiles)s, %(running)s, %(version)s, %(host)s,
-                   %(lease)s, %(specs)s, CASE WHEN cardinality(%(running)s::bigint[]) > 0 THEN 'busy' ELSE 'idle' END, now())
+                   %(lease)s, %(specs)s,
+                   CASE WHEN cardinality(%(running)s::bigint[]) > 0 THEN 'busy' ELSE 'idle' END, now())
            ON CONFLICT (id) DO UPDATE SET pool = EXCLUDED.pool, slots = EXCLUDED.slots, tags = EXCLUDED.tags,
              profiles = EXCLUDED.profiles, running = EXCLUDED.running, version = EXCLUDED.version,
-             host = EXCLUDED.host, lease = EXCLUDED.lease, specs = EXCLUDED.specs, state = EXCLUDED.state, last_seen = now()""",
+             host = EXCLUDED.host, lease = EXCLUDED.lease, specs = EXCLUDED.specs, state = EXCLUDED.state,
+             last_seen = now()""",
         {
             "id": hb.node,
             "pool": hb.pool,
