@@ -78,13 +78,9 @@ class Client:
             reply = self._wait_reply(envelope.id, wait)
             if reply is not None:
                 return reply
-        raise NoAnswer(
-            f"the farm did not answer within {wait:g}s: is a gateway running? ({redact(self.redis_url)})"
-        )
+        raise NoAnswer(f"the farm did not answer within {wait:g}s: is a gateway running? ({redact(self.redis_url)})")
 
-    def call(
-        self, type_: str, body: dict[str, Any], token: str | None, *, timeout: float | None = None
-    ) -> Any:
+    def call(self, type_: str, body: dict[str, Any], token: str | None, *, timeout: float | None = None) -> Any:
         """Request and return the reply body, or raise FarmError with the farm's code and message."""
         reply = self.request(self.envelope(type_, body, token), timeout=timeout)
         if not reply.ok:
@@ -96,9 +92,7 @@ class Client:
 
     def _send(self, envelope: Envelope) -> None:
         data = encode(envelope)
-        self._guard(
-            lambda: self._redis.xadd(self.keys.requests, {"m": data}, maxlen=REQUEST_MAXLEN, approximate=True)
-        )
+        self._guard(lambda: self._redis.xadd(self.keys.requests, {"m": data}, maxlen=REQUEST_MAXLEN, approximate=True))
 
     def _wait_reply(self, request_id: str, wait: float) -> Reply | None:
         deadline = time.monotonic() + wait
@@ -134,9 +128,7 @@ class Client:
 
     def _read(self, block_seconds: float) -> list[Reply | Notice]:
         block_ms = max(1, int(block_seconds * 1000))
-        result = self._guard(
-            lambda: self._redis.xread({self.reply_key: self._last_id}, count=100, block=block_ms)
-        )
+        result = self._guard(lambda: self._redis.xread({self.reply_key: self._last_id}, count=100, block=block_ms))
         out: list[Reply | Notice] = []
         for _stream, entries in result or []:
             for entry_id, fields in entries:

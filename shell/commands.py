@@ -200,9 +200,7 @@ COMMANDS: tuple[Command, ...] = (
                 default="fractal",
                 completes="profile",
             ),
-            Arg(
-                "--param", "renderer parameter, may repeat", type=key_value, metavar="KEY=VALUE", repeat=True
-            ),
+            Arg("--param", "renderer parameter, may repeat", type=key_value, metavar="KEY=VALUE", repeat=True),
             Arg("--priority", "0-100, higher first (default 50)", type=whole, metavar="N", default=50),
             Arg(
                 "--max-attempts",

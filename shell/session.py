@@ -49,9 +49,7 @@ def _ask_on_terminal(prompt: str) -> str:
         with open("/dev/tty", "rb"):
             pass
     except OSError:
-        raise UsageError(
-            "there is no terminal to ask for the password: pipe it in with --password-stdin"
-        ) from None
+        raise UsageError("there is no terminal to ask for the password: pipe it in with --password-stdin") from None
     try:
         return getpass.getpass(prompt)
     except EOFError:

@@ -33,9 +33,7 @@ def job(id_: int = 1, name: str = "mandel", status: str = "running", **extra: ob
 
 
 def detail(**extra: object) -> dict:
-    return job(
-        chunk=1, params={"zoom": "2"}, max_attempts=3, requires=["cuda"], output="/out/job-1", **extra
-    )
+    return job(chunk=1, params={"zoom": "2"}, max_attempts=3, requires=["cuda"], output="/out/job-1", **extra)
 
 
 def test_ago() -> None:
