@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
 
 
@@ -29,3 +31,26 @@ def fail(message: str, code: int = 1) -> int:
     sys.stderr.write(f"error: {message}\n")
     sys.stderr.flush()
     return code
+
+
+class Orphaned(Exception):
+    """The node that started this renderer is gone: stop rather than render for nobody."""
+
+
+_PARENT = os.getppid()
+
+
+def check_parent() -> None:
+    if os.getppid() != _PARENT:
+        raise Orphaned
+
+
+def sleep_watching_parent(seconds: float, step: float = 0.2) -> None:
+    """Sleep, but notice within ``step`` seconds when the node died."""
+    end = time.monotonic() + seconds
+    while True:
+        check_parent()
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(step, left))

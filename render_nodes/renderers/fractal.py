@@ -10,7 +10,7 @@ import cmath
 import math
 import sys
 
-from render_nodes.renderers.common import base_parser, fail, frame_path, report_done
+from render_nodes.renderers.common import Orphaned, base_parser, check_parent, fail, frame_path, report_done
 from render_nodes.renderers.png import encode_rgb, write_atomic
 
 CENTRE = complex(-0.743643887037151, 0.131825904205330)
@@ -73,12 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.output.mkdir(parents=True, exist_ok=True)
         for frame in range(args.first, args.last + 1):
+            check_parent()
             rows = render(args.kind, frame, args.width, args.height, args.zoom, args.iterations)
             path = frame_path(args.output, frame, ".png")
             write_atomic(path, encode_rgb(args.width, args.height, rows))
             report_done(frame, path)
     except OSError as exc:
         return fail(f"cannot write frames: {exc.strerror or exc}")
+    except Orphaned:
+        return fail("the render node is gone; stopping", 4)
     return 0
 
 

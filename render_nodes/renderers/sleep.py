@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import random
 import sys
-import time
 
-from render_nodes.renderers.common import base_parser, fail, frame_path, report_done
+from render_nodes.renderers.common import (
+    Orphaned,
+    base_parser,
+    check_parent,
+    fail,
+    frame_path,
+    report_done,
+    sleep_watching_parent,
+)
 
 FAIL_EXIT = 3
 
@@ -40,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         args.output.mkdir(parents=True, exist_ok=True)
         for frame in range(args.first, args.last + 1):
             if args.seconds:
-                time.sleep(args.seconds)
+                sleep_watching_parent(args.seconds)
+            check_parent()
             if frame in failing or (args.fail_rate and random.random() < args.fail_rate):
                 return fail(f"frame {frame} failed on purpose", FAIL_EXIT)
             path = frame_path(args.output, frame, ".txt")
@@ -48,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             report_done(frame, path)
     except OSError as exc:
         return fail(f"cannot write frames: {exc.strerror or exc}")
+    except Orphaned:
+        return fail("the render node is gone; stopping", 4)
     return 0
 
 
