@@ -151,7 +151,7 @@ def render_tasks(tasks: list[TaskInfo], opts: RenderOptions) -> list[str]:
         error = task.error or (f"exit {task.exit_code}" if task.exit_code not in (None, 0) else "")
         rows.append(
             [
-                str(task.seq),
+                str(task.id),  # the id, as in `history` and `logs`
                 frames_text(task.frame_first, task.frame_last),
                 Cell(task.status.value, task.status.value),
                 str(task.attempt),

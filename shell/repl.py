@@ -13,6 +13,8 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.input import Input
+from prompt_toolkit.output import Output
 
 from shell.errors import UsageError
 from shell.registry import Registry
@@ -74,11 +76,15 @@ def split_line(text: str, prog: str) -> list[str]:
     return words
 
 
-def run(session: Session) -> int:
+def run(session: Session, *, input: Input | None = None, output: Output | None = None) -> int:
     """Read commands until `exit`, `quit` or Ctrl-D; each runs through ``session.run``. Returns 0,
-    or the exit code of the last command when the shell ends."""
+    or the exit code of the last command when the shell ends. ``input``/``output`` are for tests."""
     prompt: PromptSession[str] = PromptSession(
-        history=_history(session), completer=_RegistryCompleter(session.registry), complete_while_typing=False
+        history=_history(session),
+        completer=_RegistryCompleter(session.registry),
+        complete_while_typing=False,
+        input=input,
+        output=output,
     )
     print("rfarm shell: `help` lists the commands, Ctrl-D leaves", file=session.out)
     last = 0
