@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILED
+    except Exception as exc:  # a bug in the shell itself: still one line, never a traceback
+        print(f"error: rfarm failed unexpectedly ({type(exc).__name__}: {exc}); please report it", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _main(args: list[str], registry: Registry) -> int:
