@@ -90,9 +90,7 @@ def exec_module(module: str, args: Sequence[str]) -> NoReturn:
     except ImportError:
         found = False
     if not found:
-        raise CtlError(
-            EXIT_USAGE, f"the {module} service is not installed here ({module}/__main__.py missing)"
-        )
+        raise CtlError(EXIT_USAGE, f"the {module} service is not installed here ({module}/__main__.py missing)")
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -139,9 +137,7 @@ def create_admin(url: str, username: str, password: str) -> str:
                 users.create_user(conn, username, hash_password(password), is_admin=True)
                 return f"created admin {username}"
             if not verify_password(found.password_hash, password):
-                raise CtlError(
-                    EXIT_REFUSED, f"{username} exists and that is not its password; nothing changed"
-                )
+                raise CtlError(EXIT_REFUSED, f"{username} exists and that is not its password; nothing changed")
             if found.user.is_admin:
                 return f"{username} is already an admin"
             users.set_admin(conn, found.user.id, True)
@@ -259,5 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m gateway.ctl`: run the imported module, not a second copy of it
+    from gateway.ctl import main as _main
+
+    sys.exit(_main())
