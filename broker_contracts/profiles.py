@@ -58,9 +58,7 @@ class ParamSpec(BaseModel):
             try:
                 re.compile(self.pattern)
             except re.error as exc:
-                raise ValueError(
-                    f"pattern {self.pattern!r} is not a valid regular expression: {exc}"
-                ) from None
+                raise ValueError(f"pattern {self.pattern!r} is not a valid regular expression: {exc}") from None
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("min is greater than max")
         return self
@@ -95,16 +93,12 @@ class ProfileSpec(BaseModel):
         for element in self.argv:
             for placeholder in PLACEHOLDER.findall(element):
                 if placeholder not in known:
-                    raise ValueError(
-                        f"profile {self.name!r}: argv uses unknown placeholder {{{placeholder}}}"
-                    )
+                    raise ValueError(f"profile {self.name!r}: argv uses unknown placeholder {{{placeholder}}}")
         if self.progress is not None:
             try:
                 compiled = re.compile(self.progress)
             except re.error as exc:
-                raise ValueError(
-                    f"profile {self.name!r}: progress is not a valid regular expression: {exc}"
-                ) from None
+                raise ValueError(f"profile {self.name!r}: progress is not a valid regular expression: {exc}") from None
             if compiled.groups < 1:
                 raise ValueError(f"profile {self.name!r}: progress needs one group for the frame number")
         return self

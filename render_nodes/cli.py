@@ -43,9 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tags", default="", help="comma list of tags this node offers, e.g. gpu,linux")
     p.add_argument("--profiles", type=Path, help="TOML file of command profiles")
     p.add_argument("--output-root", type=Path, default=Path("renders"), help="where frames go (./renders)")
-    p.add_argument(
-        "--lease", type=float, default=30.0, help="seconds before a silent node's task is taken over"
-    )
+    p.add_argument("--lease", type=float, default=30.0, help="seconds before a silent node's task is taken over")
     p.add_argument("--name", help="node id (default: host-pid-random)")
     p.add_argument("--grace", type=float, default=30.0, help="seconds running tasks get after SIGTERM")
     p.add_argument("--drain", action="store_true", help="process the work that is there, then exit")
@@ -131,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         format=f"%(asctime)s {options.name} %(levelname)s %(message)s",
     )
     node = Node(options, link, Keys(settings.prefix))
-    previous = {
-        sig: signal.signal(sig, lambda _s, _f: node.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
+    previous = {sig: signal.signal(sig, lambda _s, _f: node.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return node.run()
     finally:

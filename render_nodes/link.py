@@ -55,9 +55,7 @@ class Link:
         self.url = url
         self.keys = keys
         self.work = keys.work(pool)
-        self.client = redis.Redis.from_url(
-            url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=0
-        )
+        self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=0)
         self.abandoned = threading.Event()
         self._down = False
         self._state_lock = threading.Lock()

@@ -143,9 +143,7 @@ class Node:
         want = free - len(messages)
         if want > 0:
             block = None if messages else BLOCK_MS
-            reply = self.link.call(
-                lambda c: c.xreadgroup(NODES_GROUP, o.name, {work: ">"}, count=want, block=block)
-            )
+            reply = self.link.call(lambda c: c.xreadgroup(NODES_GROUP, o.name, {work: ">"}, count=want, block=block))
             for _stream, entries in reply or []:
                 messages.extend((_text(mid), flds) for mid, flds in entries)
         return messages
@@ -155,21 +153,13 @@ class Node:
             item = WorkItem.model_validate(unpack(fields.get(b"m", b"")))
         except (DecodeError, ValueError) as exc:
             reason = exc.message if isinstance(exc, DecodeError) else "not a valid work item"
-            log.error(
-                "work entry %s is not a work item (%s); moved to %s", message_id, reason, self.keys.dead
-            )
-            record = pack(
-                {"source": self.link.work, "id": message_id, "reason": reason, "node": self.options.name}
-            )
-            self.link.call(
-                lambda c: c.xadd(self.keys.dead, {"m": record}, maxlen=DEAD_MAXLEN, approximate=True)
-            )
+            log.error("work entry %s is not a work item (%s); moved to %s", message_id, reason, self.keys.dead)
+            record = pack({"source": self.link.work, "id": message_id, "reason": reason, "node": self.options.name})
+            self.link.call(lambda c: c.xadd(self.keys.dead, {"m": record}, maxlen=DEAD_MAXLEN, approximate=True))
             self.link.ack(message_id)
             return
         task = TaskRun(self.ctx, message_id, item)
-        thread = threading.Thread(
-            target=self._run_task, args=(task,), name=f"task-{item.task_id}", daemon=True
-        )
+        thread = threading.Thread(target=self._run_task, args=(task,), name=f"task-{item.task_id}", daemon=True)
         with self._lock:
             self._running[message_id] = _Running(task, thread)
         thread.start()
@@ -210,9 +200,7 @@ class Node:
         data = pack(info.model_dump(mode="json"))
         ttl_ms = max(1000, int(self.options.heartbeat * 3 * 1000))
         self.link.call(lambda c: c.set(self.keys.node(self.options.name), data, px=ttl_ms), wait=False)
-        self.link.publish(
-            event("heartbeat", self.options.name, info=info.model_dump(mode="json")), wait=False
-        )
+        self.link.publish(event("heartbeat", self.options.name, info=info.model_dump(mode="json")), wait=False)
 
     def _heartbeat_loop(self) -> None:
         while not self._hb_stop.wait(self.options.heartbeat):

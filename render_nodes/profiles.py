@@ -25,9 +25,7 @@ def load_profiles(path: Path | None) -> dict[str, ProfileSpec]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileFileError(
-            f"cannot read profiles file {path}: {getattr(exc, 'strerror', None) or exc}"
-        ) from None
+        raise ProfileFileError(f"cannot read profiles file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
         declared = parse_profiles_toml(text)
         wanted = tomllib.loads(text).get("builtins", list(BUILTIN_PROFILES))
@@ -51,14 +49,10 @@ class Invocation:
     frames: list[int]
 
 
-def invocations(
-    spec: ProfileSpec, params: dict[str, str], first: int, last: int, output: str
-) -> list[Invocation]:
+def invocations(spec: ProfileSpec, params: dict[str, str], first: int, last: int, output: str) -> list[Invocation]:
     """The processes a task needs: one for the chunk, or one per frame."""
     if spec.frames_per_invocation == "frame":
-        return [
-            Invocation(_argv(spec, params, frame, frame, output), [frame]) for frame in range(first, last + 1)
-        ]
+        return [Invocation(_argv(spec, params, frame, frame, output), [frame]) for frame in range(first, last + 1)]
     return [Invocation(_argv(spec, params, first, last, output), list(range(first, last + 1)))]
 
 

@@ -80,6 +80,13 @@ class Farm:
         self.nodes.append(proc)
         return proc
 
+    def close(self) -> None:
+        for proc in self.nodes:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=10)  # reaps it and closes its pipes
+        self.r.close()
+
     def pending(self) -> int:
         return int(self.r.xpending(self.keys.work("default"), NODES_GROUP)["pending"])
 
@@ -88,11 +95,7 @@ class Farm:
 def farm(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[Farm]:
     f = Farm(redis_url, prefix, tmp_path)
     yield f
-    for proc in f.nodes:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-    f.r.close()
+    f.close()
 
 
 def of(events: list[NodeEvent], kind: str, task_id: int | None = None) -> list[NodeEvent]:
