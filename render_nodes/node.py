@@ -158,6 +158,9 @@ class Node:
             self.link.call(lambda c: c.xadd(self.keys.dead, {"m": record}, maxlen=DEAD_MAXLEN, approximate=True))
             self.link.ack(message_id)
             return
+        with self._lock:
+            if message_id in self._running:  # our own entry, reclaimed while Redis was away: keep going
+                return
         task = TaskRun(self.ctx, message_id, item)
         thread = threading.Thread(target=self._run_task, args=(task,), name=f"task-{item.task_id}", daemon=True)
         with self._lock:

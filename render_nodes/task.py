@@ -95,6 +95,8 @@ class TaskRun:
                 self.ctx.link.ack(self.message_id)
                 return
             if reason is not None:
+                # A run id that never started: the report is about this hand-back and nothing else.
+                self.run_id = uuid.uuid4().hex
                 log.info("task %s: released (%s)", item.task_id, reason)
                 self._report("released", error=reason)
                 self.ctx.link.ack(self.message_id)
