@@ -106,10 +106,9 @@ def priority(ctx: Context, req: m.PriorityRequest) -> m.JobReply:
     job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
     if job["status"] in JOB_TERMINAL:
         raise _refuse(job, "reprioritised")
+    ctx.conn.execute("UPDATE jobs SET priority = %s, updated_at = now() WHERE id = %s", (req.priority, req.id))
     ctx.conn.execute(
-        "UPDATE jobs SET priority = %(p)s, updated_at = now() WHERE id = %(id)s;"
-        "UPDATE tasks SET priority = %(p)s WHERE job_id = %(id)s AND status = 'queued'",
-        {"p": req.priority, "id": req.id},
+        "UPDATE tasks SET priority = %s WHERE job_id = %s AND status = 'queued'", (req.priority, req.id)
     )
     return _summary(ctx.conn, ctx, req.id)
 

@@ -64,6 +64,7 @@ def submit(conn: psycopg.Connection, owner: User, req: SubmitRequest) -> int:
         },
     ).fetchone()
     job_id: int = row["id"]  # type: ignore[call-overload]
+    history.job_changed(conn, job_id, None, JobStatus.QUEUED, f"submitted by {owner.username}", owner.username)
     # One statement for every task and one for their history, however many frames the job has.
     conn.execute(
         """INSERT INTO tasks (job_id, seq, frame_first, frame_last, pool, priority)
@@ -85,7 +86,6 @@ def submit(conn: psycopg.Connection, owner: User, req: SubmitRequest) -> int:
            SELECT id, job_id, 0, NULL, 'queued', 'submitted', %s FROM tasks WHERE job_id = %s""",
         (owner.username, job_id),
     )
-    history.job_changed(conn, job_id, None, JobStatus.QUEUED, f"submitted by {owner.username}", owner.username)
     return job_id
 
 

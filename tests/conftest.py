@@ -15,6 +15,7 @@ import redis
 from psycopg import sql
 
 from store.migrate import migrate
+from tests.farm import Farm
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -92,3 +93,20 @@ def prefix(redis_url: str, run_id: str) -> Iterator[str]:
             client.delete(*keys[start : start + 500])
     finally:
         client.close()
+
+
+@pytest.fixture
+def farm(tmp_path: Path, redis_url: str, database_url: str, prefix: str) -> Iterator[Farm]:
+    """A gateway (started) and the means to start nodes and run `rfarm`; all stopped afterwards."""
+    f = Farm(root=tmp_path, redis_url=redis_url, database_url=database_url, prefix=prefix)
+    f.start_gateway()
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short random suffix for usernames, so tests sharing a database never collide."""
+    return secrets.token_hex(3)
