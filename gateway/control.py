@@ -87,7 +87,7 @@ def retry(ctx: Context, req: m.JobRef) -> m.JobReply:
              SELECT id, status, attempt FROM tasks
              WHERE job_id = %(job)s AND status IN ('failed', 'cancelled') FOR UPDATE),
            moved AS (
-             UPDATE tasks t SET status = 'queued', failures = 0, finished_at = NULL, exit_code = NULL,
+             UPDATE tasks t SET status = 'queued', failures = 0, finished_at = NULL, exit_code = NULL, done_frames = 0,
                     error = NULL, dispatched_at = NULL, work_msg = NULL, run_id = NULL
              FROM old WHERE t.id = old.id AND t.status = old.status RETURNING t.id, old.status AS src, old.attempt)
            INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
@@ -107,9 +107,7 @@ def priority(ctx: Context, req: m.PriorityRequest) -> m.JobReply:
     if job["status"] in JOB_TERMINAL:
         raise _refuse(job, "reprioritised")
     ctx.conn.execute("UPDATE jobs SET priority = %s, updated_at = now() WHERE id = %s", (req.priority, req.id))
-    ctx.conn.execute(
-        "UPDATE tasks SET priority = %s WHERE job_id = %s AND status = 'queued'", (req.priority, req.id)
-    )
+    ctx.conn.execute("UPDATE tasks SET priority = %s WHERE job_id = %s AND status = 'queued'", (req.priority, req.id))
     return _summary(ctx.conn, ctx, req.id)
 
 

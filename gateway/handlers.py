@@ -8,13 +8,11 @@ from typing import Any
 
 from broker_contracts import messages as m
 from broker_contracts.errors import ErrorCode, RfarmError
-from broker_contracts.profiles import ProfileSpec, validate_params
+from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec, validate_params
 from gateway import control
 from gateway.context import Context, KeepWrites
 from gateway.passwords import hash_password, needs_rehash, verify_password
 from store import history, jobs, nodes, users
-
-BUILTIN_PROFILES = frozenset({"fractal", "sleep"})
 
 
 def register(ctx: Context, req: m.RegisterRequest) -> m.UserReply:
@@ -49,18 +47,18 @@ def whoami(ctx: Context, req: m.EmptyRequest) -> m.UserReply:
 
 
 def submit(ctx: Context, req: m.SubmitRequest) -> m.SubmitReply:
-    spec = nodes.spec_of(ctx.conn, req.renderer)
-    if spec is None and req.renderer not in BUILTIN_PROFILES:
+    announced = nodes.spec_of(ctx.conn, req.renderer)
+    spec = ProfileSpec.model_validate(announced) if announced else BUILTIN_PROFILES.get(req.renderer)
+    if spec is None:
         raise RfarmError(
             ErrorCode.PROFILE_UNKNOWN,
             f"no render node offers the renderer {req.renderer!r}: ask an operator, or see `rfarm nodes`",
         )
-    if spec is not None:
-        try:
-            params = validate_params(ProfileSpec.model_validate(spec), req.params)
-        except ValueError as exc:
-            raise RfarmError(ErrorCode.REQUEST_INVALID, f"renderer {req.renderer}: {exc}") from None
-        req = req.model_copy(update={"params": params})
+    try:
+        params = validate_params(spec, req.params)
+    except ValueError as exc:
+        raise RfarmError(ErrorCode.REQUEST_INVALID, f"renderer {req.renderer}: {exc}") from None
+    req = req.model_copy(update={"params": params})
     return m.SubmitReply(id=jobs.submit(ctx.conn, ctx.caller, req))
 
 

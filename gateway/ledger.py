@@ -33,6 +33,7 @@ class Batch:
 
     effects: list[Effect] = field(default_factory=list)
     changed_jobs: set[int] = field(default_factory=set)
+    progressed_jobs: set[int] = field(default_factory=set)
     wake_dispatcher: bool = False
 
 
@@ -97,7 +98,7 @@ class Ledger:
             with transaction(self.pool) as conn:
                 for ev in events:
                     self.apply(conn, ev, batch)
-                outbox.job_changed(conn, batch.changed_jobs)
+                self.finish(conn, batch)
         except StoreUnavailable:
             raise
         except Exception:
@@ -117,7 +118,7 @@ class Ledger:
             try:
                 with transaction(self.pool) as conn:
                     self.apply(conn, ev, batch)
-                    outbox.job_changed(conn, batch.changed_jobs)
+                    self.finish(conn, batch)
             except StoreUnavailable:
                 raise
             except Exception as exc:
@@ -135,6 +136,11 @@ class Ledger:
             total.changed_jobs |= batch.changed_jobs
             total.wake_dispatcher |= batch.wake_dispatcher
         return total
+
+    def finish(self, conn: psycopg.Connection, batch: Batch) -> None:
+        """Once per batch: jobs' frame counts from their tasks' progress, and notices to watchers."""
+        jobs.count_progress(conn, batch.progressed_jobs - batch.changed_jobs)
+        outbox.job_changed(conn, batch.changed_jobs | batch.progressed_jobs)
 
     # --- one event -----------------------------------------------------------------------------
 
@@ -154,7 +160,8 @@ class Ledger:
             return
         if ev.kind == "progress":
             tasks.progress(conn, ev.task_id, ev.run, ev.done_frames or 0, lease)
-            batch.changed_jobs.add(ev.job_id or 0)
+            if ev.job_id:
+                batch.progressed_jobs.add(ev.job_id)
             return
         if ev.kind == "log":
             if ev.output:

@@ -43,8 +43,12 @@ def take_ready(conn: psycopg.Connection, pool: str, limit: int) -> list[dict[str
             WHERE t.id = picked.id AND j.id = t.job_id
             RETURNING t.id AS task_id, t.job_id, t.seq, t.frame_first AS first, t.frame_last AS last,
                       j.renderer, j.params, j.requires, j.max_attempts, t.priority,
-                      ARRAY(SELECT b.node FROM task_blocklist b
-                            WHERE b.job_id = t.job_id AND b.failures >= 3) AS blocked_nodes""",
+                      ARRAY(SELECT b.node FROM task_blocklist b WHERE b.job_id = t.job_id AND b.failures >= 3
+                            UNION
+                            -- a retry goes to another node when another capable node is alive
+                            SELECT t.node WHERE t.failures > 0 AND t.node IS NOT NULL AND EXISTS (
+                              SELECT 1 FROM nodes n WHERE n.pool = t.pool AND n.id <> t.node AND {ALIVE}
+                                AND j.renderer = ANY(n.profiles) AND j.requires <@ n.tags)) AS blocked_nodes""",
         {"pool": pool, "limit": limit},
     ).fetchall()
     out = [dict(r) for r in rows]  # type: ignore[call-overload]

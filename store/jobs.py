@@ -152,7 +152,7 @@ def refresh_status(conn: psycopg.Connection, job_id: int, reason: str, actor: st
         return None
     current = JobStatus(job["status"])  # type: ignore[call-overload]
     counts = conn.execute(
-        """SELECT status, count(*) AS n, sum(frame_last - frame_first + 1) AS frames
+        """SELECT status, count(*) AS n, sum(done_frames) AS frames
            FROM tasks WHERE job_id = %s GROUP BY status""",
         (job_id,),
     ).fetchall()
@@ -160,8 +160,7 @@ def refresh_status(conn: psycopg.Connection, job_id: int, reason: str, actor: st
     frames_done = 0
     for r in counts:
         statuses.extend([TaskStatus(r["status"])] * r["n"])  # type: ignore[call-overload]
-        if r["status"] == TaskStatus.SUCCEEDED:  # type: ignore[call-overload]
-            frames_done = int(r["frames"])  # type: ignore[call-overload]
+        frames_done += int(r["frames"] or 0)  # type: ignore[call-overload]
     new = derive_job_status(current, statuses)
     conn.execute("UPDATE jobs SET frames_done = %s, updated_at = now() WHERE id = %s", (frames_done, job_id))
     if new == current:
@@ -199,3 +198,15 @@ def cancel_rest(conn: psycopg.Connection, job_id: int, reason: str) -> None:
            SELECT id, %(job)s, attempt, 'queued', 'cancelled', %(reason)s, 'farm' FROM moved""",
         {"job": job_id, "reason": reason},
     )
+
+
+def count_progress(conn: psycopg.Connection, job_ids: set[int]) -> None:
+    """Frames done = every frame of finished tasks plus the frames running tasks reported."""
+    if job_ids:
+        conn.execute(
+            """UPDATE jobs j SET frames_done = s.done, updated_at = now()
+               FROM (SELECT job_id, sum(done_frames)::int AS done FROM tasks
+                     WHERE job_id = ANY(%s) GROUP BY job_id) AS s
+               WHERE j.id = s.job_id AND j.frames_done <> s.done""",
+            (sorted(job_ids),),
+        )

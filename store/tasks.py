@@ -97,7 +97,9 @@ def start(conn: psycopg.Connection, task: Task, run: str, node: str, lease: floa
         if task.run_id == run:
             return False  # the same report twice
         lost = f"lease lost by node {task.node} (attempt {task.attempt}); taken over by node {node}"
-        if not move(conn, task, TaskStatus.QUEUED, lost, "farm", sets="failures = failures + 1, run_id = NULL"):
+        if not move(
+            conn, task, TaskStatus.QUEUED, lost, "farm", sets="failures = failures + 1, run_id = NULL, done_frames = 0"
+        ):
             return False
         task.failures += 1
     if task.status is not TaskStatus.QUEUED:
@@ -151,7 +153,7 @@ def fail(
         else f"{detail}; no attempts left ({failures} of {task.max_attempts})"
     )
     sets = """failures = failures + 1, exit_code = %(code)s, error = %(error)s, lease_until = NULL,
-              run_id = NULL, dispatched_at = NULL, work_msg = NULL"""
+              run_id = NULL, dispatched_at = NULL, work_msg = NULL, done_frames = 0"""
     if not left:
         sets += ", finished_at = now()"
     if not move(conn, task, dst, reason, node, sets=sets, params={"code": exit_code, "error": error[:2000]}):
@@ -182,7 +184,7 @@ def release(conn: psycopg.Connection, task: Task, run: str | None, node: str, wh
         TaskStatus.QUEUED,
         f"node {node} handed it back: {why}",
         node,
-        sets="run_id = NULL, lease_until = NULL, dispatched_at = NULL, work_msg = NULL",
+        sets="run_id = NULL, lease_until = NULL, dispatched_at = NULL, work_msg = NULL, done_frames = 0",
     )
 
 
