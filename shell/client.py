@@ -6,11 +6,12 @@ shell's own errors: ``NoAnswer`` (exit 3) for anything that means "the farm is n
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -18,11 +19,14 @@ import redis
 from broker_contracts.envelope import Envelope, Notice, Reply, decode_reply, encode
 from broker_contracts.errors import DecodeError
 from broker_contracts.keys import Keys
-from shell.errors import FarmError, NoAnswer
+from shell.errors import FarmError, NoAnswer, Unreachable
 
 REQUEST_MAXLEN = 100_000
 DEFAULT_TIMEOUT = 10.0
 _BLOCK_SLICE_MS = 1000
+_RECONNECT_PAUSE = 0.5
+
+T = TypeVar("T")
 
 
 def redact(url: str) -> str:
@@ -47,7 +51,8 @@ class Client:
         self.client_id = secrets.token_hex(16)
         self.reply_key = self.keys.reply(self.client_id)
         self._last_id = "0-0"
-        self._notices: deque[Notice] = deque()
+        self._notices: deque[Notice] = deque(maxlen=1000)
+        self._reached = False  # once Redis has answered, a lost connection is waited out, not fatal
         try:
             self._redis = redis.Redis.from_url(
                 redis_url, socket_connect_timeout=min(timeout, 5.0), socket_timeout=timeout + 5.0
@@ -71,14 +76,23 @@ class Client:
 
     def request(self, envelope: Envelope, *, timeout: float | None = None) -> Reply:
         """Send and wait for the reply; on a timeout send the SAME envelope once more (the gateway
-        dedupes by request id), then give up with NoAnswer."""
+        dedupes by request id), then give up with NoAnswer. If Redis goes away after it has once
+        answered, each step is retried until its deadline: the shell rides out a Redis restart."""
         wait = self.timeout if timeout is None else timeout
         for _attempt in range(2):
-            self._send(envelope)
-            reply = self._wait_reply(envelope.id, wait)
+            deadline = time.monotonic() + wait
+            self._retrying(lambda: self._send(envelope), deadline)
+            reply = self._wait_reply(envelope.id, deadline)
             if reply is not None:
                 return reply
         raise NoAnswer(f"the farm did not answer within {wait:g}s: is a gateway running? ({redact(self.redis_url)})")
+
+    def ping(self) -> bool:
+        """Whether Redis answers right now (never raises)."""
+        try:
+            return bool(self._guard(self._redis.ping))
+        except NoAnswer:
+            return False
 
     def call(self, type_: str, body: dict[str, Any], token: str | None, *, timeout: float | None = None) -> Any:
         """Request and return the reply body, or raise FarmError with the farm's code and message."""
@@ -94,18 +108,29 @@ class Client:
         data = encode(envelope)
         self._guard(lambda: self._redis.xadd(self.keys.requests, {"m": data}, maxlen=REQUEST_MAXLEN, approximate=True))
 
-    def _wait_reply(self, request_id: str, wait: float) -> Reply | None:
-        deadline = time.monotonic() + wait
+    def _wait_reply(self, request_id: str, deadline: float) -> Reply | None:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            for message in self._read(min(remaining, _BLOCK_SLICE_MS / 1000)):
+            slice_s = min(remaining, _BLOCK_SLICE_MS / 1000)
+            messages = self._retrying(functools.partial(self._read, slice_s), deadline)
+            for message in messages:
                 if isinstance(message, Notice):
                     self._notices.append(message)
                 elif message.re == request_id:
                     return message
                 # a reply to an earlier request that gave up waiting: ignore it
+
+    def _retrying(self, action: Callable[[], T], deadline: float) -> T:
+        """Run ``action``; while Redis is unreachable (after it once answered) retry until ``deadline``."""
+        while True:
+            try:
+                return action()
+            except Unreachable:
+                if not self._reached or time.monotonic() + _RECONNECT_PAUSE >= deadline:
+                    raise
+                time.sleep(_RECONNECT_PAUSE)
 
     # --- notices (for watch) ----------------------------------------------------------------
 
@@ -123,6 +148,17 @@ class Client:
             for message in self._read(min(remaining, _BLOCK_SLICE_MS / 1000)):
                 if isinstance(message, Notice):
                     self._notices.append(message)
+
+    def take_notices(self, sub: str, wait: float) -> list[Notice]:
+        """Notices of subscription ``sub``: those already received, else what arrives within
+        ``wait`` seconds (possibly none). Notices of other (older) subscriptions are dropped."""
+        if not self._notices:
+            for message in self._read(max(wait, 0.001)):
+                if isinstance(message, Notice):
+                    self._notices.append(message)
+        mine = [n for n in self._notices if n.sub == sub]
+        self._notices.clear()
+        return mine
 
     # --- Redis access ------------------------------------------------------------------------
 
@@ -146,15 +182,17 @@ class Client:
         """Run one Redis command; every redis failure becomes NoAnswer with a plain reason."""
         where = redact(self.redis_url)
         try:
-            return action()
+            result = action()
         except redis.exceptions.AuthenticationError as exc:
             raise NoAnswer(f"Redis at {where} refused the credentials: {exc}") from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            raise NoAnswer(f"cannot reach Redis at {where}: {_reason(exc)}") from None
+            raise Unreachable(f"cannot reach Redis at {where}: {_reason(exc)}") from None
         except redis.exceptions.ResponseError as exc:
             raise NoAnswer(f"Redis at {where} refused the command: {exc}") from None
         except redis.exceptions.RedisError as exc:
             raise NoAnswer(f"Redis at {where} failed: {_reason(exc)}") from None
+        self._reached = True
+        return result
 
 
 def _reason(exc: BaseException) -> str:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 from typing import Any
 
 from broker_contracts.frames import parse_frames
 from broker_contracts.states import JobStatus
 from shell import renderers as r
 from shell.errors import UsageError
-from shell.registry import Arg, Command, Context, Registry
+from shell.registry import Arg, Command, Context, Registry, positive_seconds
+from shell.watch import Follow, follow
 
 # --- argument types (raise ArgumentTypeError: argparse names the argument in the message) -------
 
@@ -126,6 +128,23 @@ def _logs(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     return {"id": ns.job, "frame": ns.frame}
 
 
+def _watch_body(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    return {"id": ns.job, "sub": secrets.token_hex(6)}
+
+
+def _watch(body: dict[str, Any], ns: argparse.Namespace, session: Any) -> int:
+    return follow(session, Follow(job=body["id"], sub=body["sub"], json_mode=ns.json))
+
+
+def _wait(body: dict[str, Any], ns: argparse.Namespace, session: Any) -> int:
+    spec = Follow(job=body["id"], sub=body["sub"], wait_only=True, json_mode=ns.json, limit=ns.timeout)
+    return follow(session, spec)
+
+
+def _follow_submitted(reply: Any, ns: argparse.Namespace, session: Any) -> int:
+    return follow(session, Follow(job=reply.id, json_mode=ns.json))
+
+
 def _help(ns: argparse.Namespace, registry: Registry) -> list[str]:
     if ns.command:
         return registry.parser(ns.command).format_help().rstrip("\n").splitlines()
@@ -224,11 +243,16 @@ COMMANDS: tuple[Command, ...] = (
                 metavar="JOB",
                 completes="job",
             ),
+            Arg("--watch", "then follow the job live, as `watch` does", flag=True),
         ),
         request="job.submit",
         build=_submit,
         render=r.render_submitted,
-        examples=("rfarm submit mandel --frames 1-100 --chunk 5 --param zoom=2.5 --priority 70",),
+        follow=_follow_submitted,
+        examples=(
+            "rfarm submit mandel --frames 1-100 --chunk 5 --param zoom=2.5 --priority 70",
+            "rfarm submit nap --renderer sleep --param seconds=0.5 --frames 1-20 --watch",
+        ),
     ),
     Command(
         name="jobs",
@@ -264,6 +288,24 @@ COMMANDS: tuple[Command, ...] = (
         request="job.history",
         build=_history,
         render=r.render_history,
+    ),
+    Command(
+        name="watch",
+        help="follow a job live: progress, tasks by status and node, each change as it happens",
+        args=(_JOB,),
+        request="job.watch",
+        build=_watch_body,
+        live=_watch,
+        examples=("rfarm watch 42", "rfarm watch 42 --json   # one JSON document when it ends"),
+    ),
+    Command(
+        name="wait",
+        help="block until a job ends: exit 0 succeeded, 1 failed or cancelled, 3 on --timeout",
+        args=(_JOB, Arg("--timeout", "give up after S seconds (exit 3)", type=positive_seconds, metavar="S")),
+        request="job.watch",
+        build=_watch_body,
+        live=_wait,
+        examples=("rfarm wait 42 --timeout 600 && echo rendered",),
     ),
     _control("cancel", "cancel a job: queued tasks are dropped, running ones stopped"),
     _control("pause", "stop starting new tasks of a job (running ones finish)"),

@@ -45,6 +45,19 @@ class NoAnswer(ShellError):
         super().__init__(message, ErrorCode.UNAVAILABLE.value)
 
 
+class Unreachable(NoAnswer):
+    """Redis itself could not be reached (connection refused, reset, timed out)."""
+
+
+class WaitTimedOut(ShellError):
+    """`wait --timeout S` ran out before the job ended (exit 3, like any other wait that gave up)."""
+
+    exit_code = EXIT_NO_ANSWER
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.UNAVAILABLE.value)
+
+
 class HelpShown(Exception):
     """``--help`` was asked for: the text to print, and the command ends with exit code 0."""
 

@@ -61,6 +61,10 @@ Renderer = Callable[[Any, RenderOptions], list[str]]
 JsonView = Callable[[Any], Any]
 AfterHook = Callable[[Any, argparse.Namespace, Context], None]
 LocalRunner = Callable[[argparse.Namespace, "Registry"], list[str]]
+# (validated request body, arguments, the session) -> exit code; for commands that last (watch, wait)
+LiveRunner = Callable[[dict[str, Any], argparse.Namespace, Any], int]
+# (typed reply, arguments, the session) -> exit code; runs when the command was given --watch
+FollowHook = Callable[[Any, argparse.Namespace, Any], int]
 
 
 def _dump(reply: Any) -> Any:
@@ -79,6 +83,8 @@ class Command:
     after: AfterHook | None = None  # on success, e.g. login stores the token
     always: Callable[[Context], None] | None = None  # after the request whatever happened
     local: LocalRunner | None = None
+    live: LiveRunner | None = None  # runs instead of one request/reply (it talks to the farm itself)
+    follow: FollowHook | None = None  # after the reply, when --watch was given (submit --watch)
     examples: tuple[str, ...] = ()
 
     @property
@@ -111,14 +117,17 @@ class _Parser(argparse.ArgumentParser):
         raise HelpShown(self.format_help().rstrip("\n"))
 
 
-def add_common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """--json and --timeout work before the command name and after it."""
+def add_common_options(parser: argparse.ArgumentParser, *, suppress: bool, timeout: bool = True) -> None:
+    """--json and --timeout work before the command name and after it (``timeout=False``: the
+    command gives --timeout its own meaning, like `wait --timeout S`)."""
     parser.add_argument(
         "--json",
         action="store_true",
         default=argparse.SUPPRESS if suppress else False,
         help="print exactly one JSON document",
     )
+    if not timeout:
+        return
     parser.add_argument(
         "--timeout",
         type=positive_seconds,
@@ -199,7 +208,8 @@ class Registry:
             else:
                 parser.add_argument(arg.name, dest=arg.dest, **kwargs)
         if command.request is not None:
-            add_common_options(parser, suppress=False)
+            own_timeout = any(a.name == "--timeout" for a in command.args)
+            add_common_options(parser, suppress=False, timeout=not own_timeout)
         return parser
 
     def overview(self) -> list[str]:

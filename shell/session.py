@@ -129,8 +129,7 @@ class Session:
         ``where`` (e.g. "line 3") prefixes error messages in script mode."""
         json_mode = self.json_mode or "--json" in argv
         try:
-            self.execute(argv)
-            return EXIT_OK
+            return self.execute(argv)
         except HelpShown as shown:
             if shown.text:
                 print(shown.text, file=self.out)
@@ -155,14 +154,18 @@ class Session:
         else:
             print(f"error: {exc.message}", file=self.err)
 
-    def execute(self, argv: Sequence[str]) -> None:
+    def execute(self, argv: Sequence[str]) -> int:
+        """Parse, ask the farm, print; returns the exit code (errors are raised as ShellError)."""
         command, ns = self.registry.parse(argv)
         if command.local is not None:
             self._print_lines(command.local(ns, self.registry))
-            return
+            return EXIT_OK
         json_mode = self.json_mode or bool(getattr(ns, "json", False))
-        timeout = getattr(ns, "timeout", None) or self.timeout
+        ns.json = json_mode
         body = self._validated_body(command, ns)
+        if command.live is not None:
+            return command.live(body, ns, self)
+        timeout = getattr(ns, "timeout", None) or self.timeout
         token = self.store.require_token() if command.needs_auth else None
         assert command.request is not None
         try:
@@ -173,10 +176,28 @@ class Session:
         reply = self._validated_reply(command, raw)
         if command.after is not None:
             command.after(reply, ns, self)
+        follows = command.follow is not None and bool(getattr(ns, "watch", False))
         if json_mode:
-            print(json.dumps(command.as_json(reply), ensure_ascii=False), file=self.out)
+            if not follows:  # the follow prints the one JSON document
+                print(json.dumps(command.as_json(reply), ensure_ascii=False), file=self.out)
         elif command.render is not None:
             self._print_lines(command.render(reply, self._render_options()))
+        if follows:
+            assert command.follow is not None
+            return command.follow(reply, ns, self)
+        return EXIT_OK
+
+    # --- what following a job needs (shell.watch.Host) ----------------------------------------
+
+    def token(self) -> str:
+        return self.store.require_token()
+
+    def options(self) -> RenderOptions:
+        return self._render_options()
+
+    def live_terminal(self) -> bool:
+        """Whether the output is a terminal on which a block may be redrawn in place."""
+        return bool(hasattr(self.out, "isatty") and self.out.isatty() and os.environ.get("TERM") != "dumb")
 
     def request_for(self, argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
         """The (request type, body) a command line would send, without sending it."""

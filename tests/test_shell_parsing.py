@@ -30,7 +30,8 @@ def make_session(tmp_path: Path, *, passwords: list[str] | None = None, stdin: s
 def test_every_command_names_a_known_request_type() -> None:
     for command in COMMANDS:
         assert command.request is None or command.request in REQUEST_TYPES, command.name
-        assert command.request is None or (command.build is not None and command.render is not None)
+        assert command.request is None or command.build is not None
+        assert command.request is None or command.render is not None or command.live is not None
 
 
 def test_submit_builds_the_full_body(tmp_path: Path) -> None:
