@@ -1,66 +1,61 @@
 """The interactive shell: a thin prompt-toolkit loop over the same registry as argv and scripts.
 
-Minimal for now (prompt, history, command/option completion); the toolbar and watch come later.
-Completion is a pure function of the text typed (``completions``); prompt-toolkit only adapts it.
+Completion (``shell.complete.suggest``), the prompt and the toolbar (``shell.toolbar``) are pure
+functions; this module only adapts them to prompt-toolkit. What they need from the farm comes
+from a background ``Refresher``, so nothing here ever waits for the network while you type.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
+from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
+from prompt_toolkit.styles import Style
 
+from shell.background import Refresher
+from shell.complete import LEAVE, Known, split_words, suggest
 from shell.errors import UsageError
+from shell.keys import make_key_bindings
 from shell.registry import Registry
 from shell.session import Session
+from shell.toolbar import PLAIN_STYLE, STYLE, farm_name, prompt_fragments, toolbar_fragments
 
-LEAVE = frozenset({"exit", "quit"})
-
-
-def completions(registry: Registry, text: str) -> list[str]:
-    """What may finish the last word of ``text``: a command name first, then that command's options."""
-    words = text.split()
-    current = "" if not words or text.endswith(" ") else words[-1]
-    done = words if current == "" else words[:-1]
-    if not done:
-        names = [*registry.names(), *sorted(LEAVE)]
-        return [n for n in names if n.startswith(current)]
-    command = registry.commands.get(done[0])
-    if command is None:
-        return []
-    if command.name == "help" and len(done) == 1:
-        return [n for n in registry.names() if n.startswith(current)]
-    options = [a.name for a in command.args if not a.positional]
-    if command.request is not None:
-        options += ["--json", "--timeout"]
-    if current and not current.startswith("-"):
-        return []
-    repeatable = {a.name for a in command.args if a.repeat}
-    return [o for o in options if o.startswith(current) and (o not in done or o in repeatable)]
+HISTORY_FILE = "history"
 
 
-class _RegistryCompleter(Completer):
-    def __init__(self, registry: Registry) -> None:
+def completions(registry: Registry, text: str, known: Known | None = None) -> list[str]:
+    """The words that may finish ``text`` (what Tab offers), without their descriptions."""
+    return [s.text for s in suggest(registry, text, known or Known())]
+
+
+class RegistryCompleter(Completer):
+    """prompt-toolkit's side of ``suggest``: ``known`` returns the latest background snapshot."""
+
+    def __init__(self, registry: Registry, known: Callable[[], Known]) -> None:
         self.registry = registry
+        self.known = known
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
         text = document.text_before_cursor
-        current = "" if not text or text.endswith(" ") else text.split()[-1]
-        for word in completions(self.registry, text):
-            yield Completion(word, start_position=-len(current))
+        _done, current = split_words(text)
+        width = len(current) if text and not text[-1].isspace() else 0
+        for item in suggest(self.registry, text, self.known()):
+            yield Completion(item.text, start_position=-width, display_meta=item.meta)
 
 
-def _history(session: Session) -> History:
+def history_for(session: Session) -> History:
     folder = session.settings.config_dir
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return FileHistory(str(folder / "history"))
+        return FileHistory(str(folder / HISTORY_FILE))
     except OSError:
         return InMemoryHistory()
 
@@ -76,32 +71,70 @@ def split_line(text: str, prog: str) -> list[str]:
     return words
 
 
-def run(session: Session, *, input: Input | None = None, output: Output | None = None) -> int:
-    """Read commands until `exit`, `quit` or Ctrl-D; each runs through ``session.run``. Returns 0,
-    or the exit code of the last command when the shell ends. ``input``/``output`` are for tests."""
+def _username(session: Session, refresher: Refresher) -> str | None:
+    creds = session.store.load()
+    return creds.username if creds else refresher.snapshot.user
+
+
+def build_prompt(
+    session: Session, refresher: Refresher, *, input: Input | None = None, output: Output | None = None
+) -> PromptSession[str]:
+    farm = farm_name(session.settings.redis_url, session.settings.prefix)
     prompt: PromptSession[str] = PromptSession(
-        history=_history(session),
-        completer=_RegistryCompleter(session.registry),
-        complete_while_typing=False,
+        message=lambda: FormattedText(prompt_fragments(_username(session, refresher), farm)),
+        history=history_for(session),
+        completer=RegistryCompleter(session.registry, lambda: refresher.snapshot.known),
+        complete_while_typing=True,
+        key_bindings=make_key_bindings(),
+        bottom_toolbar=lambda: FormattedText(toolbar_fragments(refresher.snapshot, _columns(prompt))),
+        style=Style.from_dict(PLAIN_STYLE if "NO_COLOR" in os.environ else STYLE),
+        refresh_interval=1.0,
         input=input,
         output=output,
     )
-    print("rfarm shell: `help` lists the commands, Ctrl-D leaves", file=session.out)
+    return prompt
+
+
+def _columns(prompt: PromptSession[str]) -> int:
+    try:
+        return prompt.app.output.get_size().columns
+    except Exception:  # no size known (a dummy output): assume the narrow terminal
+        return 80
+
+
+def run(
+    session: Session,
+    *,
+    input: Input | None = None,
+    output: Output | None = None,
+    refresher: Refresher | None = None,
+) -> int:
+    """Read commands until `exit`, `quit` or Ctrl-D; each runs through ``session.run``. Returns 0,
+    or the exit code of the last command when the shell ends. ``input``/``output`` are for tests."""
+    refresher = refresher or Refresher(session.settings)
+    prompt = build_prompt(session, refresher, input=input, output=output)
+    refresher.on_change = prompt.app.invalidate
+    refresher.start()
+    print("rfarm shell: `help` lists the commands, Tab completes, Ctrl-D leaves", file=session.out)
     last = 0
-    while True:
-        try:
-            text = prompt.prompt("rfarm> ")
-        except KeyboardInterrupt:
-            continue
-        except EOFError:
-            return last
-        try:
-            words = split_line(text, session.registry.prog)
-        except UsageError as exc:
-            last = session.run_error(exc)
-            continue
-        if not words:
-            continue
-        if words[0] in LEAVE:
-            return last
-        last = session.run(words)
+    try:
+        while True:
+            try:
+                text = prompt.prompt()
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                return last
+            try:
+                words = split_line(text, session.registry.prog)
+            except UsageError as exc:
+                last = session.run_error(exc)
+                continue
+            if not words:
+                continue
+            if words[0] in LEAVE:
+                return last
+            last = session.run(words)
+            refresher.poke()
+    finally:
+        refresher.stop()

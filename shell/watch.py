@@ -166,7 +166,10 @@ def follow(host: Host, spec: Follow) -> int:
         print(json.dumps(outcome_json(state, outcome, elapsed), ensure_ascii=False), file=host.out)
     elif spec.wait_only:
         line = render_outcome(state, host.options(), outcome)
-        print(line, file=host.err if outcome == "timeout" else host.out)
+        if outcome == "timeout":
+            print(f"error: gave up after {spec.limit:g} s: {line}", file=host.err)
+        else:
+            print(line, file=host.out)
     else:
         view.finish(state, outcome)
     return exit_code(outcome)

@@ -1,0 +1,151 @@
+"""What the REPL knows about the farm, refreshed in a background thread so typing never waits.
+
+A ``Refresher`` has its own ``Client`` (its own reply stream: it never reads the replies of the
+command being run) and every few seconds asks for the user's jobs (and, for admins, the nodes'
+profiles). It publishes an immutable ``Snapshot``; the completer and the toolbar only read the
+latest one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from pydantic import ValidationError
+
+from broker_contracts.config import Settings
+from broker_contracts.errors import ErrorCode
+from broker_contracts.messages import ListReply, NodesReply, UserReply
+from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec
+from shell.client import Client, redact
+from shell.complete import JobBrief, Known
+from shell.credentials import CredentialStore
+from shell.errors import FarmError, NoAnswer, Unreachable
+
+REFRESH_EVERY = 5.0
+REQUEST_TIMEOUT = 3.0
+
+CONNECTING = "connecting"
+CONNECTED = "connected"
+REDIS_DOWN = "redis down"
+NO_GATEWAY = "no gateway"
+SIGNED_OUT = "not logged in"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    state: str = CONNECTING
+    user: str | None = None
+    admin: bool = False
+    running: int = 0  # my jobs running
+    queued: int = 0  # my jobs queued
+    known: Known = field(default_factory=Known)
+    detail: str = ""  # why the state is what it is (an error message)
+    at: float = 0.0  # time.monotonic() of the refresh
+
+
+def counts(jobs: tuple[JobBrief, ...]) -> tuple[int, int]:
+    running = sum(1 for j in jobs if j.status == "running")
+    queued = sum(1 for j in jobs if j.status == "queued")
+    return running, queued
+
+
+class Refresher:
+    """Keeps ``snapshot`` fresh; ``poke()`` asks for a refresh now (after a command ran)."""
+
+    def __init__(self, settings: Settings, *, every: float = REFRESH_EVERY,
+                 on_change: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.every = every
+        self.on_change = on_change
+        self.snapshot = Snapshot(known=Known(profiles=dict(BUILTIN_PROFILES)))
+        self._store = CredentialStore(settings)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: Client | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="rfarm-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=REQUEST_TIMEOUT + 2)
+        if self._client is not None:
+            self._client.close()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.refresh_once()
+            self._wake.wait(self.every)
+            self._wake.clear()
+
+    def refresh_once(self) -> Snapshot:
+        """One refresh (also usable without the thread, e.g. in tests). Never raises."""
+        try:
+            snapshot = self._fetch()
+        except Unreachable as exc:
+            snapshot = replace(self.snapshot, state=REDIS_DOWN, detail=exc.message)
+        except NoAnswer as exc:
+            snapshot = replace(self.snapshot, state=NO_GATEWAY, detail=exc.message)
+        except FarmError as exc:
+            if exc.code in (ErrorCode.AUTH_TOKEN_EXPIRED, ErrorCode.AUTH_TOKEN_INVALID, ErrorCode.AUTH_REQUIRED):
+                snapshot = replace(self.snapshot, state=SIGNED_OUT, user=None, running=0, queued=0,
+                                   known=replace(self.snapshot.known, jobs=()), detail=exc.message)
+            else:
+                snapshot = replace(self.snapshot, detail=exc.message)
+        except (ValidationError, ValueError) as exc:
+            snapshot = replace(self.snapshot, detail=f"unexpected reply: {exc}")
+        self.snapshot = replace(snapshot, at=time.monotonic())
+        if self.on_change is not None:
+            self.on_change()
+        return self.snapshot
+
+    def _fetch(self) -> Snapshot:
+        if self._client is None:
+            self._client = Client(self.settings.redis_url, self.settings.prefix, timeout=REQUEST_TIMEOUT)
+        client = self._client
+        token = self._store.token()
+        if not token:
+            if not client.ping():
+                raise Unreachable(f"cannot reach Redis at {redact(self.settings.redis_url)}")
+            return Snapshot(state=SIGNED_OUT, known=Known(profiles=self.snapshot.known.profiles))
+        who = UserReply.model_validate(client.call("auth.whoami", {}, token))
+        listed = ListReply.model_validate(client.call("job.list", {"limit": 200}, token))
+        jobs = tuple(JobBrief(j.id, j.name, "paused" if j.paused else j.status.value) for j in listed.jobs)
+        mine = tuple(j for j, full in zip(jobs, listed.jobs, strict=True) if full.owner == who.username)
+        profiles = dict(BUILTIN_PROFILES)
+        profiles.update(self._node_profiles(client, token) if who.is_admin else {})
+        running, queued = counts(mine)
+        return Snapshot(
+            state=CONNECTED,
+            user=who.username,
+            admin=who.is_admin,
+            running=running,
+            queued=queued,
+            known=Known(jobs=jobs, profiles=profiles),
+        )
+
+    def _node_profiles(self, client: Client, token: str) -> dict[str, ProfileSpec]:
+        """Profile names the connected nodes offer (admins only: node.list); their params unknown."""
+        try:
+            nodes = NodesReply.model_validate(client.call("node.list", {}, token))
+        except FarmError:
+            return {}
+        out: dict[str, ProfileSpec] = {}
+        for node in nodes.nodes:
+            for name in node.profiles:
+                if name not in BUILTIN_PROFILES:
+                    try:
+                        out[name] = ProfileSpec(name=name, argv=["?"])
+                    except ValidationError:
+                        continue
+        return out
