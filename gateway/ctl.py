@@ -162,8 +162,31 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
 # --- redis-acl --------------------------------------------------------------------------------------
 
 
-def cmd_redis_acl(_args: argparse.Namespace) -> int:
-    raise CtlError(EXIT_USAGE, "rfarmctl redis-acl is not available yet in this version of rfarm")
+def cmd_redis_acl(args: argparse.Namespace) -> int:
+    import redis
+
+    from gateway import acl
+
+    settings = Settings.from_env()
+    url = args.redis_url or settings.redis_url
+    given = {"gateway": args.gateway_password, "node": args.node_password, "shell": args.shell_password}
+    try:
+        users = acl.build_users(settings.prefix, given)
+    except acl.AclError as exc:
+        raise CtlError(EXIT_USAGE, str(exc)) from exc
+    if args.apply:
+        try:
+            with redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10) as r:
+                users = acl.fit_to_server(r, users)
+                acl.apply(r, users)
+        except acl.AclError as exc:
+            raise CtlError(EXIT_REFUSED, str(exc)) from exc
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise unreachable("Redis", url, exc) from exc
+        except redis.RedisError as exc:
+            raise CtlError(EXIT_REFUSED, f"Redis at {redact(url)} refused: {' '.join(str(exc).split())}") from exc
+    print(acl.render(users, url, settings.prefix, applied=args.apply))
+    return EXIT_OK
 
 
 # --- up ---------------------------------------------------------------------------------------------
@@ -209,9 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password-stdin", action="store_true", help="read the password as one line of stdin")
     p.set_defaults(run=cmd_create_admin)
 
-    p = sub.add_parser("redis-acl", help="print or apply the Redis ACL profiles (not available yet)")
-    p.add_argument("--apply", action="store_true")
-    p.add_argument("--gateway-password")
+    p = sub.add_parser("redis-acl", help="print, or --apply, least-privilege Redis ACL users for each role")
+    p.add_argument("--apply", action="store_true", help="create the users (connects as RFARM_REDIS_URL's user)")
+    p.add_argument("--redis-url", default=None, help="an admin's Redis URL (default: RFARM_REDIS_URL)")
+    for role in ("gateway", "node", "shell"):
+        p.add_argument(f"--{role}-password", default=None, help=f"the {role} user's password (default: generated)")
     p.set_defaults(run=cmd_redis_acl)
 
     p = sub.add_parser("up", help="a whole farm on this machine: Redis, PostgreSQL, a gateway and nodes")
