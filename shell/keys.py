@@ -30,13 +30,20 @@ def make_key_bindings() -> KeyBindings:
 
     @kb.add("tab", filter=in_line)
     def _complete(event: KeyPressEvent) -> None:
-        """Tab completes: one candidate is inserted at once, several open the menu (Tab again
-        moves through it)."""
+        """Tab completes: a single candidate is taken at once (with a space after it, unless it
+        ends in "="), several open the menu and Tab again moves through it."""
         buffer = event.current_buffer
-        if buffer.complete_state:
-            buffer.complete_next()
-        else:
+        state = buffer.complete_state
+        if state is None:
             buffer.start_completion(insert_common_part=True)
+            return
+        if len(state.completions) == 1:
+            completion = state.completions[0]
+            buffer.apply_completion(completion)
+            if not completion.text.endswith("="):
+                buffer.insert_text(" ")
+            return
+        buffer.complete_next()
 
     @kb.add("s-tab", filter=in_line)
     def _complete_back(event: KeyPressEvent) -> None:
