@@ -195,6 +195,8 @@ class Ledger:
             batch.wake_dispatcher = True
         if moved:
             self.settle_job(conn, task.job_id, reason, ev.node, batch)
+        else:  # a duplicate delivery, or the report of a run that lost its lease: counted, changes nothing
+            log.info("ignored stale %s report of task %s (run %s, node %s)", ev.kind, task.id, ev.run, ev.node)
 
     def settle_job(self, conn: psycopg.Connection, job_id: int, reason: str, actor: str, batch: Batch) -> None:
         batch.changed_jobs.add(job_id)
