@@ -38,7 +38,7 @@ def toolbar_fragments(snap: Snapshot, width: int = 80) -> Fragments:
     if snap.state == CONNECTED:
         state: tuple[str, str] = ("class:toolbar.ok", "● connected")
     elif snap.state == REDIS_DOWN:
-        state = ("class:toolbar.bad", "✖ Redis unreachable, retrying")
+        state = ("class:toolbar.bad", "✖ Redis unreachable")
     elif snap.state == NO_GATEWAY:
         state = ("class:toolbar.warn", "◌ no gateway answering")
     elif snap.state == SIGNED_OUT:
@@ -50,9 +50,9 @@ def toolbar_fragments(snap: Snapshot, width: int = 80) -> Fragments:
         role = " (admin)" if snap.admin else ""
         parts += [("class:toolbar", f" │ {snap.user}{role}")]
     if snap.state in (CONNECTED, REDIS_DOWN, NO_GATEWAY) and snap.user:
-        stale = "" if snap.state == CONNECTED else " (last known)"
+        stale = "" if snap.state == CONNECTED else " (last seen)"
         parts += [
-            ("class:toolbar", " │ my jobs: "),
+            ("class:toolbar", " │ jobs: "),
             ("class:toolbar.count", str(snap.running)),
             ("class:toolbar", " running, "),
             ("class:toolbar.count", str(snap.queued)),
