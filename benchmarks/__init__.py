@@ -1,0 +1,1 @@
+"""rfarm's benchmarks: `python -m benchmarks` (see docs/PERFORMANCE.md)."""

@@ -1,0 +1,97 @@
+"""The request/reply wire as a shell speaks it, and a bare echo server for the floor.
+
+``Caller`` does what ``shell.client.Client`` does on the wire (XADD an encoded Envelope to the
+request stream, XREAD BLOCK the caller's own reply stream, decode the Reply) without its retry
+and error translation, so the echo floor and the gateway are measured through the same client code.
+
+``python -m benchmarks.wire STREAM`` runs the echo server: XREADGROUP a batch, then in one pipeline
+XADD each payload back to the reply stream it names (with the reply stream's cap and expiry, as the
+gateway does) and XACK. No decoding beyond reading ``reply_to``, no database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import sys
+import time
+from typing import Any
+
+import msgpack
+import redis
+
+from broker_contracts.envelope import Envelope, Reply, decode_reply, encode
+from broker_contracts.keys import Keys
+
+REQUEST_MAXLEN = 100_000
+ECHO_GROUP = "echo"
+
+
+class NoReply(Exception):
+    pass
+
+
+class Caller:
+    def __init__(self, redis_url: str, prefix: str, *, requests: str | None = None) -> None:
+        self.r = redis.Redis.from_url(redis_url)
+        self.keys = Keys(prefix)
+        self.requests = requests or self.keys.requests
+        self.client_id = secrets.token_hex(16)
+        self.reply_key = self.keys.reply(self.client_id)
+        self.last = "0-0"
+
+    def close(self) -> None:
+        self.r.close()
+
+    def call(self, type_: str, body: dict[str, Any], token: str | None = None, *, timeout: float = 30.0) -> Reply:
+        env = Envelope.new(type_, body, reply_to=self.client_id, token=token)
+        self.r.xadd(self.requests, {"m": encode(env)}, maxlen=REQUEST_MAXLEN, approximate=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.r.xread({self.reply_key: self.last}, count=10, block=1000)
+            for _stream, entries in got or []:
+                for eid, fields in entries:
+                    self.last = eid.decode()
+                    reply = decode_reply(fields[b"m"])
+                    if isinstance(reply, Reply) and reply.re == env.id:
+                        return reply
+        raise NoReply(f"no reply to {type_} within {timeout:g} s")
+
+    def ok(self, type_: str, body: dict[str, Any], token: str | None = None) -> Any:
+        reply = self.call(type_, body, token)
+        if not reply.ok:
+            raise RuntimeError(f"{type_} failed: {reply.error}")
+        return reply.body
+
+
+def echo_forever(redis_url: str, prefix: str, stream: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    keys = Keys(prefix)
+    consumer = f"echo-{secrets.token_hex(3)}"
+    try:
+        r.xgroup_create(stream, ECHO_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+    while True:
+        got = r.xreadgroup(ECHO_GROUP, consumer, {stream: ">"}, count=64, block=1000)
+        if not got:
+            continue
+        pipe = r.pipeline(transaction=False)
+        ids = []
+        for _stream, entries in got:
+            for eid, fields in entries:
+                raw = msgpack.unpackb(fields[b"m"], raw=False)
+                reply = Reply.success(raw["id"], {"echo": True})
+                out = keys.reply(raw["reply_to"])
+                pipe.xadd(out, {"m": encode(reply)}, maxlen=500, approximate=True)
+                pipe.expire(out, 300)
+                ids.append(eid)
+        pipe.xack(stream, ECHO_GROUP, *ids)
+        pipe.execute()
+
+
+if __name__ == "__main__":
+    url, pfx, name = sys.argv[1], sys.argv[2], sys.argv[3]
+    with contextlib.suppress(KeyboardInterrupt):
+        echo_forever(url, pfx, name)
