@@ -25,6 +25,8 @@ from store.db import Conflict, StoreUnavailable, transaction
 
 log = logging.getLogger("rfarm.gateway")
 
+REQUESTS_MAXLEN = 100_000  # what shells trim to; the gateway enforces it for clients that do not
+
 
 def body_hash(envelope: Envelope) -> bytes:
     """What makes a request the same request: its type, token and body."""
@@ -43,6 +45,8 @@ class RequestLoop:
         self.stop = stop
         self.redis_backoff = Backoff("redis (requests)")
         self.store_backoff = Backoff("postgresql (requests)")
+        # entry id -> deliveries of it that ended in a database outage (not the request's fault)
+        self.outage_deliveries: dict[str, int] = {}
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -55,54 +59,64 @@ class RequestLoop:
                     self.reclaim()
                     pending_first = False
                 entries = self.read()
+                if entries:
+                    self.process(entries)
+                else:
+                    self.reclaim()
                 self.redis_backoff.ok()
-            except redis.RedisError as exc:
+            except redis.RedisError as exc:  # Redis away (or restarted empty): unacked entries wait
                 self.stop.wait(self.redis_backoff.failed(exc))
                 pending_first = True
-                continue
-            if not entries:
-                self.reclaim()
-                continue
-            self.process(entries)
 
     def read(self) -> list[tuple[str, dict[bytes, bytes]]]:
         got = self.r.xreadgroup(GATEWAY_GROUP, self.consumer, {self.keys.requests: ">"}, count=64, block=1000)
         return [(entry_id(i), f) for _, items in got or [] for i, f in items]
 
     def reclaim(self) -> None:
-        """Take over requests a dead gateway left unacked; give up on ones that keep failing."""
-        _, claimed, _ = self.r.xautoclaim(
-            self.keys.requests, GATEWAY_GROUP, self.consumer, int(self.config.claim_idle * 1000), "0-0", count=64
-        )
-        entries = [(entry_id(i), f) for i, f in claimed if f is not None]
-        if entries:
-            self.process(entries, check_deliveries=True)
+        """Take over requests a dead gateway left unacked; give up on ones that keep failing.
+
+        A reclaimed entry may be the one that killed the gateway. So entries idle past claim-idle
+        are claimed one at a time, least delivered first, each answered and acked on its own:
+        claiming counts a delivery, so innocent requests that sat in a batch with the poison get
+        through before it is tried again, and only the poison reaches max_deliveries.
+        """
+        idle_ms = int(self.config.claim_idle * 1000)
+        waiting = self.r.xpending_range(self.keys.requests, GATEWAY_GROUP, min="-", max="+", count=64, idle=idle_ms)
+        for p in sorted(waiting, key=lambda p: int(p["times_delivered"])):
+            if self.stop.is_set():
+                return
+            eid = entry_id(p["message_id"])
+            claimed = self.r.xclaim(self.keys.requests, GATEWAY_GROUP, self.consumer, idle_ms, [eid])
+            entries = [(entry_id(i), f) for i, f in claimed if f is not None]
+            if not entries:  # another gateway took it, or it was trimmed away while pending
+                continue
+            # deliveries that only met a database outage say nothing about the request itself
+            delivered = int(p["times_delivered"]) + 1 - self.outage_deliveries.get(eid, 0)
+            if not self.process(entries, delivered=delivered):
+                return
 
     # --- one batch -----------------------------------------------------------------------------
 
-    def process(self, entries: list[tuple[str, dict[bytes, bytes]]], *, check_deliveries: bool = False) -> None:
-        counts: dict[str, int] = {}
-        if check_deliveries:
-            info = self.r.xpending_range(
-                self.keys.requests, GATEWAY_GROUP, min=entries[0][0], max=entries[-1][0], count=len(entries) + 10
-            )
-            counts = {entry_id(p["message_id"]): int(p["times_delivered"]) for p in info}
+    def process(self, entries: list[tuple[str, dict[bytes, bytes]]], *, delivered: int = 0) -> bool:
+        """Answer and ack a batch. False if the database was unavailable (the rest stays unacked)."""
         pipe = self.r.pipeline(transaction=False)
         done: list[str] = []
         for eid, fields in entries:
             payload = fields.get(b"m")
-            if counts.get(eid, 0) > self.config.max_deliveries:
-                self.give_up(pipe, eid, payload, f"delivered {counts[eid]} times without an answer")
+            if delivered > self.config.max_deliveries:
+                self.give_up(pipe, eid, payload, f"delivered {delivered} times without an answer")
                 done.append(eid)
                 continue
+            self._maybe_poisoned(payload)
             try:
                 reply, to = self.handle(payload)
             except StoreUnavailable as exc:
                 # Leave it unacked: it is answered when the database is back (at-least-once).
-                pipe.execute()
-                self.r.xack(self.keys.requests, GATEWAY_GROUP, *done) if done else None
+                for unanswered, _ in entries[len(done):]:
+                    self.outage_deliveries[unanswered] = self.outage_deliveries.get(unanswered, 0) + 1
+                self._finish(pipe, done)
                 self.stop.wait(self.store_backoff.failed(exc))
-                return
+                return False
             self.store_backoff.ok()
             if to is not None and reply is not None:
                 send_reply(pipe, self.keys, to, reply, maxlen=self.config.reply_maxlen, ttl=self.config.reply_ttl)
@@ -110,8 +124,28 @@ class RequestLoop:
         if self.config.fault == "after_commit":
             log.error("fault point after_commit: exiting before reply and ack")
             os._exit(86)
+        self._finish(pipe, done)
+        return True
+
+    def _maybe_poisoned(self, payload: bytes | None) -> None:
+        """Fault point for tests: RFARM_FAULT_POINT=poison:MARK kills the gateway on any request
+        whose bytes carry MARK, every time it is delivered (a handler that always crashes)."""
+        fault = self.config.fault
+        if fault and fault.startswith("poison:") and payload and fault.removeprefix("poison:").encode() in payload:
+            log.error("fault point poison: this request kills the gateway")
+            os._exit(88)
+
+    def _finish(self, pipe: Any, done: list[str]) -> None:
+        """Replies first, then ack; an answered entry is deleted, so the stream stays short even
+        when a client adds without trimming, and the stream as a whole is capped too."""
         if done:
             pipe.xack(self.keys.requests, GATEWAY_GROUP, *done)
+            pipe.xdel(self.keys.requests, *done)
+            for eid in done:
+                self.outage_deliveries.pop(eid, None)
+        if len(self.outage_deliveries) > 100_000:  # entries another gateway answered meanwhile
+            self.outage_deliveries.clear()
+        pipe.xtrim(self.keys.requests, maxlen=REQUESTS_MAXLEN, approximate=True)
         pipe.execute()
 
     def give_up(self, pipe: Any, eid: str, payload: bytes | None, reason: str) -> None:

@@ -32,6 +32,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--token-ttl", type=float, default=7 * 24 * 3600, help="seconds a login lasts")
     p.add_argument("--pool-size", type=int, default=8)
+    p.add_argument(
+        "--reply-ttl", type=int, default=300, help="seconds a reply stream outlives its last reply (a vanished shell)"
+    )
     p.add_argument("--log-level", default=os.environ.get("RFARM_LOG_LEVEL", "INFO"))
     return p.parse_args(argv)
 
@@ -50,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         token_ttl=args.token_ttl,
         lease=args.lease,
         claim_idle=args.claim_idle,
+        reply_ttl=max(1, args.reply_ttl),
         fault=os.environ.get("RFARM_FAULT_POINT") or None,
     )
     consumer = args.name or f"gw-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"

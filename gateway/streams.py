@@ -6,11 +6,11 @@ import logging
 import time
 from typing import Any
 
-import msgpack
 import redis
 
-from broker_contracts.codec import pack
+from broker_contracts.codec import pack, unpack
 from broker_contracts.envelope import Reply, encode
+from broker_contracts.errors import DecodeError
 from broker_contracts.keys import Keys
 
 log = logging.getLogger("rfarm.gateway")
@@ -41,9 +41,9 @@ def send_reply(pipe: Any, keys: Keys, client: str, reply: Reply, *, maxlen: int,
 
 def redact(payload: bytes) -> bytes:
     """The payload as kept for operators: a token it carries is replaced, never stored in clear."""
-    try:
-        raw = msgpack.unpackb(payload, raw=False, strict_map_key=False, max_buffer_size=len(payload) + 1)
-    except Exception:
+    try:  # (msgpack 1.2's unpackb refuses max_buffer_size: a TypeError here kept every token in clear)
+        raw = unpack(payload, max_bytes=len(payload))
+    except DecodeError:
         return payload
     if isinstance(raw, dict) and raw.get("token"):
         raw["token"] = "<redacted>"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -29,6 +31,7 @@ class Wire:
         self.client = secrets.token_hex(16)
         self.last = "0-0"
         self.r = farm.redis()
+        self.seen: dict[str, Reply] = {}  # replies read while waiting for another one
 
     def envelope(self, type_: str, body: dict) -> Envelope:
         return Envelope.new(type_, body, self.client, self.token)
@@ -39,6 +42,8 @@ class Wire:
     def wait(self, env: Envelope, timeout: float = 20.0) -> Reply | None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if env.id in self.seen:
+                return self.seen[env.id]
             try:
                 got = self.r.xread({self.farm.keys.reply(self.client): self.last}, block=300, count=100)
             except redis.ConnectionError:
@@ -48,9 +53,9 @@ class Wire:
                 for eid, fields in items:
                     self.last = eid.decode() if isinstance(eid, bytes) else eid
                     msg = decode_reply(fields[b"m"])
-                    if not isinstance(msg, Notice) and msg.re == env.id:
-                        return msg
-        return None
+                    if not isinstance(msg, Notice):
+                        self.seen.setdefault(msg.re, msg)
+        return self.seen.get(env.id)
 
     def call(self, type_: str, body: dict, timeout: float = 20.0) -> Reply:
         """Send; on silence resend the same envelope (as the shell does) until ``timeout``."""
@@ -155,3 +160,10 @@ def succeeded_frames_match(database_url: str, job_ids: list[int]) -> list[int]:
     rows = query(database_url, "SELECT id FROM jobs WHERE id = ANY(%s) AND status = 'succeeded' "
                  "AND frames_done <> frames_total", (job_ids,))
     return [r["id"] for r in rows]
+
+
+def start_gateway(farm: Farm, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    """A gateway with extra options (Farm.start_gateway takes only environment variables)."""
+    argv = [sys.executable, "-m", "gateway", "--name", name, "--lease", str(farm.lease),
+            "--claim-idle", str(farm.claim_idle), *args]
+    return farm._spawn(name, argv, **env)
