@@ -12,7 +12,7 @@ from broker_contracts import messages as m
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.states import JOB_TERMINAL, JobStatus
 from gateway.context import Context
-from store import jobs, nodes
+from store import jobs, nodes, outbox
 
 CANCEL_TTL = 3600
 WATCH_TTL = 120
@@ -24,6 +24,8 @@ def _refuse(job: dict[str, Any], action: str) -> RfarmError:
 
 
 def _summary(conn: psycopg.Connection, ctx: Context, job_id: int) -> m.JobReply:
+    """The job as it is now; every control handler ends here, so watchers hear of the change."""
+    outbox.job_changed(conn, [job_id])
     return m.JobReply(job=m.JobSummary.model_validate(jobs.get(conn, ctx.caller, job_id)))
 
 

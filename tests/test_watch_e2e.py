@@ -7,8 +7,6 @@ import signal
 import subprocess
 import time
 
-import pytest
-
 from tests.farm import BIN, Farm
 
 
@@ -90,8 +88,6 @@ def test_script_mode_runs_lines_and_stops_at_the_first_error(farm: Farm, unique:
     assert going.code == 1 and going.out.splitlines()[-1] == alice
 
 
-@pytest.mark.xfail(strict=True, reason="gateway: cancel/pause/resume/retry/priority do not write the outbox, so "
-                   "no notice is pushed; the watch only sees it when it re-subscribes")
 def test_watch_sees_a_cancel_as_it_happens(farm: Farm, unique: str) -> None:
     alice = farm.user(f"alice{unique}")
     job_id = submit(farm, alice, "--param", "seconds=0.2", "--frames", "1-2")  # no node: stays queued
