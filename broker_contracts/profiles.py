@@ -287,4 +287,9 @@ BUILTIN_PROFILES: dict[str, ProfileSpec] = {
             ),
         },
     ),
+    # Does no work and writes nothing: a node runs it in-process, without a subprocess, so what is
+    # measured with it is the farm's own cost per task (benchmarks, smoke tests of a deployment).
+    "noop": _builtin("noop", [], {}),
 }
+
+IN_PROCESS_BUILTINS = frozenset({"noop"})

@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 
 from broker_contracts.keys import NODES_GROUP, Keys
-from broker_contracts.profiles import ProfileSpec, validate_params
+from broker_contracts.profiles import IN_PROCESS_BUILTINS, ProfileSpec, validate_params
 from broker_contracts.work import WorkItem
 from render_nodes.link import Link, LinkDown, event
 from render_nodes.process import Line, RenderProcess
@@ -152,6 +152,10 @@ class TaskRun:
             params = validate_params(spec, item.params)
         except ValueError as exc:
             return Result(Outcome.FAILED, error=str(exc))
+        if spec.kind == "builtin" and spec.name in IN_PROCESS_BUILTINS:
+            # no work, no process, no files: the frames are done (``succeeded`` carries the count)
+            self._done.update(range(item.first, item.last + 1))
+            return Result(Outcome.SUCCEEDED, exit_code=0)
         output = (ctx.output_root / f"job-{item.job_id}").resolve()
         try:
             output.mkdir(parents=True, exist_ok=True)
