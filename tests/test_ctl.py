@@ -78,7 +78,7 @@ def test_the_console_script_exists_and_usage_errors_are_one_line(tmp_path: Path)
     assert ctl(cwd=tmp_path).returncode == 2
     assert_one_line_error(ctl("bogus", cwd=tmp_path), 2, "invalid choice")
     assert_one_line_error(ctl("up", "--nodes", "x", cwd=tmp_path), 2)
-    assert_one_line_error(ctl("redis-acl", cwd=tmp_path), 2, "not available yet")
+    assert_one_line_error(ctl("create-admin", cwd=tmp_path), 2, "user")
 
 
 def test_migrate_creates_the_database_then_has_nothing_to_do(tmp_path: Path, scratch_db: str) -> None:
