@@ -25,6 +25,7 @@ from store.db import StoreUnavailable, transaction
 log = logging.getLogger("rfarm.ledger")
 
 Effect = Callable[[redis.Redis], None]
+TRANSITIONS = frozenset({"started", "succeeded", "failed", "released"})
 
 
 @dataclass
@@ -35,6 +36,12 @@ class Batch:
     changed_jobs: set[int] = field(default_factory=set)
     progressed_jobs: set[int] = field(default_factory=set)
     wake_dispatcher: bool = False
+    # tasks locked by this transaction, kept up to date by the moves applied to them
+    locked: dict[int, tasks.Task] = field(default_factory=dict)
+    # jobs whose status is derived once, at the end of the batch: the last (reason, actor) of each
+    unsettled: dict[int, tuple[str, str]] = field(default_factory=dict)
+    # the first task start of each job in this batch: the cause of a queued job becoming running
+    first_start: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 class Ledger:
@@ -61,7 +68,7 @@ class Ledger:
         while not self.stop.is_set():
             try:
                 ensure_group(self.r, self.keys.events, LEDGER_GROUP)
-                _, claimed, _ = self.r.xautoclaim(
+                _, claimed, *_ = self.r.xautoclaim(  # Redis 6.2 replies with 2 items, 7 with 3
                     self.keys.events, LEDGER_GROUP, self.consumer, int(self.config.claim_idle * 1000), "0-0", count=500
                 )
                 entries = [(entry_id(i), f) for i, f in claimed if f is not None]
@@ -96,6 +103,10 @@ class Ledger:
         batch = Batch()
         try:
             with transaction(self.pool) as conn:
+                reports = [e for e in events if e.task_id and e.kind in TRANSITIONS]
+                batch.locked = tasks.lock_many(
+                    conn, [e.job_id for e in reports if e.job_id], [e.task_id for e in reports if e.task_id]
+                )
                 for ev in events:
                     self.apply(conn, ev, batch)
                 self.finish(conn, batch)
@@ -138,7 +149,13 @@ class Ledger:
         return total
 
     def finish(self, conn: psycopg.Connection, batch: Batch) -> None:
-        """Once per batch: jobs' frame counts from their tasks' progress, and notices to watchers."""
+        """Once per batch: job statuses from their tasks, frame counts, and notices to watchers."""
+        for job_id in sorted(batch.unsettled):
+            reason, actor = batch.unsettled[job_id]
+            new = jobs.refresh_status(conn, job_id, reason, actor, started=batch.first_start.get(job_id))
+            if new == JobStatus.FAILED:
+                jobs.cancel_rest(conn, job_id, f"job failed: {reason}")
+        batch.unsettled.clear()
         jobs.count_progress(conn, batch.progressed_jobs - batch.changed_jobs)
         outbox.job_changed(conn, batch.changed_jobs | batch.progressed_jobs)
 
@@ -167,9 +184,10 @@ class Ledger:
             if ev.output:
                 tasks.append_log(conn, ev.task_id, ev.run, ev.node, ev.output)
             return
-        task = tasks.lock(conn, ev.task_id)
+        task = batch.locked.get(ev.task_id) or tasks.lock(conn, ev.task_id)
         if task is None:
             return
+        batch.locked[task.id] = task
         moved: bool | TaskStatus | None = False
         reason = ""
         if ev.kind == "started":
@@ -193,8 +211,17 @@ class Ledger:
             moved = tasks.release(conn, task, ev.run, ev.node, ev.error or "released")
             reason = f"node {ev.node} handed back {task.frames}"
             batch.wake_dispatcher = True
-        if moved:
+        if moved is TaskStatus.FAILED:
+            # at once: the job fails and its queued tasks are cancelled before the next report
             self.settle_job(conn, task.job_id, reason, ev.node, batch)
+            batch.unsettled.pop(task.job_id, None)
+            batch.locked = {k: t for k, t in batch.locked.items() if t.job_id != task.job_id}
+        elif moved:
+            # the job's status is derived once per batch (finish), not once per report
+            batch.changed_jobs.add(task.job_id)
+            batch.unsettled[task.job_id] = (reason, ev.node)
+            if ev.kind == "started":
+                batch.first_start.setdefault(task.job_id, (reason, ev.node))
         else:  # a duplicate delivery, or the report of a run that lost its lease: counted, changes nothing
             log.info("ignored stale %s report of task %s (run %s, node %s)", ev.kind, task.id, ev.run, ev.node)
 
