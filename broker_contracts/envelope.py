@@ -132,6 +132,14 @@ def decode_reply(data: bytes) -> Reply | Notice:
 def first_error(exc: ValidationError) -> str:
     """One line naming the first thing wrong, fit for a user: 'frames: must be …'."""
     err = exc.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
-    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    where = _printable(".".join(str(p) for p in err.get("loc", ()) if p != "__root__"))
+    msg = _printable(str(err.get("msg", "invalid")).removeprefix("Value error, "))
     return f"{where}: {msg}" if where else msg
+
+
+def _printable(text: str, limit: int = 80) -> str:
+    """Text from the sender (a field name) made safe for one line: control characters escaped, capped."""
+    if text.isprintable() and len(text) <= limit:
+        return text
+    escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
