@@ -142,10 +142,14 @@ def tasks_of(conn: psycopg.Connection, job_id: int, *, limit: int = 500) -> list
     return [dict(r) for r in rows]  # type: ignore[call-overload]
 
 
-def refresh_status(conn: psycopg.Connection, job_id: int, reason: str, actor: str) -> str | None:
+def refresh_status(
+    conn: psycopg.Connection, job_id: int, reason: str, actor: str, *, started: tuple[str, str] | None = None
+) -> str | None:
     """Derive the job's status from its tasks; apply it with a guard and a history row.
 
-    Returns the new status when it changed. The caller holds the job row's lock.
+    Returns the new status when it changed. The caller holds the job row's lock. ``started`` is
+    the (reason, actor) of a task start since the last refresh: a queued job that moves on passes
+    through running with that cause, even when its tasks also finished before this refresh.
     """
     job = conn.execute("SELECT status FROM jobs WHERE id = %s FOR UPDATE", (job_id,)).fetchone()
     if job is None:
@@ -165,6 +169,12 @@ def refresh_status(conn: psycopg.Connection, job_id: int, reason: str, actor: st
     conn.execute("UPDATE jobs SET frames_done = %s, updated_at = now() WHERE id = %s", (frames_done, job_id))
     if new == current:
         return None
+    if started is not None and current is JobStatus.QUEUED and new in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        if set_status(conn, job_id, current, JobStatus.RUNNING, *started) is None:
+            return None
+        current = JobStatus.RUNNING
+    elif started is not None and current is JobStatus.QUEUED and new is JobStatus.RUNNING:
+        reason, actor = started
     return set_status(conn, job_id, current, new, reason, actor)
 
 

@@ -8,7 +8,6 @@ from typing import Any
 import psycopg
 
 from broker_contracts.states import TaskStatus, task_may
-from store import history
 
 LOG_KEEP = 65536
 
@@ -37,6 +36,16 @@ class Task:
         return f"frames {self.frame_first}-{self.frame_last}"
 
 
+TASK_COLUMNS = """t.id, t.job_id, t.seq, t.frame_first, t.frame_last, t.status, t.attempt, t.failures,
+                  t.run_id, t.node, j.max_attempts, j.status AS job_status, t.work_msg, t.pool"""
+
+
+def _task(row: Any) -> Task:
+    data: dict[str, Any] = dict(row)
+    data["status"] = TaskStatus(data["status"])
+    return Task(**data)
+
+
 def lock(conn: psycopg.Connection, task_id: int) -> Task | None:
     """Lock the task's job, then the task (always in that order, so no two writers deadlock)."""
     head = conn.execute("SELECT job_id FROM tasks WHERE id = %s", (task_id,)).fetchone()
@@ -44,16 +53,27 @@ def lock(conn: psycopg.Connection, task_id: int) -> Task | None:
         return None
     conn.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (head["job_id"],))  # type: ignore[call-overload]
     row = conn.execute(
-        """SELECT t.id, t.job_id, t.seq, t.frame_first, t.frame_last, t.status, t.attempt, t.failures,
-                  t.run_id, t.node, j.max_attempts, j.status AS job_status, t.work_msg, t.pool
-           FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.id = %s FOR UPDATE OF t""",
+        f"SELECT {TASK_COLUMNS} FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.id = %s FOR UPDATE OF t",
         (task_id,),
     ).fetchone()
-    if row is None:
-        return None
-    data: dict[str, Any] = dict(row)  # type: ignore[call-overload]
-    data["status"] = TaskStatus(data["status"])
-    return Task(**data)
+    return None if row is None else _task(row)
+
+
+def lock_many(conn: psycopg.Connection, job_ids: list[int], task_ids: list[int]) -> dict[int, Task]:
+    """``lock`` for a whole batch in two statements: the jobs in ascending order, then their tasks.
+
+    Only tasks of the given jobs come back; a task reported under another job id is left to ``lock``.
+    """
+    if not task_ids:
+        return {}
+    jids = sorted(set(job_ids))
+    conn.execute("SELECT 1 FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (jids,))
+    rows = conn.execute(
+        f"""SELECT {TASK_COLUMNS} FROM tasks t JOIN jobs j ON j.id = t.job_id
+            WHERE t.id = ANY(%s) AND t.job_id = ANY(%s) ORDER BY t.id FOR UPDATE OF t""",
+        (sorted(set(task_ids)), jids),
+    ).fetchall()
+    return {r["id"]: _task(r) for r in rows}  # type: ignore[call-overload]
 
 
 def move(
@@ -71,21 +91,26 @@ def move(
     if not task_may(task.status, dst):
         return False
     new_attempt = task.attempt if attempt is None else attempt
+    # the guarded update and its history row in one statement: one round trip per transition
     cur = conn.execute(
-        f"""UPDATE tasks SET status = %(dst)s, attempt = %(new_attempt)s {"," if sets else ""} {sets}
-            WHERE id = %(id)s AND status = %(src)s AND attempt = %(attempt)s""",
+        f"""WITH moved AS (
+              UPDATE tasks SET status = %(dst)s, attempt = %(new_attempt)s {"," if sets else ""} {sets}
+              WHERE id = %(id)s AND status = %(src)s AND attempt = %(attempt)s RETURNING id, job_id)
+            INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
+            SELECT id, job_id, %(new_attempt)s, %(src)s, %(dst)s, %(reason)s, %(actor)s FROM moved""",
         {
             "dst": dst.value,
             "src": task.status.value,
             "id": task.id,
             "attempt": task.attempt,
             "new_attempt": new_attempt,
+            "reason": reason,
+            "actor": actor,
             **(params or {}),
         },
     )
     if cur.rowcount != 1:
         return False
-    history.task_changed(conn, task.id, task.job_id, new_attempt, task.status, dst, reason, actor)
     task.status = dst
     task.attempt = new_attempt
     return True
