@@ -110,6 +110,7 @@ CREATE TABLE task_history (
     actor        text NOT NULL
 );
 CREATE INDEX task_history_job ON task_history (job_id, id);
+CREATE INDEX task_history_task ON task_history (task_id);
 
 CREATE TABLE task_logs (
     task_id   bigint NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,

@@ -37,7 +37,10 @@ def take_ready(conn: psycopg.Connection, pool: str, limit: int) -> list[dict[str
                 AND EXISTS (SELECT 1 FROM nodes n WHERE n.pool = t.pool AND {ALIVE}
                             AND j.renderer = ANY(n.profiles) AND j.requires <@ n.tags)
               ORDER BY t.priority DESC, t.job_id, t.seq
-              LIMIT %(limit)s FOR UPDATE OF t SKIP LOCKED)
+              LIMIT %(limit)s FOR UPDATE OF t SKIP LOCKED),
+            failed_on AS (
+              SELECT DISTINCT h.task_id, h.actor AS node FROM task_history h JOIN picked p ON p.id = h.task_id
+              WHERE h.from_status = 'running' AND h.to_status IN ('queued', 'failed') AND h.actor <> 'farm')
             UPDATE tasks t SET dispatched_at = now(), work_msg = NULL
             FROM picked, jobs j
             WHERE t.id = picked.id AND j.id = t.job_id
@@ -45,10 +48,13 @@ def take_ready(conn: psycopg.Connection, pool: str, limit: int) -> list[dict[str
                       j.renderer, j.params, j.requires, j.max_attempts, t.priority,
                       ARRAY(SELECT b.node FROM task_blocklist b WHERE b.job_id = t.job_id AND b.failures >= 3
                             UNION
-                            -- a retry goes to another node when another capable node is alive
-                            SELECT t.node WHERE t.failures > 0 AND t.node IS NOT NULL AND EXISTS (
-                              SELECT 1 FROM nodes n WHERE n.pool = t.pool AND n.id <> t.node AND {ALIVE}
-                                AND j.renderer = ANY(n.profiles) AND j.requires <@ n.tags)) AS blocked_nodes""",
+                            -- a retry goes to a node that has not failed this task, while one is alive
+                            SELECT f.node FROM failed_on f
+                            WHERE f.task_id = t.id AND EXISTS (
+                              SELECT 1 FROM nodes n WHERE n.pool = t.pool AND {ALIVE}
+                                AND j.renderer = ANY(n.profiles) AND j.requires <@ n.tags
+                                AND n.id NOT IN (SELECT g.node FROM failed_on g WHERE g.task_id = t.id))
+                           ) AS blocked_nodes""",
         {"pool": pool, "limit": limit},
     ).fetchall()
     out = [dict(r) for r in rows]  # type: ignore[call-overload]
