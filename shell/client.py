@@ -85,7 +85,9 @@ class Client:
             reply = self._wait_reply(envelope.id, deadline)
             if reply is not None:
                 return reply
-        raise NoAnswer(f"the farm did not answer within {wait:g}s: is a gateway running? ({redact(self.redis_url)})")
+        raise NoAnswer(
+            f"the farm is unavailable: no answer within {wait:g}s (is a gateway running? {redact(self.redis_url)})"
+        )
 
     def ping(self) -> bool:
         """Whether Redis answers right now (never raises)."""

@@ -59,7 +59,9 @@ def test_bad_rfarm_timeout_env_exits_2(env: dict[str, str], tmp_path: Path) -> N
 def test_no_gateway_exits_3(env: dict[str, str], tmp_path: Path, redis_url: str) -> None:
     result = rfarm(["--timeout", "0.3", "jobs"], {**env, "RFARM_TOKEN": "t"}, tmp_path)
     assert result.returncode == 3
-    assert result.stderr.strip() == (f"error: the farm did not answer within 0.3s: is a gateway running? ({redis_url})")
+    assert result.stderr.strip() == (
+        f"error: the farm is unavailable: no answer within 0.3s (is a gateway running? {redis_url})"
+    )
 
 
 def test_no_gateway_with_json_prints_one_error_document(env: dict[str, str], tmp_path: Path) -> None:
