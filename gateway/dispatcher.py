@@ -26,6 +26,8 @@ from store.db import StoreUnavailable, transaction
 log = logging.getLogger("rfarm.dispatcher")
 
 WINDOW_PER_SLOT = 2
+WINDOW_SECONDS = 1.0  # ... or about this much work at the pace nodes start it, if that is more
+WINDOW_MAX = 5000
 
 
 class Dispatcher:
@@ -85,7 +87,8 @@ class Dispatcher:
         with transaction(self.pool) as conn:
             pools = dispatch.pools(conn)
         for p in pools:
-            want = WINDOW_PER_SLOT * p["slots"] - p["outstanding"]
+            paced = min(WINDOW_MAX, int(self.ledger.pace.per_second(p["pool"]) * WINDOW_SECONDS))
+            want = max(WINDOW_PER_SLOT * p["slots"], paced) - p["outstanding"]
             if want <= 0:
                 continue
             with transaction(self.pool) as conn:

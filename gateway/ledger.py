@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -42,6 +44,35 @@ class Batch:
     unsettled: dict[int, tuple[str, str]] = field(default_factory=dict)
     # the first task start of each job in this batch: the cause of a queued job becoming running
     first_start: dict[int, tuple[str, str]] = field(default_factory=dict)
+    # task starts per pool: how fast nodes take work from each pool's window
+    starts: Counter[str] = field(default_factory=Counter)
+
+
+class Pace:
+    """Task starts per pool over the last few seconds, as this gateway's ledger applied them.
+
+    The dispatcher sizes each pool's ready window from it: enough for about a second of work at
+    the pace the nodes take it, so nodes that finish tasks faster than a refill never wait.
+    """
+
+    def __init__(self, span: float = 3.0) -> None:
+        self.span = span
+        self._starts: dict[str, deque[tuple[float, int]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, counts: Counter[str]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for pool, n in counts.items():
+                self._starts.setdefault(pool, deque()).append((now, n))
+
+    def per_second(self, pool: str) -> float:
+        cutoff = time.monotonic() - self.span
+        with self._lock:
+            seen = self._starts.get(pool)
+            while seen and seen[0][0] < cutoff:
+                seen.popleft()
+            return sum(n for _, n in seen) / self.span if seen else 0.0
 
 
 class Ledger:
@@ -63,6 +94,7 @@ class Ledger:
         self.wake = wake
         self.redis_backoff = Backoff("redis (events)")
         self.store_backoff = Backoff("postgresql (events)")
+        self.pace = Pace()
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -119,6 +151,7 @@ class Ledger:
             effect(pipe)
         pipe.xack(self.keys.events, LEDGER_GROUP, *[eid for eid, _ in entries])
         pipe.execute()
+        self.pace.add(batch.starts)
         if batch.wake_dispatcher or batch.changed_jobs:
             self.wake.set()
 
@@ -222,6 +255,7 @@ class Ledger:
             batch.unsettled[task.job_id] = (reason, ev.node)
             if ev.kind == "started":
                 batch.first_start.setdefault(task.job_id, (reason, ev.node))
+                batch.starts[task.pool] += 1
         else:  # a duplicate delivery, or the report of a run that lost its lease: counted, changes nothing
             log.info("ignored stale %s report of task %s (run %s, node %s)", ev.kind, task.id, ev.run, ev.node)
 
