@@ -102,7 +102,7 @@ def decode_envelope(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Envel
     if raw.get("v") != SCHEMA_VERSION:
         raise DecodeError(
             ErrorCode.REQUEST_INVALID,
-            f"unsupported schema version {raw.get('v')!r}; this farm speaks {SCHEMA_VERSION}",
+            f"unsupported schema version {_printable(repr(raw.get('v')), 24)}; this farm speaks {SCHEMA_VERSION}",
             reply_to=reply_to,
             request_id=req_id,
         )

@@ -185,7 +185,8 @@ class JobReply(Out):
 
 class LogsRequest(Body):
     id: JobId
-    frame: int | None = None
+    # bounded like frame ranges (at most 7 digits): a larger number is refused here, not by SQL
+    frame: int | None = Field(default=None, ge=-9_999_999, le=9_999_999)
 
 
 class LogEntry(Out):

@@ -73,7 +73,9 @@ def valid_envelope_raw(type_: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 @st.composite
-def mutated_map(draw: st.DrawFn, names: list[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
+def mutated_map(
+    draw: st.DrawFn, names: list[str], base: dict[str, Any] | None = None, values: st.SearchStrategy[Any] = VALUES
+) -> dict[str, Any]:
     """A map shaped like a model: some of its fields (kept, dropped or given wrong values) and extras."""
     out: dict[str, Any] = dict(base or {})
     for name in names:
@@ -81,7 +83,7 @@ def mutated_map(draw: st.DrawFn, names: list[str], base: dict[str, Any] | None =
         if action == "drop":
             out.pop(name, None)
         elif action == "value":
-            out[name] = draw(VALUES)
+            out[name] = draw(values)
     if draw(st.booleans()):
         out[draw(TEXT)] = draw(VALUES)
     return out

@@ -1,0 +1,367 @@
+"""Bad input against the gateway's real request loop (in-process, real PostgreSQL and Redis).
+
+Every fuzzed payload gets an error reply or a dead letter, never an exception or an internal
+error, and an invalid request writes nothing. Also: SQL-like strings come back verbatim, a reused
+request id with another body is refused, and 50 shells registering one name at once make one user.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import psycopg
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg_pool import ConnectionPool
+from pydantic import ValidationError
+
+from broker_contracts.codec import pack
+from broker_contracts.envelope import Envelope, Reply, decode_envelope, decode_reply, encode
+from broker_contracts.errors import DecodeError
+from broker_contracts.keys import GATEWAY_GROUP
+from broker_contracts.messages import REQUEST_TYPES, SubmitRequest
+from gateway.context import GatewayConfig
+from gateway.requests import RequestLoop
+from gateway.streams import ensure_group
+from store.db import open_pool
+from tests.farm import Farm
+from tests.test_fuzz_contracts import NASTY_TEXT, TEXT, VALUES, field_names, mutated_map
+
+TABLES = ("users", "sessions", "login_throttle", "jobs", "tasks", "job_history", "task_history", "inbox", "outbox")
+FUZZ = settings(max_examples=600, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+PASSWORD = "correct-horse-battery"
+
+
+class Gw:
+    """A RequestLoop driven directly: payload in, (reply, where) out; plus row counts."""
+
+    def __init__(self, r: redis.Redis, pool: ConnectionPool, config: GatewayConfig) -> None:
+        self.r = r
+        self.pool = pool
+        self.config = config
+        self.keys = config.keys
+        self.loop = RequestLoop(r, pool, config, f"fuzz-{secrets.token_hex(2)}", threading.Event())
+
+    def handle(self, payload: bytes) -> tuple[Reply | None, str | None]:
+        return self.loop.handle(payload)
+
+    def call(self, type_: str, body: dict[str, Any], token: str | None = None, *, rid: str | None = None) -> Reply:
+        raw = Envelope.new(type_, {}, secrets.token_hex(16), token).model_dump(mode="json")
+        raw["body"] = body  # packed as it is: bytes stay bytes, as a hostile sender would send them
+        if rid is not None:
+            raw["id"] = rid
+        reply, to = self.handle(msgpack.packb(raw, use_bin_type=True))
+        assert reply is not None and to == raw["reply_to"] and reply.re == raw["id"]
+        return reply
+
+    def ok(self, type_: str, body: dict[str, Any], token: str | None = None) -> Any:
+        reply = self.call(type_, body, token)
+        assert reply.ok, reply
+        return reply.body
+
+    def user(self, name: str, *, admin: bool = False, password: str = PASSWORD) -> str:
+        """Register (admin: then promote) and log in; returns the token."""
+        self.ok("auth.register", {"username": name, "password": password})
+        if admin:
+            with psycopg.connect(self.db_url) as conn:
+                conn.execute("UPDATE users SET is_admin = true WHERE username = %s", (name,))
+        return str(self.ok("auth.login", {"username": name, "password": password})["token"])
+
+    @property
+    def db_url(self) -> str:
+        return str(self.pool.conninfo)
+
+    def counts(self) -> dict[str, int]:
+        query = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in TABLES)
+        with psycopg.connect(self.db_url) as conn:
+            row = conn.execute(query).fetchone()
+        assert row is not None
+        return dict(zip(TABLES, row, strict=True))
+
+    def dead_count(self) -> int:
+        return int(self.r.xlen(self.keys.dead))
+
+
+@pytest.fixture
+def gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
+    pool = open_pool(database_url, max_size=4, name="fuzz")
+    pool.wait(timeout=10)
+    r = redis.Redis.from_url(redis_url)
+    try:
+        yield Gw(r, pool, GatewayConfig(prefix=prefix))
+    finally:
+        pool.close()
+        r.close()
+
+
+# --- what a payload should get ----------------------------------------------------------------------
+
+
+def expected(payload: bytes) -> str:
+    """'dead' (undecodable), 'unknown' (unknown type), 'invalid' (body refused) or 'valid'."""
+    try:
+        env = decode_envelope(payload)
+    except DecodeError:
+        return "dead"
+    spec = REQUEST_TYPES.get(env.type)
+    if spec is None:
+        return "unknown"
+    try:
+        spec[0].model_validate(env.body)
+    except ValidationError:
+        return "invalid"
+    return "valid"
+
+
+# integers at the edges of PostgreSQL's integer types, where a bound missing from a model shows
+EDGES = st.sampled_from([2**31 - 1, 2**31, -(2**31) - 1, 2**63 - 1, 2**63, -(2**63), 2**64 - 1, 10**7, -1, 0])
+FIELD_VALUES = st.one_of(EDGES, VALUES)
+
+# a valid body per request type, for the fuzzer to start from (then drop fields or change values)
+BASE_BODIES: dict[str, dict[str, Any]] = {
+    "auth.register": {"username": "fuzzer", "password": PASSWORD},
+    "auth.login": {"username": "fuzzer", "password": "not-it"},
+    "job.submit": {"name": "fuzzed", "frames": "1-3", "chunk": 2, "renderer": "fractal", "priority": 10},
+    "job.list": {"status": "queued", "all": False, "limit": 5},
+    "job.history": {"id": 1, "tasks": True},
+    "job.priority": {"id": 1, "priority": 5},
+    "job.logs": {"id": 1, "frame": 1},
+    "job.watch": {"id": 1, "sub": "s1"},
+}
+
+
+@st.composite
+def payloads(draw: st.DrawFn, token: str, job_id: int = 1) -> bytes:
+    shape = draw(st.sampled_from(["bytes", "truncated", *["envelope"] * 8]))
+    if shape == "bytes":
+        return draw(st.binary(max_size=200))
+    type_ = draw(st.one_of(st.sampled_from(sorted(REQUEST_TYPES)), st.sampled_from(sorted(REQUEST_TYPES)), TEXT))
+    model = REQUEST_TYPES[type_][0] if type_ in REQUEST_TYPES else SubmitRequest
+    base = dict(BASE_BODIES.get(type_, {"id": job_id} if "id" in field_names(model) else {}))
+    if "id" in base:
+        base["id"] = job_id  # the caller's own job, so that handlers run past the ownership check
+    body = draw(st.one_of(st.just(base), *[mutated_map(field_names(model), base, FIELD_VALUES)] * 4, VALUES))
+    raw: dict[str, Any] = {
+        "v": 1,
+        "id": str(uuid.uuid4()),
+        "type": type_,
+        "reply_to": secrets.token_hex(16),
+        "token": draw(st.sampled_from([token, token, None, "garbage", "\x00", token + "x"])),
+        "ts": time.time(),
+        "body": body,
+    }
+    if draw(st.integers(0, 7)) == 0:  # now and then the envelope itself is wrong
+        raw = draw(mutated_map(list(raw), raw))
+    try:
+        data = msgpack.packb(raw, use_bin_type=True)
+    except (ValueError, TypeError, OverflowError):
+        data = pack({"v": 1, "id": raw.get("id"), "type": "job.list", "reply_to": "x"})
+    if shape == "truncated":
+        data = data[: draw(st.integers(0, max(0, len(data) - 1)))]
+    return data
+
+
+def test_fuzzed_requests_get_an_answer_or_a_dead_letter_and_invalid_ones_write_nothing(gw: Gw, unique: str) -> None:
+    token = gw.user(f"fuzz{unique}")
+    job_id = gw.ok("job.submit", {"name": "target", "frames": "1-4"}, token)["id"]
+    seen: dict[str, int] = {}
+
+    @FUZZ
+    @given(payload=payloads(token, job_id))
+    def check(payload: bytes) -> None:
+        kind = expected(payload)
+        seen[kind] = seen.get(kind, 0) + 1
+        rows, dead = gw.counts(), gw.dead_count()
+        reply, to = gw.handle(payload)  # must not raise
+        if reply is not None:
+            assert to is not None and len(to) == 32
+            assert reply.ok or (reply.error and reply.error.code != "internal"), reply
+            assert reply.error is None or "\n" not in reply.error.message
+        if kind == "valid":
+            assert reply is not None
+            return
+        assert gw.counts() == rows, f"{kind} input changed rows"
+        assert reply is None or not reply.ok
+        if kind in ("dead", "unknown"):
+            assert gw.dead_count() > dead
+        if kind == "unknown":
+            assert reply is not None and reply.error is not None and reply.error.code == "request.unknown_type"
+        if kind == "invalid":
+            assert reply is not None and reply.error is not None and reply.error.code == "request.invalid"
+        if reply is None:
+            assert kind == "dead"
+
+    check()
+    assert all(seen.get(k, 0) > 10 for k in ("dead", "unknown", "invalid", "valid")), seen
+
+
+@pytest.mark.parametrize("type_", sorted(REQUEST_TYPES))
+def test_each_request_type_with_fuzzed_fields_never_fails_inside(gw: Gw, unique: str, type_: str) -> None:
+    """Logged in, on the caller's own job: every field of every body gets edge and wrong values."""
+    token = gw.user(f"t{unique}{secrets.token_hex(2)}")
+    job_id = gw.ok("job.submit", {"name": "target", "frames": "1-4"}, token)["id"]
+    model = REQUEST_TYPES[type_][0]
+    base = dict(BASE_BODIES.get(type_, {}))
+    if "id" in field_names(model):
+        base["id"] = job_id
+
+    one_field = st.tuples(st.sampled_from(field_names(model) or ["x"]), FIELD_VALUES).map(
+        lambda kv: {**base, kv[0]: kv[1]}
+    )
+
+    @settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(body=st.one_of(one_field, one_field, mutated_map(field_names(model), base, FIELD_VALUES)))
+    def check(body: dict[str, Any]) -> None:
+        try:
+            model.model_validate(body)
+            valid = True
+        except ValidationError:
+            valid = False
+        rows = gw.counts()
+        reply = gw.call(type_, body, token)
+        assert reply.ok or (reply.error is not None and reply.error.code != "internal"), (body, reply)
+        if not valid:
+            assert reply.error is not None and reply.error.code == "request.invalid"
+            assert gw.counts() == rows
+
+    check()
+
+
+def test_fuzzed_batches_through_process_are_all_acked_and_answered(gw: Gw, unique: str) -> None:
+    """The loop's batch path: every entry acked; each readable reply address gets a reply."""
+    token = gw.user(f"batch{unique}")
+    ensure_group(gw.r, gw.keys.requests, GATEWAY_GROUP)
+
+    @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(batch=st.lists(payloads(token), min_size=1, max_size=8))
+    def check(batch: list[bytes]) -> None:
+        for payload in batch:
+            gw.r.xadd(gw.keys.requests, {"m": payload})
+        entries = gw.loop.read()
+        assert len(entries) == len(batch)
+        gw.loop.process(entries)
+        assert gw.r.xpending(gw.keys.requests, GATEWAY_GROUP)["pending"] == 0
+        for payload in batch:
+            try:
+                env = decode_envelope(payload)
+            except DecodeError as exc:
+                to, rid = exc.reply_to, exc.request_id
+            else:
+                to, rid = env.reply_to, env.id
+            if to and rid:
+                got = gw.r.xrange(gw.keys.reply(to))
+                assert [decode_reply(f[b"m"]).re for _, f in got] == [rid]  # type: ignore[union-attr]
+                assert gw.r.ttl(gw.keys.reply(to)) > 0
+
+    check()
+
+
+SQLISH = [
+    "'); DROP TABLE jobs; --",
+    "Robert'); DROP TABLE users;--",
+    "1' OR '1'='1",
+    "%s%s%s %(name)s $1 :name ?",
+    '"; SELECT pg_sleep(10); --',
+    "\\'; \\\\ \\x00",
+    "ünïcødé ✓ 🎬 \u202e",
+    "tab\there",
+    "a" * 200,
+]
+
+
+def test_sql_like_and_odd_strings_are_stored_verbatim(gw: Gw, unique: str) -> None:
+    token = gw.user(f"sql{unique}")
+
+    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(name=st.one_of(st.sampled_from(SQLISH), st.text(min_size=1, max_size=60), NASTY_TEXT))
+    def check(name: str) -> None:
+        reply = gw.call("job.submit", {"name": name, "frames": "1-2"}, token)
+        try:
+            wanted = SubmitRequest.model_validate({"name": name}).name
+        except ValidationError:
+            assert not reply.ok and reply.error is not None and reply.error.code == "request.invalid"
+            return
+        assert reply.ok, reply
+        job_id = reply.body["id"]  # type: ignore[index]
+        shown = gw.ok("job.show", {"id": job_id}, token)
+        assert shown["job"]["name"] == wanted
+        listed = gw.ok("job.list", {"limit": 1}, token)
+        assert listed["jobs"][0]["name"] == wanted
+
+    check()
+    for name in SQLISH:  # the exact strings from the issue, without hypothesis choosing
+        job_id = gw.ok("job.submit", {"name": name}, token)["id"]
+        assert gw.ok("job.show", {"id": job_id}, token)["job"]["name"] == name
+    assert gw.counts()["jobs"] > 0  # the tables are all still there
+
+
+def test_reused_request_id_with_another_body_is_refused_not_replayed(gw: Gw, unique: str) -> None:
+    token = gw.user(f"reuse{unique}")
+    rid = str(uuid.uuid4())
+    first = gw.call("job.submit", {"name": "original"}, token, rid=rid)
+    assert first.ok
+    rows = gw.counts()
+    again = gw.call("job.submit", {"name": "original"}, token, rid=rid)
+    assert again == first  # the same request: the stored reply, no second job
+    for type_, body in (
+        ("job.submit", {"name": "different"}),
+        ("job.submit", {"name": "original", "priority": 99}),
+        ("job.cancel", {"id": first.body["id"]}),  # type: ignore[index]
+        ("auth.register", {"username": f"x{unique}", "password": PASSWORD}),
+    ):
+        refused = gw.call(type_, body, token, rid=rid)
+        assert not refused.ok and refused.error is not None and refused.error.code == "request.conflict", refused
+        assert refused.body is None
+    other_token = gw.user(f"reuse2{unique}")
+    stolen = gw.call("job.submit", {"name": "original"}, other_token, rid=rid)
+    assert stolen.error is not None and stolen.error.code == "request.conflict"  # not the first caller's reply
+    rows_after = gw.counts()
+    assert rows_after["jobs"] == rows["jobs"]
+    assert gw.ok("job.show", {"id": first.body["id"]}, token)["job"]["status"] == "queued"  # type: ignore[index]
+
+
+def test_fifty_shells_registering_one_name_at_once_make_one_user(farm: Farm, unique: str) -> None:
+    name = f"race{unique}"
+    start = threading.Barrier(50)
+    replies: list[Reply | None] = [None] * 50
+
+    def shell(i: int) -> None:
+        r = farm.redis()
+        try:
+            env = Envelope.new("auth.register", {"username": name, "password": f"password-{i:04d}"},
+                               secrets.token_hex(16))
+            start.wait(timeout=30)
+            r.xadd(farm.keys.requests, {"m": encode(env)})
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and replies[i] is None:
+                for _, items in r.xread({farm.keys.reply(env.reply_to): "0-0"}, block=1000) or []:
+                    for _, fields in items:
+                        reply = decode_reply(fields[b"m"])
+                        if isinstance(reply, Reply) and reply.re == env.id:
+                            replies[i] = reply
+        finally:
+            r.close()
+
+    threads = [threading.Thread(target=shell, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+    assert all(r is not None for r in replies), "some shells got no answer"
+    winners = [i for i, r in enumerate(replies) if r is not None and r.ok]
+    assert len(winners) == 1, winners
+    codes = {r.error.code for r in replies if r is not None and r.error is not None}
+    assert codes == {"auth.username_taken"}
+    with psycopg.connect(farm.database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM users WHERE username = %s", (name,)).fetchone()
+    assert row is not None and row[0] == 1
+    winner_password = f"password-{winners[0]:04d}"
+    assert farm.rfarm("login", name, "--password-stdin", stdin=winner_password + "\n", config=name).code == 0
