@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -40,15 +41,35 @@ def send_reply(pipe: Any, keys: Keys, client: str, reply: Reply, *, maxlen: int,
 
 
 def redact(payload: bytes) -> bytes:
-    """The payload as kept for operators: a token it carries is replaced, never stored in clear."""
+    """The payload as kept for operators: a token or password it carries is replaced, never kept in clear."""
     try:  # (msgpack 1.2's unpackb refuses max_buffer_size: a TypeError here kept every token in clear)
         raw = unpack(payload, max_bytes=len(payload))
     except DecodeError:
+        return _scrub(payload)
+    if not isinstance(raw, dict):
         return payload
-    if isinstance(raw, dict) and raw.get("token"):
+    changed = False
+    if raw.get("token"):
         raw["token"] = "<redacted>"
-        return pack(raw)
-    return payload
+        changed = True
+    body = raw.get("body")
+    if isinstance(body, dict) and "password" in body:  # a register/login that could not be handled
+        body["password"] = "<redacted>"
+        changed = True
+    return pack(raw) if changed else payload
+
+
+# In bytes that do not decode, any long run of token characters is replaced (tokens are 43 url-safe
+# characters), except the request id (a uuid) and the reply address (32 hex digits), kept for operators.
+_TOKEN_LIKE = re.compile(rb"[A-Za-z0-9_\-]{20,}")
+_KEEP = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}")
+
+
+def _scrub(payload: bytes) -> bytes:
+    at = payload.find(b"password")
+    if at >= 0:  # whatever follows a password field is dropped: a password has no shape to recognise
+        payload = payload[: at + 8] + b"<redacted>"
+    return _TOKEN_LIKE.sub(lambda m: m.group() if _KEEP.fullmatch(m.group()) else b"<redacted>", payload)
 
 
 def dead_letter(pipe: Any, keys: Keys, source: str, entry_id: str, reason: str, payload: bytes | None) -> None:
