@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import threading
+from contextlib import nullcontext
 from typing import Any
 
 import redis
@@ -21,7 +22,7 @@ from gateway.context import Context, GatewayConfig, KeepWrites
 from gateway.handlers import HANDLERS
 from gateway.streams import Backoff, dead_letter, ensure_group, entry_id, send_reply
 from store import inbox, users
-from store.db import Conflict, StoreUnavailable, transaction
+from store.db import Conflict, StoreUnavailable, reading, transaction
 
 log = logging.getLogger("rfarm.gateway")
 
@@ -210,7 +211,7 @@ class RequestLoop:
         digest = body_hash(env) if mutates else b""
         after: list = []
         try:
-            with transaction(self.pool) as conn:
+            with (transaction if mutates else reading)(self.pool) as conn:  # reads: no BEGIN/COMMIT
                 if mutates:
                     stored = inbox.lookup(conn, env.id)
                     if stored is not None:
@@ -244,7 +245,8 @@ class RequestLoop:
         conn = ctx.conn
         kept: KeepWrites | None = None
         try:
-            with conn.transaction():  # a savepoint: an error undoes the handler's writes only
+            # a savepoint: an error undoes the handler's writes only (a read has none to undo)
+            with nullcontext() if conn.autocommit else conn.transaction():
                 if needs_user:
                     if not env.token:
                         raise RfarmError(ErrorCode.AUTH_REQUIRED, "not logged in: run `rfarm login USER`")
