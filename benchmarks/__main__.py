@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +59,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--pg-url", default=os.environ.get("RFARM_BENCH_DATABASE_URL",
                                                        "postgresql://127.0.0.1:5432/postgres"),
                    help="an admin connection: the benchmark creates and drops its own database there")
+    p.add_argument("--set", action="append", default=[], metavar="SIZE=VALUE",
+                   help="override one size, e.g. --set dispatch_frames=1000 --set dispatch_nodes=4")
     p.add_argument("--keep-logs", type=Path, help="folder for the processes' logs (default: a temp folder)")
     return p.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    sizes = QUICK if args.quick else FULL
+    sizes = override(QUICK if args.quick else FULL, args.set)
     phases = {p.strip() for p in args.only.split(",") if p.strip()}
     unknown = phases - set(PHASES)
     if unknown:
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 conn.commit()
             with farm.db() as conn:
                 conn.execute("VACUUM ANALYZE")
-            res["scale"] = {**filled, "seconds": round(time.monotonic() - t0, 1)}
+            res["scale"] = {**filled, "seconds": round(time.monotonic() - t0, 1), "mib": table_sizes(farm)}
             step("round trips, full store")
             res["roundtrips_full"] = roundtrips(farm, user, sizes.samples, submit=False)
         if "bigfarm" in phases:
@@ -119,11 +121,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         node_peaks = [d["node_peak_rss_mib"] for d in res.get("dispatch", []) if d.get("node_peak_rss_mib")]
         res["memory"] = {
             "gateway_peak_rss_mib": round(peak_rss_mib(gateway.pid) or 0, 1),
+            "gateway_rss_at_end_mib": round(peak_rss_mib(gateway.pid, "VmRSS") or 0, 1),
             "node_peak_rss_mib": max(node_peaks) if node_peaks else None,
         }
         res["streams"] = streams(farm)
     res["targets"] = report.targets(res)
     return res
+
+
+def table_sizes(farm: BenchFarm) -> dict[str, float]:
+    """On-disk size of each big table with its indexes, in MiB (for PostgreSQL sizing)."""
+    with farm.db() as conn:
+        rows = conn.execute(
+            """SELECT relname, pg_total_relation_size(oid) AS bytes FROM pg_class
+               WHERE relname IN ('jobs', 'tasks', 'job_history', 'task_history', 'inbox')"""
+        ).fetchall()
+    return {r["relname"]: round(r["bytes"] / 2**20, 1) for r in rows}
+
+
+def override(sizes: Sizes, pairs: list[str]) -> Sizes:
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        current = getattr(sizes, name, None)
+        if current is None or not value:
+            raise SystemExit(f"--set {pair}: no such size (see Sizes in benchmarks/__main__.py)")
+        if isinstance(current, tuple):
+            changes[name] = tuple(int(v) for v in value.split(","))
+        else:
+            changes[name] = type(current)(value)
+    return replace(sizes, **changes)
 
 
 def streams(farm: BenchFarm) -> list[dict[str, Any]]:

@@ -136,11 +136,11 @@ class BenchFarm:
             raise RuntimeError(f"benchmark process(es) exited early: {', '.join(dead)} (logs in {self.root})")
 
 
-def peak_rss_mib(pid: int) -> float | None:
-    """VmHWM: the peak resident set size of a live process, in MiB."""
+def peak_rss_mib(pid: int, field: str = "VmHWM") -> float | None:
+    """VmHWM (the peak resident set size) of a live process in MiB; ``field="VmRSS"`` for the current one."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None

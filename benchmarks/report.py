@@ -140,7 +140,8 @@ def table(res: dict[str, Any]) -> str:
         add("")
     mem = res.get("memory", {})
     if mem:
-        add(f"peak RSS: gateway {mem.get('gateway_peak_rss_mib')} MiB, node {mem.get('node_peak_rss_mib')} MiB")
+        add(f"peak RSS: gateway {mem.get('gateway_peak_rss_mib')} MiB (now {mem.get('gateway_rss_at_end_mib')} MiB), "
+            f"node {mem.get('node_peak_rss_mib')} MiB")
         for s in res.get("streams", []):
             add(f"  stream {s['stream']:28} length {s['length']:>7} cap {s['cap']}")
         add("")
