@@ -90,8 +90,8 @@ class Gw:
         return int(self.r.xlen(self.keys.dead))
 
 
-@pytest.fixture
-def gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
+def open_gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
+    """For a fixture: a Gw on its own pool and Redis client, closed afterwards."""
     pool = open_pool(database_url, max_size=4, name="fuzz")
     pool.wait(timeout=10)
     r = redis.Redis.from_url(redis_url)
@@ -100,6 +100,11 @@ def gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
     finally:
         pool.close()
         r.close()
+
+
+@pytest.fixture
+def gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
+    yield from open_gw(redis_url, database_url, prefix)
 
 
 # --- what a payload should get ----------------------------------------------------------------------
