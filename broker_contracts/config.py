@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -56,3 +57,19 @@ def read_farm_file(path: Path) -> dict[str, str]:
         if sep and key.strip().startswith("RFARM_"):
             out[key.strip()] = value.strip()
     return out
+
+
+def redact_url(url: str) -> str:
+    """A server URL fit to print or log: any password in it replaced by ***."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unreadable url>"
+    if password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))

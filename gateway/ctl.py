@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from pydantic import TypeAdapter, ValidationError
 
 from broker_contracts.config import Settings
+from broker_contracts.config import redact_url as redact
 from broker_contracts.types import Password, Username
 
 EXIT_OK = 0
@@ -35,15 +36,6 @@ class CtlError(Exception):
         self.code = code
         self.message = message
 
-
-def redact(url: str) -> str:
-    """A URL fit to print: any password replaced by ***."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    creds, at, host = rest.partition("@")
-    user, colon, _password = creds.partition(":")
-    return f"{scheme}://{user}{':***' if colon and _password else ''}{at}{host}"
 
 
 def unreachable(what: str, url: str, exc: BaseException) -> CtlError:

@@ -13,11 +13,11 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from broker_contracts.codec import pack
+from broker_contracts.config import redact_url as redact
 from broker_contracts.keys import NODES_GROUP, Keys
 from broker_contracts.work import NodeEvent
 
@@ -33,17 +33,6 @@ TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 class LinkDown(Exception):
     """Redis cannot be reached and the caller asked not to wait (or the link was abandoned)."""
 
-
-def redact(url: str) -> str:
-    """The URL with any password replaced, fit for a log line."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
 def is_nogroup(exc: redis.ResponseError) -> bool:

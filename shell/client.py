@@ -12,10 +12,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from broker_contracts.config import redact_url as redact
 from broker_contracts.envelope import Envelope, Notice, Reply, decode_reply, encode
 from broker_contracts.errors import DecodeError
 from broker_contracts.keys import Keys
@@ -28,17 +28,6 @@ _RECONNECT_PAUSE = 0.5
 
 T = TypeVar("T")
 
-
-def redact(url: str) -> str:
-    """The URL without its password, fit to print."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
 class Client:
