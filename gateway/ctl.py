@@ -37,7 +37,6 @@ class CtlError(Exception):
         self.message = message
 
 
-
 def unreachable(what: str, url: str, exc: BaseException) -> CtlError:
     reason = " ".join(str(exc).split()) or type(exc).__name__
     return CtlError(EXIT_UNREACHABLE, f"cannot reach {what} at {redact(url)}: {reason}")
