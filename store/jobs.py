@@ -124,9 +124,15 @@ def list_jobs(
         clauses.append("j.status = %(status)s")
     if before:
         clauses.append("j.id < %(before)s")
+    # The page's ids first, from an index alone (jobs_owner, jobs_owner_status, jobs_status or the
+    # primary key), then their rows. In one flat query the planner walks the primary key backwards
+    # and filters by owner, assuming a user's jobs are spread evenly over time: a user with old
+    # jobs under 100,000 newer ones of other users made `jobs` 10x slower.
     rows = conn.execute(
-        f"""SELECT {SUMMARY_COLUMNS} FROM jobs j JOIN users u ON u.id = j.owner_id
-            WHERE {" AND ".join(clauses)} ORDER BY j.id DESC LIMIT %(limit)s""",
+        f"""SELECT {SUMMARY_COLUMNS}
+            FROM (SELECT j.id FROM jobs j WHERE {" AND ".join(clauses)} ORDER BY j.id DESC LIMIT %(limit)s) AS page
+            JOIN jobs j ON j.id = page.id JOIN users u ON u.id = j.owner_id
+            ORDER BY j.id DESC""",
         {"uid": user.id, "status": status, "before": before, "limit": limit},
     ).fetchall()
     return [dict(r) for r in rows]  # type: ignore[call-overload]
