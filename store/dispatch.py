@@ -65,10 +65,12 @@ def take_ready(conn: psycopg.Connection, pool: str, limit: int) -> list[dict[str
 def set_work_msgs(conn: psycopg.Connection, pairs: list[tuple[int, str]]) -> None:
     if pairs:
         conn.execute(
+            # "t.id = ANY" lets the planner walk the primary key; joined to unnest() alone it
+            # hashed and scanned the whole tasks table on every publish
             """UPDATE tasks t SET work_msg = p.msg
-               FROM unnest(%s::bigint[], %s::text[]) AS p(id, msg)
-               WHERE t.id = p.id AND t.status = 'queued'""",
-            ([p[0] for p in pairs], [p[1] for p in pairs]),
+               FROM unnest(%(ids)s::bigint[], %(msgs)s::text[]) AS p(id, msg)
+               WHERE t.id = p.id AND t.id = ANY(%(ids)s::bigint[]) AND t.status = 'queued'""",
+            {"ids": [p[0] for p in pairs], "msgs": [p[1] for p in pairs]},
         )
 
 
