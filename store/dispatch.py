@@ -31,7 +31,9 @@ def take_ready(conn: psycopg.Connection, pool: str, limit: int) -> list[dict[str
         f"""WITH picked AS (
               SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
               WHERE t.pool = %(pool)s AND t.status = 'queued' AND t.dispatched_at IS NULL
-                AND NOT j.paused AND j.status IN ('queued', 'running')
+                -- "not finished" rather than "IN ('queued', 'running')": the job is reached by its primary
+                -- key; with stale statistics the planner walked jobs_status for every task instead
+                AND NOT j.paused AND j.status NOT IN ('succeeded', 'failed', 'cancelled')
                 AND (j.after_job IS NULL
                      OR EXISTS (SELECT 1 FROM jobs d WHERE d.id = j.after_job AND d.status = 'succeeded'))
                 AND EXISTS (SELECT 1 FROM nodes n WHERE n.pool = t.pool AND {ALIVE}
