@@ -35,7 +35,6 @@ def make_user(farm: BenchFarm, jobs: int, history_tasks: int) -> BenchUser:
         seed.user_jobs(conn, uid, jobs)
         job = seed.history_job(conn, uid, history_tasks)
         conn.commit()
-        conn.execute("ANALYZE")
     return BenchUser("bench", uid, token, job)
 
 
