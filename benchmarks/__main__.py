@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         res = run(args)
     except KeyboardInterrupt:
-        print("benchmark interrupted; its database and keys were removed", file=sys.stderr)
+        print("benchmark interrupted; its database and keys are removed unless a second interrupt cut the "
+              "clean-up short (then drop rfarm_bench_* and delete rfb*:* keys by hand)", file=sys.stderr)
         return 130
     except (TimeoutError, RuntimeError) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
