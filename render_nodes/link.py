@@ -117,6 +117,22 @@ class Link:
             wait=wait,
         )
 
+    def publish_and_ack(self, event: NodeEvent, message_id: str) -> None:
+        """The last report of a task and the ack of its work entry in one round trip.
+
+        MULTI/EXEC: both or neither. A retry after a lost connection may repeat the report, which
+        the ledger ignores (the run has already moved); the entry is never acked without it.
+        """
+        data = pack(event.model_dump(mode="json", exclude_none=True))
+
+        def both(c: redis.Redis) -> None:
+            pipe = c.pipeline(transaction=True)
+            pipe.xadd(self.keys.events, {"m": data}, maxlen=EVENTS_MAXLEN, approximate=True)
+            pipe.xack(self.work, NODES_GROUP, message_id)
+            pipe.execute()
+
+        self.call(both)
+
     def ack(self, message_id: str) -> None:
         self.call(lambda c: c.xack(self.work, NODES_GROUP, message_id))
 

@@ -98,8 +98,7 @@ class TaskRun:
                 # A run id that never started: the report is about this hand-back and nothing else.
                 self.run_id = uuid.uuid4().hex
                 log.info("task %s: released (%s)", item.task_id, reason)
-                self._report("released", error=reason)
-                self.ctx.link.ack(self.message_id)
+                self._report("released", ack=self.message_id, error=reason)
                 return
             self.run_id = uuid.uuid4().hex
             self._report("started")
@@ -284,12 +283,14 @@ class TaskRun:
     def _finish(self, result: Result) -> None:
         self._flush()
         item = self.item
+        # a lost entry belongs to the node that took it: reported, never acked
+        ack = None if result.outcome is Outcome.LOST else self.message_id
         if result.outcome is Outcome.SUCCEEDED:
-            self._report("succeeded", exit_code=0, done_frames=len(self._done))
+            self._report("succeeded", ack=ack, exit_code=0, done_frames=len(self._done))
         elif result.outcome in (Outcome.FAILED, Outcome.CANCELLED):
-            self._report("failed", exit_code=result.exit_code, error=result.error)
+            self._report("failed", ack=ack, exit_code=result.exit_code, error=result.error)
         else:
-            self._report("released", error=result.error)
+            self._report("released", ack=ack, error=result.error)
         log.info(
             "task %s: run %s %s%s",
             item.task_id,
@@ -297,16 +298,17 @@ class TaskRun:
             result.outcome.value,
             f" (exit {result.exit_code}: {result.error})" if result.outcome is Outcome.FAILED else "",
         )
-        if result.outcome is not Outcome.LOST:  # a lost entry belongs to the node that took it
-            self.ctx.link.ack(self.message_id)
 
-    def _report(self, kind: str, **fields: object) -> None:
+    def _report(self, kind: str, *, ack: str | None = None, **fields: object) -> None:
+        """Publish a report; with ``ack``, the work entry is acked in the same round trip."""
         item = self.item
         if isinstance(fields.get("error"), str):
             fields["error"] = fields["error"][:MAX_ERROR]  # type: ignore[index]
-        self.ctx.link.publish(
-            event(kind, self.ctx.node, task_id=item.task_id, job_id=item.job_id, run=self.run_id, **fields)
-        )
+        ev = event(kind, self.ctx.node, task_id=item.task_id, job_id=item.job_id, run=self.run_id, **fields)
+        if ack is None:
+            self.ctx.link.publish(ev)
+        else:
+            self.ctx.link.publish_and_ack(ev, ack)
 
 
 def _is_int(text: str | None) -> bool:
