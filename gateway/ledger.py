@@ -46,6 +46,8 @@ class Batch:
     first_start: dict[int, tuple[str, str]] = field(default_factory=dict)
     # task starts per pool: how fast nodes take work from each pool's window
     starts: Counter[str] = field(default_factory=Counter)
+    # starts and successes applied set-wise (None: each move on its own, as when one by one)
+    pending: tasks.Pending | None = None
 
 
 class Pace:
@@ -132,7 +134,7 @@ class Ledger:
                 dead_letter(pipe, self.keys, self.keys.events, eid, f"undecodable event: {exc}", payload)
         # one job's events stay in order; jobs are locked in ascending order, so batches never deadlock
         events.sort(key=lambda e: e.job_id or 0)
-        batch = Batch()
+        batch = Batch(pending=tasks.Pending(self.config.lease))
         try:
             with transaction(self.pool) as conn:
                 reports = [e for e in events if e.task_id and e.kind in TRANSITIONS]
@@ -183,6 +185,8 @@ class Ledger:
 
     def finish(self, conn: psycopg.Connection, batch: Batch) -> None:
         """Once per batch: job statuses from their tasks, frame counts, and notices to watchers."""
+        if batch.pending is not None:
+            batch.pending.flush(conn)
         for job_id in sorted(batch.unsettled):
             reason, actor = batch.unsettled[job_id]
             new = jobs.refresh_status(conn, job_id, reason, actor, started=batch.first_start.get(job_id))
@@ -196,6 +200,11 @@ class Ledger:
 
     def apply(self, conn: psycopg.Connection, ev: NodeEvent, batch: Batch) -> None:
         lease = self.config.lease
+        pending = batch.pending
+        if pending is not None and not (
+            ev.kind in ("started", "succeeded") and ev.task_id in batch.locked and ev.task_id not in pending.tasks
+        ):
+            pending.flush(conn)  # whatever comes next reads or writes the tasks as they are now
         if ev.kind == "heartbeat":
             if ev.info is not None:
                 hb = NodeHeartbeat.model_validate(ev.info)
@@ -227,10 +236,10 @@ class Ledger:
             if task.job_status == JobStatus.CANCELLED or task.status is TaskStatus.CANCELLED:
                 self._signal_cancel(batch, task.job_id)
                 return
-            moved = tasks.start(conn, task, ev.run, ev.node, lease)
+            moved = tasks.start(conn, task, ev.run, ev.node, lease, pending)
             reason = f"node {ev.node} started {task.frames}"
         elif ev.kind == "succeeded":
-            moved = tasks.succeed(conn, task, ev.run, ev.node)
+            moved = tasks.succeed(conn, task, ev.run, ev.node, pending)
             reason = f"node {ev.node} finished {task.frames}"
             batch.wake_dispatcher = True
         elif ev.kind == "failed":

@@ -116,8 +116,91 @@ def move(
     return True
 
 
-def start(conn: psycopg.Connection, task: Task, run: str, node: str, lease: float) -> bool:
-    """A node started the task: a new attempt. A running task started elsewhere lost its lease."""
+class Pending:
+    """Starts and successes of a batch, applied set-wise: one statement for all starts, one for all
+    successes, each with its history rows and each row still guarded by status, attempt (and run).
+
+    The caller holds the tasks' row locks, so the state it read decides which moves are queued; a
+    task gets at most one queued move (``flush`` before a second one, and before any other write or
+    read of these tasks). If a guard does not hold at ``flush``, it raises and the transaction is
+    rolled back: nothing half applied.
+    """
+
+    def __init__(self, lease: float) -> None:
+        self.lease = lease
+        self.tasks: set[int] = set()
+        self._starts: list[tuple[int, int, str, str, str]] = []  # id, attempt read, run, node, reason
+        self._succeeds: list[tuple[int, int, str, str]] = []  # id, attempt, run, reason (actor: node)
+        self._succeed_nodes: list[str] = []
+
+    def start(self, task: Task, run: str, node: str) -> bool:
+        if task.id in self.tasks or not task_may(task.status, TaskStatus.RUNNING):
+            raise ValueError(f"task {task.id}: a start cannot be queued here")
+        attempt = task.attempt + 1
+        self._starts.append((task.id, task.attempt, run, node, f"node {node} started attempt {attempt}"))
+        self.tasks.add(task.id)
+        task.status, task.attempt, task.run_id, task.node = TaskStatus.RUNNING, attempt, run, node
+        return True
+
+    def succeed(self, task: Task, run: str, node: str) -> bool:
+        if task.id in self.tasks or not task_may(task.status, TaskStatus.SUCCEEDED):
+            raise ValueError(f"task {task.id}: a success cannot be queued here")
+        reason = f"node {node} finished {task.frames} (attempt {task.attempt})"
+        self._succeeds.append((task.id, task.attempt, run, reason))
+        self._succeed_nodes.append(node)
+        self.tasks.add(task.id)
+        task.status = TaskStatus.SUCCEEDED
+        return True
+
+    def flush(self, conn: psycopg.Connection) -> None:
+        if self._starts:
+            ids, attempts, runs, nodes, reasons = (list(c) for c in zip(*self._starts, strict=True))
+            cur = conn.execute(
+                """WITH v AS (
+                     SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[])
+                       WITH ORDINALITY AS v(id, attempt, run, node, reason, ord)),
+                   moved AS (
+                     UPDATE tasks t SET status = 'running', attempt = v.attempt + 1, run_id = v.run, node = v.node,
+                       started_at = now(), finished_at = NULL, lease_until = now() + make_interval(secs => %s),
+                       exit_code = NULL, error = NULL, done_frames = 0
+                     FROM v WHERE t.id = v.id AND t.status = 'queued' AND t.attempt = v.attempt
+                     RETURNING t.id, t.job_id, t.attempt, v.node, v.reason, v.ord)
+                   INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
+                   SELECT id, job_id, attempt, 'queued', 'running', reason, node FROM moved ORDER BY ord""",
+                (ids, attempts, runs, nodes, reasons, self.lease),
+            )
+            if cur.rowcount != len(ids):
+                raise RuntimeError(f"{len(ids) - cur.rowcount} of {len(ids)} queued starts no longer applied")
+        if self._succeeds:
+            ids, attempts, runs, reasons = (list(c) for c in zip(*self._succeeds, strict=True))
+            cur = conn.execute(
+                """WITH v AS (
+                     SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[])
+                       WITH ORDINALITY AS v(id, attempt, run, node, reason, ord)),
+                   moved AS (
+                     UPDATE tasks t SET status = 'succeeded', finished_at = now(), exit_code = 0, lease_until = NULL,
+                       done_frames = t.frame_last - t.frame_first + 1
+                     FROM v WHERE t.id = v.id AND t.status = 'running' AND t.attempt = v.attempt AND t.run_id = v.run
+                     RETURNING t.id, t.job_id, t.attempt, v.node, v.reason, v.ord)
+                   INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
+                   SELECT id, job_id, attempt, 'running', 'succeeded', reason, node FROM moved ORDER BY ord""",
+                (ids, attempts, runs, self._succeed_nodes, reasons),
+            )
+            if cur.rowcount != len(ids):
+                raise RuntimeError(f"{len(ids) - cur.rowcount} of {len(ids)} queued successes no longer applied")
+        self.tasks.clear()
+        self._starts.clear()
+        self._succeeds.clear()
+        self._succeed_nodes.clear()
+
+
+def start(
+    conn: psycopg.Connection, task: Task, run: str, node: str, lease: float, pending: Pending | None = None
+) -> bool:
+    """A node started the task: a new attempt. A running task started elsewhere lost its lease.
+
+    With ``pending`` the start itself is queued there (the lease-lost move, if any, is applied now).
+    """
     if task.status is TaskStatus.RUNNING:
         if task.run_id == run:
             return False  # the same report twice
@@ -129,6 +212,8 @@ def start(conn: psycopg.Connection, task: Task, run: str, node: str, lease: floa
         task.failures += 1
     if task.status is not TaskStatus.QUEUED:
         return False
+    if pending is not None:
+        return pending.start(task, run, node)
     attempt = task.attempt + 1
     ok = move(
         conn,
@@ -148,9 +233,11 @@ def start(conn: psycopg.Connection, task: Task, run: str, node: str, lease: floa
     return ok
 
 
-def succeed(conn: psycopg.Connection, task: Task, run: str, node: str) -> bool:
+def succeed(conn: psycopg.Connection, task: Task, run: str, node: str, pending: Pending | None = None) -> bool:
     if task.status is not TaskStatus.RUNNING or task.run_id != run:
         return False
+    if pending is not None:
+        return pending.succeed(task, run, node)
     return move(
         conn,
         task,
