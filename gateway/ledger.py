@@ -202,7 +202,11 @@ class Ledger:
         lease = self.config.lease
         pending = batch.pending
         if pending is not None and not (
-            ev.kind in ("started", "succeeded") and ev.task_id in batch.locked and ev.task_id not in pending.tasks
+            ev.task_id in batch.locked
+            and (
+                (ev.kind == "started" and ev.task_id not in pending.tasks)
+                or (ev.kind == "succeeded" and ev.task_id not in pending.finished)  # may follow its start
+            )
         ):
             pending.flush(conn)  # whatever comes next reads or writes the tasks as they are now
         if ev.kind == "heartbeat":

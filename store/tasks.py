@@ -122,13 +122,15 @@ class Pending:
 
     The caller holds the tasks' row locks, so the state it read decides which moves are queued; a
     task gets at most one queued move (``flush`` before a second one, and before any other write or
-    read of these tasks). If a guard does not hold at ``flush``, it raises and the transaction is
-    rolled back: nothing half applied.
+    read of these tasks), except that a success may follow a queued start of the same task: all
+    starts are applied before all successes. If a guard does not hold at ``flush``, it raises and
+    the transaction is rolled back: nothing half applied.
     """
 
     def __init__(self, lease: float) -> None:
         self.lease = lease
-        self.tasks: set[int] = set()
+        self.tasks: set[int] = set()  # tasks with a queued move
+        self.finished: set[int] = set()  # tasks with a queued success: nothing may follow it
         self._starts: list[tuple[int, int, str, str, str]] = []  # id, attempt read, run, node, reason
         self._succeeds: list[tuple[int, int, str, str]] = []  # id, attempt, run, reason (actor: node)
         self._succeed_nodes: list[str] = []
@@ -143,12 +145,13 @@ class Pending:
         return True
 
     def succeed(self, task: Task, run: str, node: str) -> bool:
-        if task.id in self.tasks or not task_may(task.status, TaskStatus.SUCCEEDED):
+        if task.id in self.finished or not task_may(task.status, TaskStatus.SUCCEEDED):
             raise ValueError(f"task {task.id}: a success cannot be queued here")
         reason = f"node {node} finished {task.frames} (attempt {task.attempt})"
         self._succeeds.append((task.id, task.attempt, run, reason))
         self._succeed_nodes.append(node)
         self.tasks.add(task.id)
+        self.finished.add(task.id)
         task.status = TaskStatus.SUCCEEDED
         return True
 
@@ -189,6 +192,7 @@ class Pending:
             if cur.rowcount != len(ids):
                 raise RuntimeError(f"{len(ids) - cur.rowcount} of {len(ids)} queued successes no longer applied")
         self.tasks.clear()
+        self.finished.clear()
         self._starts.clear()
         self._succeeds.clear()
         self._succeed_nodes.clear()
