@@ -1,9 +1,14 @@
-"""The node: one claim loop on the main thread, a heartbeat thread, one thread per running task."""
+"""The node: one claim loop on the main thread, a heartbeat thread, one worker thread per slot.
+
+The workers live as long as the node: a task that takes a millisecond (the ``noop`` renderer) costs
+no thread start, which under a busy GIL waited for the new thread to be scheduled.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import socket
 import threading
 import time
@@ -52,7 +57,7 @@ class NodeOptions:
 @dataclass
 class _Running:
     task: TaskRun
-    thread: threading.Thread
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -72,6 +77,8 @@ class Node:
         self._hb_stop = threading.Event()
         self._cursor = "0-0"
         self._beat: threading.Thread | None = None
+        self._queue: queue.SimpleQueue[_Running | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
 
     # -- signals ----------------------------------------------------------------------------------
 
@@ -99,6 +106,10 @@ class Node:
             self._heartbeat()
         self._beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._beat.start()
+        for i in range(o.slots):  # never more tasks than slots are registered, so none waits for a worker
+            worker = threading.Thread(target=self._work, name=f"slot-{i}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
         log.info(
             "node %s up: pool %s, %d slot(s), profiles %s, lease %.1f s",
             o.name,
@@ -161,19 +172,20 @@ class Node:
         with self._lock:
             if message_id in self._running:  # our own entry, reclaimed while Redis was away: keep going
                 return
-        task = TaskRun(self.ctx, message_id, item)
-        thread = threading.Thread(target=self._run_task, args=(task,), name=f"task-{item.task_id}", daemon=True)
+        running = _Running(TaskRun(self.ctx, message_id, item))
         with self._lock:
-            self._running[message_id] = _Running(task, thread)
-        thread.start()
+            self._running[message_id] = running
+        self._queue.put(running)
 
-    def _run_task(self, task: TaskRun) -> None:
-        try:
-            task.run()
-        finally:
-            with self._lock:
-                self._running.pop(task.message_id, None)
-            self._slot_freed.set()
+    def _work(self) -> None:
+        while (running := self._queue.get()) is not None:
+            try:
+                running.task.run()
+            finally:
+                with self._lock:
+                    self._running.pop(running.task.message_id, None)
+                running.done.set()
+                self._slot_freed.set()
 
     def _count(self) -> int:
         with self._lock:
@@ -227,7 +239,9 @@ class Node:
             running.task.abort(now=self.immediate.is_set())
         end = time.monotonic() + FINAL_WAIT
         for running in left:
-            running.thread.join(max(0.0, end - time.monotonic()))
+            running.done.wait(max(0.0, end - time.monotonic()))
+        for _ in self._workers:
+            self._queue.put(None)
         self._hb_stop.set()
         if self._beat is not None:
             self._beat.join(FINAL_WAIT)
