@@ -68,9 +68,12 @@ def lock_many(conn: psycopg.Connection, job_ids: list[int], task_ids: list[int])
         return {}
     jids = sorted(set(job_ids))
     conn.execute("SELECT 1 FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (jids,))
+    # "t.job_id + 0": the job test must not be an index condition. With statistics older than a
+    # large job the planner took tasks_job_id_seq_key and filtered every task of the job by id, on
+    # every batch; the primary key reaches only the reported tasks.
     rows = conn.execute(
         f"""SELECT {TASK_COLUMNS} FROM tasks t JOIN jobs j ON j.id = t.job_id
-            WHERE t.id = ANY(%s) AND t.job_id = ANY(%s) ORDER BY t.id FOR UPDATE OF t""",
+            WHERE t.id = ANY(%s) AND t.job_id + 0 = ANY(%s) ORDER BY t.id FOR UPDATE OF t""",
         (sorted(set(task_ids)), jids),
     ).fetchall()
     return {r["id"]: _task(r) for r in rows}  # type: ignore[call-overload]
