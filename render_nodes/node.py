@@ -31,6 +31,7 @@ log = logging.getLogger("render_nodes")
 BLOCK_MS = 1000
 DEAD_MAXLEN = 10_000
 FINAL_WAIT = 5.0
+TAKEOVER_SCAN = 0.5  # seconds between scans for work entries abandoned by other nodes (at most)
 
 
 def node_version() -> str:
@@ -76,6 +77,7 @@ class Node:
         self._slot_freed = threading.Event()
         self._hb_stop = threading.Event()
         self._cursor = "0-0"
+        self._next_takeover = 0.0  # monotonic time of the next scan for abandoned entries
         self._beat: threading.Thread | None = None
         self._queue: queue.SimpleQueue[_Running | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
@@ -143,10 +145,17 @@ class Node:
     def _claim(self, free: int) -> list[tuple[str, dict[bytes, bytes]]]:
         o, work = self.options, self.link.work
         messages: list[tuple[str, dict[bytes, bytes]]] = []
-        cursor, claimed, *_ = self.link.call(
-            lambda c: c.xautoclaim(work, NODES_GROUP, o.name, int(o.lease * 1000), self._cursor, count=free)
-        )
-        self._cursor = _text(cursor)
+        claimed: list[tuple[bytes | str, dict[bytes, bytes] | None]] = []
+        # An entry is only taken over after a whole lease idle, so scanning for one on every claim
+        # (a round trip per claim when tasks take milliseconds) gains nothing: a few times a lease
+        # is enough, and a scan that has not reached the end goes on at the next claim.
+        now = time.monotonic()
+        if now >= self._next_takeover or self._cursor != "0-0":
+            cursor, claimed, *_ = self.link.call(
+                lambda c: c.xautoclaim(work, NODES_GROUP, o.name, int(o.lease * 1000), self._cursor, count=free)
+            )
+            self._cursor = _text(cursor)
+            self._next_takeover = now + min(TAKEOVER_SCAN, o.lease / 4)
         for message_id, fields in claimed:
             if fields is not None:  # Redis 6 lists entries deleted meanwhile with no fields
                 log.info("taking over work entry %s (its node stopped keeping its lease)", _text(message_id))
