@@ -30,16 +30,6 @@ EVENTS_MAXLEN = 100_000
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 
 
-# Start a task unless its job is cancelled or paused: the check and the `started` report are one
-# atomic step, so no `started` is published for a job that is cancelled or held at that moment.
-START_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
-if ARGV[1] ~= '' then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1]) end
-return 0
-"""
-
-
 class LinkDown(Exception):
     """Redis cannot be reached and the caller asked not to wait (or the link was abandoned)."""
 
@@ -55,7 +45,6 @@ class Link:
         self.keys = keys
         self.work = keys.work(pool)
         self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=0)
-        self._start_script = self.client.register_script(START_SCRIPT)
         self.abandoned = threading.Event()
         self._down = False
         self._state_lock = threading.Lock()
@@ -143,13 +132,6 @@ class Link:
             pipe.execute()
 
         self.call(both)
-
-    def start_unless_stopped(self, job_id: int, started: NodeEvent | None) -> str | None:
-        """"cancelled" or "paused" if the job is; else publish ``started`` (if given) and return None."""
-        data = b"" if started is None else pack(started.model_dump(mode="json", exclude_none=True))
-        keys = [self.keys.cancel(job_id), self.keys.hold(job_id), self.keys.events]
-        code = self.call(lambda c: self._start_script(keys=keys, args=[data, EVENTS_MAXLEN], client=c))
-        return {1: "cancelled", 2: "paused"}.get(int(code))  # type: ignore[arg-type]
 
     def ack(self, message_id: str) -> None:
         self.call(lambda c: c.xack(self.work, NODES_GROUP, message_id))

@@ -19,7 +19,7 @@ import redis
 
 from broker_contracts.keys import NODES_GROUP, Keys
 from broker_contracts.profiles import IN_PROCESS_BUILTINS, ProfileSpec, validate_params
-from broker_contracts.work import NodeEvent, WorkItem
+from broker_contracts.work import WorkItem
 from render_nodes.link import Link, LinkDown, event
 from render_nodes.process import Line, RenderProcess
 from render_nodes.profiles import Invocation, invocations
@@ -89,20 +89,19 @@ class TaskRun:
     def run(self) -> None:
         item = self.item
         try:
-            # A run id of its own even if it never starts: a hand-back's report is about nothing else.
-            self.run_id = uuid.uuid4().hex
-            local = self._refusal()
-            started = None if local else self._event("started")
-            stopped = self.ctx.link.start_unless_stopped(item.job_id, started)  # one round trip
-            if stopped == "cancelled":
+            reason = self._refusal()
+            if reason == "cancelled":
                 log.info("task %s: job %s is cancelled; dropping it", item.task_id, item.job_id)
                 self.ctx.link.ack(self.message_id)
                 return
-            reason = "job is paused" if stopped == "paused" else local
             if reason is not None:
+                # A run id that never started: the report is about this hand-back and nothing else.
+                self.run_id = uuid.uuid4().hex
                 log.info("task %s: released (%s)", item.task_id, reason)
                 self._report("released", ack=self.message_id, error=reason)
                 return
+            self.run_id = uuid.uuid4().hex
+            self._report("started")
             log.info(
                 "task %s: started run %s (job %s, frames %s-%s, %s)",
                 item.task_id,
@@ -122,8 +121,20 @@ class TaskRun:
             log.error("task %s: unexpected %s: %s; not acked", item.task_id, type(exc).__name__, exc)
 
     def _refusal(self) -> str | None:
-        """Why this node does not start the task, or None (the job's cancel and hold come after)."""
+        """Why this node does not start the task, or None."""
         item, ctx = self.item, self.ctx
+        cancelled, held = ctx.link.call(
+            lambda c: (
+                c.pipeline(transaction=False)
+                .exists(ctx.keys.cancel(item.job_id))
+                .exists(ctx.keys.hold(item.job_id))
+                .execute()
+            )
+        )
+        if cancelled:
+            return "cancelled"
+        if held:
+            return "job is paused"
         if item.renderer not in ctx.profiles:
             return f"node {ctx.node} does not offer renderer {item.renderer!r}"
         missing = sorted(set(item.requires) - ctx.tags)
@@ -288,15 +299,12 @@ class TaskRun:
             f" (exit {result.exit_code}: {result.error})" if result.outcome is Outcome.FAILED else "",
         )
 
-    def _event(self, kind: str, **fields: object) -> NodeEvent:
-        item = self.item
-        return event(kind, self.ctx.node, task_id=item.task_id, job_id=item.job_id, run=self.run_id, **fields)
-
     def _report(self, kind: str, *, ack: str | None = None, **fields: object) -> None:
         """Publish a report; with ``ack``, the work entry is acked in the same round trip."""
+        item = self.item
         if isinstance(fields.get("error"), str):
             fields["error"] = fields["error"][:MAX_ERROR]  # type: ignore[index]
-        ev = self._event(kind, **fields)
+        ev = event(kind, self.ctx.node, task_id=item.task_id, job_id=item.job_id, run=self.run_id, **fields)
         if ack is None:
             self.ctx.link.publish(ev)
         else:
