@@ -79,6 +79,10 @@ def role_rules(role: str, prefix: str, *, setinfo: bool = True) -> tuple[str, ..
             "+exists",
             "+set",
             "+del",
+            # a task's last report and the ack of its work entry go in one MULTI/EXEC
+            "+multi",
+            "+exec",
+            "+discard",
             *connection,
         )
     if role == "gateway":
