@@ -9,7 +9,7 @@ from typing import Any
 from broker_contracts import messages as m
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec, validate_params
-from gateway import control
+from gateway import control, wire
 from gateway.context import Context, KeepWrites
 from gateway.passwords import hash_password, needs_rehash, verify_password
 from store import history, jobs, nodes, users
@@ -62,9 +62,12 @@ def submit(ctx: Context, req: m.SubmitRequest) -> m.SubmitReply:
     return m.SubmitReply(id=jobs.submit(ctx.conn, ctx.caller, req))
 
 
-def list_jobs(ctx: Context, req: m.ListRequest) -> m.ListReply:
-    rows = jobs.list_jobs(ctx.conn, ctx.caller, everyone=req.all, status=req.status, limit=req.limit, before=req.before)
-    return m.ListReply.model_validate({"jobs": rows})  # one validation call, not one per row: half the CPU
+def list_jobs(ctx: Context, req: m.ListRequest) -> dict[str, Any]:
+    # the session is checked in the same statement as the page (see SELF_AUTHENTICATING)
+    ctx.user, rows = jobs.list_page(
+        ctx.conn, ctx.token or "", everyone=req.all, status=req.status, limit=req.limit, before=req.before
+    )
+    return {"jobs": rows}  # an m.ListReply dump, made without the model (see gateway/wire.py)
 
 
 def show(ctx: Context, req: m.JobRef) -> m.ShowReply:
@@ -73,10 +76,10 @@ def show(ctx: Context, req: m.JobRef) -> m.ShowReply:
     return m.ShowReply(job=detail, tasks=[m.TaskInfo.model_validate(t) for t in jobs.tasks_of(ctx.conn, req.id)])
 
 
-def job_history(ctx: Context, req: m.HistoryRequest) -> m.HistoryReply:
+def job_history(ctx: Context, req: m.HistoryRequest) -> dict[str, Any]:
     job = jobs.get(ctx.conn, ctx.caller, req.id)
     rows = history.for_job(ctx.conn, req.id, with_tasks=req.tasks)
-    return m.HistoryReply.model_validate({"job": job, "history": rows})
+    return {"job": wire.summary(job), "history": rows}  # an m.HistoryReply dump (see gateway/wire.py)
 
 
 def node_list(ctx: Context, req: m.EmptyRequest) -> m.NodesReply:
@@ -85,7 +88,11 @@ def node_list(ctx: Context, req: m.EmptyRequest) -> m.NodesReply:
     return m.NodesReply(nodes=[m.NodeInfo.model_validate(r) for r in nodes.list_nodes(ctx.conn)])
 
 
-Handler = Callable[[Context, Any], m.Body]
+Handler = Callable[[Context, Any], m.Body | dict[str, Any]]
+
+# Handlers that check the caller's session themselves, in the statement that reads their answer
+# (one round trip to PostgreSQL instead of two); the request loop still refuses a missing token.
+SELF_AUTHENTICATING = frozenset({"job.list"})
 
 HANDLERS: dict[str, Handler] = {
     "auth.register": register,

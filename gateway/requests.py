@@ -14,12 +14,12 @@ from psycopg_pool import ConnectionPool
 from pydantic import ValidationError
 
 from broker_contracts.codec import pack, unpack
-from broker_contracts.envelope import Envelope, Reply, decode_envelope, encode, first_error
+from broker_contracts.envelope import Envelope, Reply, decode_envelope, encode_reply, first_error
 from broker_contracts.errors import DecodeError, ErrorCode, RfarmError
 from broker_contracts.keys import GATEWAY_GROUP
 from broker_contracts.messages import REQUEST_TYPES
 from gateway.context import Context, GatewayConfig, KeepWrites
-from gateway.handlers import HANDLERS
+from gateway.handlers import HANDLERS, SELF_AUTHENTICATING
 from gateway.streams import Backoff, dead_letter, ensure_group, entry_id, send_reply
 from store import inbox, users
 from store.db import Conflict, StoreUnavailable, reading, transaction
@@ -70,7 +70,9 @@ class RequestLoop:
                 pending_first = True
 
     def read(self) -> list[tuple[str, dict[bytes, bytes]]]:
-        got = self.r.xreadgroup(GATEWAY_GROUP, self.consumer, {self.keys.requests: ">"}, count=64, block=1000)
+        got = self.r.xreadgroup(
+            GATEWAY_GROUP, self.consumer, {self.keys.requests: ">"}, count=self.config.request_batch, block=1000
+        )
         return [(entry_id(i), f) for _, items in got or [] for i, f in items]
 
     def reclaim(self) -> None:
@@ -225,7 +227,7 @@ class RequestLoop:
                 ctx = Context(conn=conn, config=self.config, token=env.token, reply_to=env.reply_to)
                 reply = self._call(ctx, handler, env, body, needs_user)
                 if mutates:
-                    inbox.record(conn, env.id, digest, encode(reply))
+                    inbox.record(conn, env.id, digest, encode_reply(reply))
                 if self.config.fault == "before_commit":
                     log.error("fault point before_commit: exiting inside the transaction")
                     os._exit(87)
@@ -250,7 +252,8 @@ class RequestLoop:
                 if needs_user:
                     if not env.token:
                         raise RfarmError(ErrorCode.AUTH_REQUIRED, "not logged in: run `rfarm login USER`")
-                    ctx.user = users.authenticate(conn, env.token)
+                    if env.type not in SELF_AUTHENTICATING:
+                        ctx.user = users.authenticate(conn, env.token)
                 try:
                     result = handler(ctx, body)
                 except KeepWrites as exc:  # caught inside the savepoint, so its writes stay
@@ -263,6 +266,8 @@ class RequestLoop:
             return Reply.failure(env.id, exc.code, exc.message)
         if kept is not None:
             return Reply.failure(env.id, kept.code, kept.message)
+        if isinstance(result, dict):  # already wire-ready (see gateway/wire.py)
+            return Reply.success(env.id, result)
         return Reply.success(env.id, result.model_dump(mode="json", by_alias=True))
 
     def _dead(self, payload: bytes | None, reason: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import redis
 
 from broker_contracts.codec import pack, unpack
-from broker_contracts.envelope import Reply, encode
+from broker_contracts.envelope import Reply, encode_reply
 from broker_contracts.errors import DecodeError
 from broker_contracts.keys import Keys
 
@@ -36,7 +36,7 @@ def ensure_group(r: redis.Redis, stream: str, group: str) -> None:
 
 def send_reply(pipe: Any, keys: Keys, client: str, reply: Reply, *, maxlen: int, ttl: int) -> None:
     stream = keys.reply(client)
-    pipe.xadd(stream, {"m": encode(reply)}, maxlen=maxlen, approximate=True)
+    pipe.xadd(stream, {"m": encode_reply(reply)}, maxlen=maxlen, approximate=True)
     pipe.expire(stream, ttl)
 
 

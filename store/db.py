@@ -41,9 +41,23 @@ def open_pool(url: str, *, min_size: int = 1, max_size: int = 8, name: str = "rf
         open=False,
         reconnect_timeout=3600,
         check=_check_if_idle,
+        configure=_utc,
     )
     pool.open(wait=False)
     return pool
+
+
+def iso_utc(column: str) -> str:
+    """SQL for a timestamptz as the ISO 8601 text the reply models write ("…T…Z"), made by PostgreSQL:
+    a page of rows then needs no datetime made and formatted again in Python (0.4 ms of 1 ms)."""
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+def _utc(conn: psycopg.Connection) -> None:
+    """Sessions in UTC: psycopg makes a datetime with the fixed UTC offset, where a zone such as
+    the server's Etc/UTC costs a zoneinfo lookup per value (half the CPU of loading a page of jobs)."""
+    conn.execute("SET TIME ZONE 'UTC'")
+    conn.commit()
 
 
 # When each pooled connection last finished a piece of work: a connection busy a moment ago is

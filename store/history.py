@@ -6,6 +6,8 @@ from typing import Any
 
 import psycopg
 
+from store.db import iso_utc
+
 
 def job_changed(conn: psycopg.Connection, job_id: int, src: str | None, dst: str, reason: str, actor: str) -> None:
     conn.execute(
@@ -33,9 +35,11 @@ def task_changed(
 
 
 def for_job(conn: psycopg.Connection, job_id: int, *, with_tasks: bool, limit: int = 1000) -> list[dict[str, Any]]:
-    """The job's own changes, and (newest ``limit``) task changes, in the order they happened."""
+    """The job's own changes, and (newest ``limit``) task changes, in the order they happened;
+    ``at`` as ISO 8601 text, as a reply carries it."""
     rows = conn.execute(
-        """SELECT at, NULL::bigint AS task, NULL::text AS frames, NULL::int AS attempt,
+        f"""SELECT {iso_utc("at")} AS at, task, frames, attempt, from_status, to_status, reason, actor FROM (
+           SELECT at, NULL::bigint AS task, NULL::text AS frames, NULL::int AS attempt,
                   from_status, to_status, reason, actor, id, 0 AS kind
            FROM job_history WHERE job_id = %(j)s
            UNION ALL
@@ -46,7 +50,7 @@ def for_job(conn: psycopg.Connection, job_id: int, *, with_tasks: bool, limit: i
              FROM task_history h JOIN tasks t ON t.id = h.task_id
              WHERE h.job_id = %(j)s AND %(tasks)s
              ORDER BY h.id DESC LIMIT %(limit)s) AS recent
-           ORDER BY at, kind DESC, id""",
+           ) AS changes ORDER BY changes.at, kind DESC, id""",
         {"j": job_id, "tasks": with_tasks, "limit": limit},
     ).fetchall()
     return [

@@ -12,7 +12,8 @@ from broker_contracts.frames import parse_frames
 from broker_contracts.messages import SubmitRequest
 from broker_contracts.states import JobStatus, TaskStatus, derive_job_status, job_may
 from store import history
-from store.users import User
+from store.db import iso_utc
+from store.users import SESSION_COLUMNS, SESSION_FROM, User, session_user, token_hash
 
 NOT_FOUND = "no such job: {id}"
 
@@ -22,6 +23,11 @@ SUMMARY_COLUMNS = """
          ELSE j.frame_first || '-' || j.frame_last END AS frames,
     j.frames_total, j.frames_done, j.tasks_total, j.created_at, j.updated_at, j.reason
 """
+
+# The same, with the times as ISO text (what a reply carries): for pages of rows
+WIRE_SUMMARY_COLUMNS = SUMMARY_COLUMNS.replace(
+    "j.created_at, j.updated_at", f"{iso_utc('j.created_at')} AS created_at, {iso_utc('j.updated_at')} AS updated_at"
+)
 
 DETAIL_COLUMNS = (
     SUMMARY_COLUMNS
@@ -108,37 +114,56 @@ def get(conn: psycopg.Connection, user: User, job_id: int, *, lock: bool = False
     return dict(row)  # type: ignore[call-overload]
 
 
-def list_jobs(
+def list_page(
     conn: psycopg.Connection,
-    user: User,
+    token: str,
     *,
     everyone: bool,
     status: str | None,
     limit: int,
     before: int | None,
-) -> list[dict[str, Any]]:
-    if everyone and not user.is_admin:
-        raise RfarmError(ErrorCode.AUTH_FORBIDDEN, "only an admin may list every user's jobs")
+) -> tuple[User, list[dict[str, Any]]]:
+    """The caller (from the session token) and a page of jobs, newest first, in ONE statement.
+
+    `jobs` is what every shell asks most (its toolbar too): checking the session in its own
+    statement was a second round trip to PostgreSQL for each. The session is the statement's `me`
+    row; the page is joined to it, so a bad token gives no page and the error users.session_user says.
+    Rows carry the times as ISO text (the reply's form).
+    """
     # BETWEEN, not "=": an equality makes the owner a constant, ORDER BY j.id alone, and the
-    # primary key a candidate (see below); with (owner_id, id DESC) only jobs_owner gives the order
-    clauses = ["TRUE"] if everyone else ["j.owner_id BETWEEN %(uid)s AND %(uid)s"]
-    order = "j.id DESC" if everyone else "j.owner_id, j.id DESC"
+    # primary key a candidate: with 100,000 newer jobs of other users the planner walked it
+    # backwards, filtering by owner. With the owner as a range and (owner_id, id DESC) as the order,
+    # only jobs_owner (or jobs_owner_status) gives the order: one index range, 50 heap rows.
+    if everyone:  # every user's jobs: only for an admin (checked below, and in SQL so none are read)
+        clauses, order = ["me.me_is_admin"], "j.id DESC"
+        owner, join = "u.username", "JOIN users u ON u.id = j.owner_id"
+    else:
+        clauses, order = ["j.owner_id BETWEEN me.me_id AND me.me_id"], "j.owner_id, j.id DESC"
+        owner, join = "me.me_username", ""  # the caller's own jobs: the owner is the caller
     if status:
         clauses.append("j.status = %(status)s")
     if before:
         clauses.append("j.id < %(before)s")
-    # The page's ids first, from an index alone (jobs_owner, jobs_owner_status, jobs_status or the
-    # primary key), then their rows. In one flat query the planner walks the primary key backwards
-    # and filters by owner, assuming a user's jobs are spread evenly over time: a user with old
-    # jobs under 100,000 newer ones of other users made `jobs` 10x slower.
     rows = conn.execute(
-        f"""SELECT {SUMMARY_COLUMNS}
-            FROM (SELECT j.id FROM jobs j WHERE {" AND ".join(clauses)} ORDER BY {order} LIMIT %(limit)s) AS page
-            JOIN jobs j ON j.id = page.id JOIN users u ON u.id = j.owner_id
-            ORDER BY j.id DESC""",
-        {"uid": user.id, "status": status, "before": before, "limit": limit},
+        f"""WITH me AS (SELECT {SESSION_COLUMNS} FROM {SESSION_FROM})
+            SELECT page.*, me.* FROM me LEFT JOIN LATERAL (
+                SELECT {WIRE_SUMMARY_COLUMNS.replace("u.username", owner)}
+                FROM jobs j {join} WHERE {" AND ".join(clauses)} ORDER BY {order} LIMIT %(limit)s
+            ) AS page ON NOT me.me_revoked AND NOT me.me_expired""",
+        {"token_hash": token_hash(token), "status": status, "before": before, "limit": limit},
     ).fetchall()
-    return [dict(r) for r in rows]  # type: ignore[call-overload]
+    user = session_user(rows[0] if rows else None)  # type: ignore[arg-type]
+    if everyone and not user.is_admin:
+        raise RfarmError(ErrorCode.AUTH_FORBIDDEN, "only an admin may list every user's jobs")
+    if rows[0]["id"] is None:  # type: ignore[call-overload]  # the LEFT JOIN's empty page
+        return user, []
+    for row in rows:  # the page's columns, as the reply carries them
+        for column in _SESSION_NAMES:
+            del row[column]  # type: ignore[attr-defined]
+    return user, rows  # type: ignore[return-value]
+
+
+_SESSION_NAMES = ("me_id", "me_username", "me_is_admin", "me_revoked", "me_expired")
 
 
 def tasks_of(conn: psycopg.Connection, job_id: int, *, limit: int = 500) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 
@@ -97,18 +98,26 @@ def create_session(conn: psycopg.Connection, user_id: int, token: str, ttl_secon
     return row["expires_at"]  # type: ignore[call-overload,no-any-return]
 
 
+# A session's user and whether the token still holds, as columns (me_*) any statement can carry:
+# store.jobs.list_page answers the session and the page in one round trip.
+SESSION_COLUMNS = """u.id AS me_id, u.username AS me_username, u.is_admin AS me_is_admin,
+                     s.revoked_at IS NOT NULL AS me_revoked, s.expires_at < now() AS me_expired"""
+SESSION_FROM = "sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = %(token_hash)s"
+
+
 def authenticate(conn: psycopg.Connection, token: str) -> User:
     """The user a token belongs to, or an error saying plainly why not."""
-    row = conn.execute(
-        """SELECT u.id, u.username, u.is_admin, s.revoked_at, s.expires_at < now() AS expired
-           FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = %s""",
-        (token_hash(token),),
-    ).fetchone()
-    if row is None or row["revoked_at"] is not None:  # type: ignore[call-overload]
+    row = conn.execute(f"SELECT {SESSION_COLUMNS} FROM {SESSION_FROM}", {"token_hash": token_hash(token)}).fetchone()
+    return session_user(row)  # type: ignore[arg-type]
+
+
+def session_user(row: dict[str, Any] | None) -> User:
+    """The user of a row with SESSION_COLUMNS (None: no such session), or the error saying why not."""
+    if row is None or row["me_revoked"]:
         raise RfarmError(ErrorCode.AUTH_TOKEN_INVALID, "you are not logged in (the token is not valid): log in again")
-    if row["expired"]:  # type: ignore[call-overload]
+    if row["me_expired"]:
         raise RfarmError(ErrorCode.AUTH_TOKEN_EXPIRED, "your login has expired: log in again")
-    return User(row["id"], row["username"], row["is_admin"])  # type: ignore[call-overload]
+    return User(row["me_id"], row["me_username"], row["me_is_admin"])
 
 
 def revoke_session(conn: psycopg.Connection, token: str) -> None:

@@ -1,0 +1,117 @@
+"""The replies built straight from rows (gateway/wire.py, store.jobs.list_page) are what the reply
+models would have made, and `jobs` checks the session in its own statement exactly as every other
+request does: the same answers for a missing, garbage, revoked and expired token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from broker_contracts import messages as m
+from store import jobs
+from store.db import iso_utc
+from tests.test_fuzz_gateway import PASSWORD, Gw, open_gw
+
+
+@pytest.fixture
+def gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
+    yield from open_gw(redis_url, database_url, prefix)
+
+
+def _submit(gw: Gw, token: str, name: str, **extra: Any) -> int:
+    body = {"name": name, "frames": "1-3", "renderer": "noop", "pool": "wire-idle", **extra}
+    return int(gw.ok("job.submit", body, token)["id"])
+
+
+def _model_rows(gw: Gw, owner: str) -> list[dict[str, Any]]:
+    """The same jobs read the plain way (datetimes), for the models to dump."""
+    with psycopg.connect(gw.db_url, row_factory=psycopg.rows.dict_row) as conn:
+        return conn.execute(
+            f"""SELECT {jobs.SUMMARY_COLUMNS} FROM jobs j JOIN users u ON u.id = j.owner_id
+                WHERE u.username = %s ORDER BY j.id DESC""",
+            (owner,),
+        ).fetchall()
+
+
+def test_a_page_of_jobs_is_exactly_the_list_reply_dump(gw: Gw, unique: str) -> None:
+    token = gw.user(f"wire{unique}")
+    ids = [_submit(gw, token, f"w{i}", priority=10 * i) for i in range(5)]
+    gw.ok("job.pause", {"id": ids[1]}, token)
+    gw.ok("job.cancel", {"id": ids[2]}, token)  # a status and a reason that are not the defaults
+    with psycopg.connect(gw.db_url) as conn:  # a time with no microseconds: pydantic drops ".000000"
+        conn.execute("UPDATE jobs SET updated_at = date_trunc('second', updated_at) WHERE id = %s", (ids[3],))
+
+    body = gw.ok("job.list", {"limit": 50}, token)
+    expected = m.ListReply.model_validate({"jobs": _model_rows(gw, f"wire{unique}")}).model_dump(mode="json")
+
+    assert [j["id"] for j in body["jobs"]] == sorted(ids, reverse=True)
+    for got, want in zip(body["jobs"], expected["jobs"], strict=True):
+        assert set(got) == set(want) == set(m.JobSummary.model_fields)  # no column more or less
+        for key in ("created_at", "updated_at"):
+            assert got[key].endswith("Z") and "T" in got[key]
+            assert datetime.fromisoformat(got[key]) == datetime.fromisoformat(want[key])
+            got = {**got, key: want[key]}
+        assert got == want
+    # and it reads back through the model a shell uses
+    assert m.ListReply.model_validate(body).model_dump(mode="json") == expected
+
+
+def test_history_reply_is_exactly_the_history_reply_dump(gw: Gw, unique: str) -> None:
+    token = gw.user(f"hist{unique}")
+    job = _submit(gw, token, "h")
+    gw.ok("job.cancel", {"id": job}, token)
+    body = gw.ok("job.history", {"id": job, "tasks": True}, token)
+    with psycopg.connect(gw.db_url, row_factory=psycopg.rows.dict_row) as conn:
+        job_row = conn.execute(
+            f"SELECT {jobs.SUMMARY_COLUMNS} FROM jobs j JOIN users u ON u.id = j.owner_id WHERE j.id = %s", (job,)
+        ).fetchone()
+        times = [r["at"] for r in conn.execute(
+            f"""SELECT {iso_utc("at")} AS at FROM (SELECT at FROM job_history WHERE job_id = %(j)s
+                UNION ALL SELECT at FROM task_history WHERE job_id = %(j)s) h ORDER BY 1""",
+            {"j": job},
+        )]
+    model = m.HistoryReply.model_validate(body).model_dump(mode="json", by_alias=True)
+    assert body["job"] == m.JobSummary.model_validate(job_row).model_dump(mode="json")
+    assert len(body["history"]) == len(times) == 2 + 3 * 2  # the job: queued, cancelled; 3 tasks: the same
+    for got, want in zip(body["history"], model["history"], strict=True):
+        assert set(got) == set(want)
+        assert datetime.fromisoformat(got["at"]) == datetime.fromisoformat(want["at"])
+    assert sorted(h["at"] for h in body["history"]) == times
+
+
+def test_jobs_refuses_tokens_as_every_other_request_does(gw: Gw, unique: str) -> None:
+    token = gw.user(f"tok{unique}")
+    _submit(gw, token, "t")
+    for bad in ("garbage-token", ""):
+        for type_, body in (("job.list", {}), ("auth.whoami", {})):
+            reply = gw.call(type_, body, bad)
+            assert not reply.ok and reply.error is not None
+            assert reply.error.code == ("auth.required" if bad == "" else "auth.token_invalid"), reply
+    with psycopg.connect(gw.db_url) as conn:
+        conn.execute("UPDATE sessions SET expires_at = now() - interval '1 s'")
+    for type_ in ("job.list", "auth.whoami"):
+        reply = gw.call(type_, {}, token)
+        assert reply.error is not None and reply.error.code == "auth.token_expired"
+    fresh = str(gw.ok("auth.login", {"username": f"tok{unique}", "password": PASSWORD})["token"])
+    assert len(gw.ok("job.list", {}, fresh)["jobs"]) == 1
+    gw.ok("auth.logout", {}, fresh)
+    reply = gw.call("job.list", {}, fresh)
+    assert reply.error is not None and reply.error.code == "auth.token_invalid"
+
+
+def test_a_user_without_jobs_gets_an_empty_page_and_only_admins_list_everyone(gw: Gw, unique: str) -> None:
+    someone = gw.user(f"busy{unique}")
+    _submit(gw, someone, "theirs")
+    idle = gw.user(f"idle{unique}")
+    assert gw.ok("job.list", {}, idle) == {"jobs": []}
+    assert gw.ok("job.list", {"status": "queued"}, idle) == {"jobs": []}
+    refused = gw.call("job.list", {"all": True}, idle)
+    assert refused.error is not None and refused.error.code == "auth.forbidden"
+    admin = gw.user(f"boss{unique}", admin=True)
+    everyone = gw.ok("job.list", {"all": True, "limit": 500}, admin)["jobs"]
+    assert any(j["owner"] == f"busy{unique}" and j["name"] == "theirs" for j in everyone)
+    assert gw.ok("job.list", {}, admin) == {"jobs": []}  # without --all: the admin's own
