@@ -1,7 +1,8 @@
 """The request/reply wire as a shell speaks it, and a bare echo server for the floor.
 
 ``Caller`` does what ``shell.client.Client`` does on the wire (XADD an encoded Envelope to the
-request stream, XREAD BLOCK the caller's own reply stream, decode the Reply) without its retry
+request stream and XREAD BLOCK the caller's own reply stream, pipelined in one round trip; decode
+the Reply) without its retry
 and error translation, so the echo floor and the gateway are measured through the same client code.
 
 ``python -m benchmarks.wire STREAM`` runs the echo server: XREADGROUP a batch, then in one pipeline
@@ -45,17 +46,21 @@ class Caller:
 
     def call(self, type_: str, body: dict[str, Any], token: str | None = None, *, timeout: float = 30.0) -> Reply:
         env = Envelope.new(type_, body, reply_to=self.client_id, token=token)
-        self.r.xadd(self.requests, {"m": encode(env)}, maxlen=REQUEST_MAXLEN, approximate=True)
+        pipe = self.r.pipeline(transaction=False)  # the request and the first blocking read: one round trip
+        pipe.xadd(self.requests, {"m": encode(env)}, maxlen=REQUEST_MAXLEN, approximate=True)
+        pipe.xread({self.reply_key: self.last}, count=10, block=1000)
+        got = pipe.execute()[1]
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = self.r.xread({self.reply_key: self.last}, count=10, block=1000)
+        while True:
             for _stream, entries in got or []:
                 for eid, fields in entries:
                     self.last = eid.decode()
                     reply = decode_reply(fields[b"m"])
                     if isinstance(reply, Reply) and reply.re == env.id:
                         return reply
-        raise NoReply(f"no reply to {type_} within {timeout:g} s")
+            if time.monotonic() >= deadline:
+                raise NoReply(f"no reply to {type_} within {timeout:g} s")
+            got = self.r.xread({self.reply_key: self.last}, count=10, block=1000)
 
     def ok(self, type_: str, body: dict[str, Any], token: str | None = None) -> Any:
         reply = self.call(type_, body, token)

@@ -68,10 +68,11 @@ class Client:
         dedupes by request id), then give up with NoAnswer. If Redis goes away after it has once
         answered, each step is retried until its deadline: the shell rides out a Redis restart."""
         wait = self.timeout if timeout is None else timeout
+        data = encode(envelope)
         for _attempt in range(2):
             deadline = time.monotonic() + wait
-            self._retrying(lambda: self._send(envelope), deadline)
-            reply = self._wait_reply(envelope.id, deadline)
+            first = self._retrying(lambda: self._exchange(data, min(wait, _BLOCK_SLICE_MS / 1000)), deadline)
+            reply = self._pick(first, envelope.id) or self._wait_reply(envelope.id, deadline)
             if reply is not None:
                 return reply
         raise NoAnswer(
@@ -95,9 +96,29 @@ class Client:
             raise FarmError(message, code)
         return reply.body if reply.body is not None else {}
 
-    def _send(self, envelope: Envelope) -> None:
-        data = encode(envelope)
-        self._guard(lambda: self._redis.xadd(self.keys.requests, {"m": data}, maxlen=REQUEST_MAXLEN, approximate=True))
+    def _exchange(self, data: bytes, block_seconds: float) -> list[Reply | Notice]:
+        """XADD the request and start the blocking XREAD of the reply stream in one round trip:
+        Redis runs a pipeline in order, so the read begins once the request is in the stream."""
+        block_ms = max(1, int(block_seconds * 1000))
+
+        def both() -> Any:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.xadd(self.keys.requests, {"m": data}, maxlen=REQUEST_MAXLEN, approximate=True)
+            pipe.xread({self.reply_key: self._last_id}, count=100, block=block_ms)
+            return pipe.execute()[1]
+
+        return self._decoded(self._guard(both))
+
+    def _pick(self, messages: list[Reply | Notice], request_id: str) -> Reply | None:
+        """The reply to ``request_id`` among ``messages``; notices are kept for watch."""
+        found = None
+        for message in messages:
+            if isinstance(message, Notice):
+                self._notices.append(message)
+            elif message.re == request_id:
+                found = message
+            # else: a reply to an earlier request that gave up waiting: ignore it
+        return found
 
     def _wait_reply(self, request_id: str, deadline: float) -> Reply | None:
         while True:
@@ -105,13 +126,9 @@ class Client:
             if remaining <= 0:
                 return None
             slice_s = min(remaining, _BLOCK_SLICE_MS / 1000)
-            messages = self._retrying(functools.partial(self._read, slice_s), deadline)
-            for message in messages:
-                if isinstance(message, Notice):
-                    self._notices.append(message)
-                elif message.re == request_id:
-                    return message
-                # a reply to an earlier request that gave up waiting: ignore it
+            reply = self._pick(self._retrying(functools.partial(self._read, slice_s), deadline), request_id)
+            if reply is not None:
+                return reply
 
     def _retrying(self, action: Callable[[], T], deadline: float) -> T:
         """Run ``action``; while Redis is unreachable (after it once answered) retry until ``deadline``."""
@@ -155,7 +172,11 @@ class Client:
 
     def _read(self, block_seconds: float) -> list[Reply | Notice]:
         block_ms = max(1, int(block_seconds * 1000))
-        result = self._guard(lambda: self._redis.xread({self.reply_key: self._last_id}, count=100, block=block_ms))
+        return self._decoded(
+            self._guard(lambda: self._redis.xread({self.reply_key: self._last_id}, count=100, block=block_ms))
+        )
+
+    def _decoded(self, result: Any) -> list[Reply | Notice]:
         out: list[Reply | Notice] = []
         for _stream, entries in result or []:
             for entry_id, fields in entries:
