@@ -95,7 +95,7 @@ class BenchFarm:
 
     def start_gateway(self, name: str) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "gateway", "--name", name, "--lease", str(self.lease), "--claim-idle", "5",
-                "--log-level", "WARNING"]
+                "--log-level", "WARNING", *os.environ.get("RFARM_BENCH_GATEWAY_ARGS", "").split()]
         return self.spawn(name, argv)
 
     def start_node(self, name: str, pool: str, slots: int) -> subprocess.Popen[bytes]:

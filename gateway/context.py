@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ class GatewayConfig:
     reply_maxlen: int = 500
     inbox_keep: float = 7 * 24 * 3600
     fault: str | None = None
+    # entries one request thread takes per read: a few, so that a burst is shared among the threads
+    request_batch: int = int(os.environ.get("RFARM_REQUEST_BATCH", "8"))
 
     @property
     def keys(self) -> Keys:

@@ -23,6 +23,16 @@ from store.db import open_pool
 log = logging.getLogger("rfarm.gateway")
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return value
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="rfarmctl gateway", description="Run one rfarm gateway.")
     p.add_argument("--name", default=None, help="consumer name (default: host-pid)")
@@ -32,6 +42,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--token-ttl", type=float, default=7 * 24 * 3600, help="seconds a login lasts")
     p.add_argument("--pool-size", type=int, default=8)
+    p.add_argument(
+        "--request-threads",
+        type=_positive,
+        default=4,
+        help="requests answered at once: while one waits on PostgreSQL another runs (default 4)",
+    )
     p.add_argument(
         "--reply-ttl", type=int, default=300, help="seconds a reply stream outlives its last reply (a vanished shell)"
     )
@@ -68,19 +84,23 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    pool = open_pool(settings.database_url, max_size=args.pool_size, name="gateway")
+    # each request thread holds a connection while it answers; the ledger and dispatcher one each
+    pool = open_pool(settings.database_url, max_size=max(args.pool_size, args.request_threads + 2), name="gateway")
+    n = args.request_threads
     clients = [
         redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-        for _ in range(3)
+        for _ in range(n + 2)
     ]
-    requests_loop = RequestLoop(clients[0], pool, config, consumer, stop)
-    ledger = Ledger(clients[1], pool, config, consumer, stop, wake)
-    dispatcher = Dispatcher(clients[2], pool, config, stop, wake, ledger)
+    # Several request loops, each its own consumer of the group: a batch is shared out among them
+    # by Redis, and the PostgreSQL round trips of one overlap the Python work of another.
+    names = [consumer] + [f"{consumer}.{i}" for i in range(1, n)]
+    loops = [RequestLoop(clients[2 + i], pool, config, name, stop) for i, name in enumerate(names)]
+    ledger = Ledger(clients[0], pool, config, consumer, stop, wake)
+    dispatcher = Dispatcher(clients[1], pool, config, stop, wake, ledger)
     threads = [
-        threading.Thread(target=requests_loop.run, name="requests", daemon=True),
         threading.Thread(target=ledger.run, name="ledger", daemon=True),
         threading.Thread(target=dispatcher.run, name="dispatcher", daemon=True),
-    ]
+    ] + [threading.Thread(target=loop.run, name=f"requests-{i}", daemon=True) for i, loop in enumerate(loops)]
     log.info("gateway %s serving prefix %r", consumer, settings.prefix)
     for t in threads:
         t.start()
