@@ -45,8 +45,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--request-threads",
         type=_positive,
-        default=4,
-        help="requests answered at once: while one waits on PostgreSQL another runs (default 4)",
+        default=2,
+        help="requests answered at once: while one waits on PostgreSQL another runs (default 2)",
     )
     p.add_argument(
         "--reply-ttl", type=int, default=300, help="seconds a reply stream outlives its last reply (a vanished shell)"

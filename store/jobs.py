@@ -46,12 +46,32 @@ def submit(conn: psycopg.Connection, owner: User, req: SubmitRequest) -> int:
     if req.after is not None:
         get(conn, owner, req.after)  # the dependency must be a job the caller may see
     chunks = frames.chunks(req.chunk)
+    # The job, its first history row, its tasks and theirs in ONE statement (one round trip, not
+    # four), however many frames the job has. The foreign keys of the history rows are checked at
+    # the end of the statement, when the rows they name exist. Each CTE reads the one before it, so
+    # they run in this order and the job's "submitted" row is stamped (clock_timestamp) before its
+    # tasks' rows, as when they were four statements.
     row = conn.execute(
-        """INSERT INTO jobs (owner_id, name, renderer, params, frame_first, frame_last, chunk, priority,
-                             max_attempts, pool, requires, after_job, frames_total, tasks_total)
-           VALUES (%(owner)s, %(name)s, %(renderer)s, %(params)s, %(first)s, %(last)s, %(chunk)s,
-                   %(priority)s, %(max_attempts)s, %(pool)s, %(requires)s, %(after)s, %(total)s, %(tasks)s)
-           RETURNING id""",
+        """WITH job AS (
+               INSERT INTO jobs (owner_id, name, renderer, params, frame_first, frame_last, chunk, priority,
+                                 max_attempts, pool, requires, after_job, frames_total, tasks_total)
+               VALUES (%(owner)s, %(name)s, %(renderer)s, %(params)s, %(first)s, %(last)s, %(chunk)s,
+                       %(priority)s, %(max_attempts)s, %(pool)s, %(requires)s, %(after)s, %(total)s, %(tasks)s)
+               RETURNING id),
+           job_row AS (
+               INSERT INTO job_history (job_id, from_status, to_status, reason, actor)
+               SELECT id, NULL, 'queued', %(reason)s, %(actor)s FROM job
+               RETURNING job_id),
+           task AS (
+               INSERT INTO tasks (job_id, seq, frame_first, frame_last, pool, priority)
+               SELECT job_row.job_id, g, %(first)s + g * %(chunk)s,
+                      LEAST(%(first)s + (g + 1) * %(chunk)s - 1, %(last)s), %(pool)s, %(priority)s
+               FROM job_row, generate_series(0, %(tasks)s - 1) AS g ORDER BY g
+               RETURNING id, job_id),
+           task_rows AS (
+               INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
+               SELECT id, job_id, 0, NULL, 'queued', 'submitted', %(actor)s FROM task ORDER BY id)
+           SELECT id FROM job""",
         {
             "owner": owner.id,
             "name": req.name,
@@ -67,32 +87,11 @@ def submit(conn: psycopg.Connection, owner: User, req: SubmitRequest) -> int:
             "after": req.after,
             "total": frames.count,
             "tasks": len(chunks),
+            "reason": f"submitted by {owner.username}",
+            "actor": owner.username,
         },
     ).fetchone()
-    job_id: int = row["id"]  # type: ignore[call-overload]
-    history.job_changed(conn, job_id, None, JobStatus.QUEUED, f"submitted by {owner.username}", owner.username)
-    # One statement for every task and one for their history, however many frames the job has.
-    conn.execute(
-        """INSERT INTO tasks (job_id, seq, frame_first, frame_last, pool, priority)
-           SELECT %(job)s, g, %(first)s + g * %(chunk)s,
-                  LEAST(%(first)s + (g + 1) * %(chunk)s - 1, %(last)s), %(pool)s, %(priority)s
-           FROM generate_series(0, %(n)s - 1) AS g""",
-        {
-            "job": job_id,
-            "first": frames.first,
-            "last": frames.last,
-            "chunk": req.chunk,
-            "pool": req.pool,
-            "priority": req.priority,
-            "n": len(chunks),
-        },
-    )
-    conn.execute(
-        """INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
-           SELECT id, job_id, 0, NULL, 'queued', 'submitted', %s FROM tasks WHERE job_id = %s""",
-        (owner.username, job_id),
-    )
-    return job_id
+    return int(row["id"])  # type: ignore[call-overload]
 
 
 def _scope(user: User) -> tuple[str, dict[str, Any]]:
