@@ -28,6 +28,7 @@ log = logging.getLogger("rfarm.dispatcher")
 WINDOW_PER_SLOT = 2
 WINDOW_SECONDS = 1.0  # ... or about this much work at the pace nodes start it, if that is more
 WINDOW_MAX = 5000
+STATISTICS_EVERY = 1.0  # seconds between looks at how far the planner's statistics are off
 
 
 class Dispatcher:
@@ -50,6 +51,7 @@ class Dispatcher:
         self.backoff = Backoff("dispatcher")
         self.next_reconcile = 0.0
         self.next_prune = time.monotonic() + 60
+        self.next_statistics = 0.0
         self.known_groups: set[str] = set()
 
     def run(self) -> None:
@@ -71,6 +73,12 @@ class Dispatcher:
         if now >= self.next_reconcile:
             self.reconcile()
             self.next_reconcile = now + min(1.0, self.config.lease / 4)
+        if now >= self.next_statistics:
+            with transaction(self.pool) as conn:
+                analyzed = dispatch.refresh_statistics(conn)
+            if analyzed:
+                log.info("statistics of %s were far off; analyzed", ", ".join(analyzed))
+            self.next_statistics = now + STATISTICS_EVERY
         self.fill_windows()
         self.publish_outbox()
         if now >= self.next_prune:
