@@ -169,11 +169,11 @@ class Pending:
                      UPDATE tasks t SET status = 'running', attempt = v.attempt + 1, run_id = v.run, node = v.node,
                        started_at = now(), finished_at = NULL, lease_until = now() + make_interval(secs => %s),
                        exit_code = NULL, error = NULL, done_frames = 0
-                     FROM v WHERE t.id = v.id AND t.status = 'queued' AND t.attempt = v.attempt
+                     FROM v WHERE t.id = ANY(%s) AND t.id = v.id AND t.status = 'queued' AND t.attempt = v.attempt
                      RETURNING t.id, t.job_id, t.attempt, v.node, v.reason, v.ord)
                    INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
                    SELECT id, job_id, attempt, 'queued', 'running', reason, node FROM moved ORDER BY ord""",
-                (ids, attempts, runs, nodes, reasons, self.lease),
+                (ids, attempts, runs, nodes, reasons, self.lease, ids),
             )
             if cur.rowcount != len(ids):
                 raise RuntimeError(f"{len(ids) - cur.rowcount} of {len(ids)} queued starts no longer applied")
@@ -186,11 +186,12 @@ class Pending:
                    moved AS (
                      UPDATE tasks t SET status = 'succeeded', finished_at = now(), exit_code = 0, lease_until = NULL,
                        done_frames = t.frame_last - t.frame_first + 1
-                     FROM v WHERE t.id = v.id AND t.status = 'running' AND t.attempt = v.attempt AND t.run_id = v.run
+                     FROM v WHERE t.id = ANY(%s) AND t.id = v.id AND t.status = 'running' AND t.attempt = v.attempt
+                       AND t.run_id = v.run
                      RETURNING t.id, t.job_id, t.attempt, v.node, v.reason, v.ord)
                    INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
                    SELECT id, job_id, attempt, 'running', 'succeeded', reason, node FROM moved ORDER BY ord""",
-                (ids, attempts, runs, self._succeed_nodes, reasons),
+                (ids, attempts, runs, self._succeed_nodes, reasons, ids),
             )
             if cur.rowcount != len(ids):
                 raise RuntimeError(f"{len(ids) - cur.rowcount} of {len(ids)} queued successes no longer applied")
