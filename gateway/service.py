@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    if args.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        print(f"rfarmctl gateway: --log-level must be DEBUG, INFO, WARNING or ERROR, not {args.log_level!r}",
+              file=sys.stderr)
+        return 2
     _keep_big_blocks_out_of_the_heaps()
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr

@@ -25,6 +25,7 @@ from render_nodes.node import Node, NodeOptions
 from render_nodes.profiles import ProfileFileError, load_profiles
 
 PROG = "rfarm-node"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class UsageError(Exception):
@@ -48,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", type=float, default=30.0, help="seconds running tasks get after SIGTERM")
     p.add_argument("--drain", action="store_true", help="process the work that is there, then exit")
     p.add_argument("--heartbeat", type=float, help="seconds between heartbeats (default: min(5, lease/3))")
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("RFARM_LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO (a line per task start and end), WARNING or ERROR (default: $RFARM_LOG_LEVEL or INFO)",
+    )
     return p
 
 
@@ -63,6 +69,8 @@ def options_from(args: argparse.Namespace) -> NodeOptions:
         raise UsageError("--lease must be more than 0.5 seconds")
     if args.grace < 0:
         raise UsageError("--grace must not be negative")
+    if args.log_level.upper() not in LOG_LEVELS:
+        raise UsageError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, not {args.log_level!r}")
     heartbeat = args.heartbeat if args.heartbeat is not None else min(5.0, args.lease / 3)
     if not heartbeat > 0:
         raise UsageError("--heartbeat must be positive")
@@ -125,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     logging.basicConfig(
         stream=sys.stderr,
-        level=logging.INFO,
+        level=args.log_level.upper(),
         format=f"%(asctime)s {options.name} %(levelname)s %(message)s",
     )
     node = Node(options, link, Keys(settings.prefix))
