@@ -26,7 +26,17 @@ def echo_floor(farm: BenchFarm, n: int, clients: int, seconds: float) -> dict[st
     tput = throughput(farm.redis_url, farm.prefix, "echo", {"x": 1}, None, clients=clients, seconds=seconds,
                       requests=stream)
     farm.stop("echo")
-    return {"latency": rtt, "throughput": tput}
+    # the same echo answering with a body the size and shape of a page of 50 jobs (about 11 KB)
+    paged = f"{stream}-page"
+    farm.spawn("echo-page", [sys.executable, "-m", "benchmarks.wire", farm.redis_url, farm.prefix, paged, "page"])
+    caller = Caller(farm.redis_url, farm.prefix, requests=paged)
+    try:
+        caller.call("echo", {}, timeout=30)
+        page = latency(lambda: caller.call("echo", {"x": 1}), n)
+    finally:
+        caller.close()
+    farm.stop("echo-page")
+    return {"latency": rtt, "throughput": tput, "page_latency": page}
 
 
 def commit_floor(farm: BenchFarm, n: int, seconds: float) -> dict[str, Any]:

@@ -93,6 +93,10 @@ def table(res: dict[str, Any]) -> str:
         add(f"{'floor':34} {'p50 ms':>8} {'p99 ms':>8}   rate")
         add(f"{'redis streams echo':34} {e['latency']['p50_ms']:>8} {e['latency']['p99_ms']:>8}   "
             f"{e['throughput']['per_s']}/s at {e['throughput']['clients']} clients")
+        if "page_latency" in e:
+            pg = e["page_latency"]
+            add(f"{'  the same, a 50-job page back':34} {pg['p50_ms']:>8} {pg['p99_ms']:>8}   "
+                "(what the size of a jobs reply costs)")
         add(f"{'postgresql 1-row commit':34} {c['latency']['p50_ms']:>8} {c['latency']['p99_ms']:>8}   "
             f"{c['commits_per_s_1']}/s 1 client, {c['commits_per_s_8']}/s 8 clients")
         add("")

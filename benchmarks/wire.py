@@ -5,9 +5,11 @@ request stream and XREAD BLOCK the caller's own reply stream, pipelined in one r
 the Reply) without its retry
 and error translation, so the echo floor and the gateway are measured through the same client code.
 
-``python -m benchmarks.wire STREAM`` runs the echo server: XREADGROUP a batch, then in one pipeline
-XADD each payload back to the reply stream it names (with the reply stream's cap and expiry, as the
-gateway does) and XACK. No decoding beyond reading ``reply_to``, no database.
+``python -m benchmarks.wire URL PREFIX STREAM [page]`` runs the echo server: XREADGROUP a batch, then
+in one pipeline XADD a reply to the reply stream each request names (with the reply stream's cap and
+expiry, as the gateway does) and XACK. No decoding beyond reading ``reply_to``, no database. With
+``page`` every reply carries a body shaped like a page of 50 jobs, to show what the size of a
+``jobs`` reply costs by itself.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import msgpack
 import redis
 
-from broker_contracts.envelope import Envelope, Reply, decode_reply, encode
+from broker_contracts.envelope import Envelope, Reply, decode_reply, encode, encode_reply
 from broker_contracts.keys import Keys
 
 REQUEST_MAXLEN = 100_000
@@ -69,7 +71,16 @@ class Caller:
         return reply.body
 
 
-def echo_forever(redis_url: str, prefix: str, stream: str) -> None:
+def page_body(rows: int = 50) -> dict[str, Any]:
+    """A reply body the size and shape of a page of `rows` jobs (about 11 KB for 50)."""
+    row = {"name": "seeded-1", "owner": "bench", "status": "succeeded", "paused": False, "priority": 50,
+           "renderer": "noop", "pool": "bench-idle", "frames": "1", "frames_total": 1, "frames_done": 1,
+           "tasks_total": 1, "created_at": "2026-11-28T09:48:59.781937Z",
+           "updated_at": "2026-11-28T09:48:59.781937Z", "reason": None}
+    return {"jobs": [{"id": 1000 - i, **row} for i in range(rows)]}
+
+
+def echo_forever(redis_url: str, prefix: str, stream: str, body: dict[str, Any] | None = None) -> None:
     r = redis.Redis.from_url(redis_url)
     keys = Keys(prefix)
     consumer = f"echo-{secrets.token_hex(3)}"
@@ -87,9 +98,9 @@ def echo_forever(redis_url: str, prefix: str, stream: str) -> None:
         for _stream, entries in got:
             for eid, fields in entries:
                 raw = msgpack.unpackb(fields[b"m"], raw=False)
-                reply = Reply.success(raw["id"], {"echo": True})
+                reply = Reply.success(raw["id"], body or {"echo": True})
                 out = keys.reply(raw["reply_to"])
-                pipe.xadd(out, {"m": encode(reply)}, maxlen=500, approximate=True)
+                pipe.xadd(out, {"m": encode_reply(reply)}, maxlen=500, approximate=True)
                 pipe.expire(out, 300)
                 ids.append(eid)
         pipe.xack(stream, ECHO_GROUP, *ids)
@@ -99,4 +110,4 @@ def echo_forever(redis_url: str, prefix: str, stream: str) -> None:
 if __name__ == "__main__":
     url, pfx, name = sys.argv[1], sys.argv[2], sys.argv[3]
     with contextlib.suppress(KeyboardInterrupt):
-        echo_forever(url, pfx, name)
+        echo_forever(url, pfx, name, page_body() if sys.argv[4:] == ["page"] else None)
