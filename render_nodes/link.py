@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import redis
@@ -117,18 +119,33 @@ class Link:
             wait=wait,
         )
 
-    def publish_and_ack(self, event: NodeEvent, message_id: str) -> None:
-        """The last report of a task and the ack of its work entry in one round trip.
+    def publish_many(self, events: list[NodeEvent]) -> None:
+        """Several reports in one round trip (a pipeline, in order). Repeated after a lost
+        connection, some may be published twice: the ledger ignores a report it has applied."""
+        packed = [pack(e.model_dump(mode="json", exclude_none=True)) for e in events]
 
-        MULTI/EXEC: both or neither. A retry after a lost connection may repeat the report, which
-        the ledger ignores (the run has already moved); the entry is never acked without it.
+        def send(c: redis.Redis) -> None:
+            pipe = c.pipeline(transaction=False)
+            for data in packed:
+                pipe.xadd(self.keys.events, {"m": data}, maxlen=EVENTS_MAXLEN, approximate=True)
+            pipe.execute()
+
+        self.call(send)
+
+    def publish_and_ack(self, reports: list[tuple[NodeEvent, str]]) -> None:
+        """The last report of each task and the ack of its work entry, all in one round trip.
+
+        MULTI/EXEC: both or neither, for every task of the batch. A retry after a lost connection
+        may repeat a report, which the ledger ignores (the run has already moved); an entry is
+        never acked without its report.
         """
-        data = pack(event.model_dump(mode="json", exclude_none=True))
+        packed = [(pack(event.model_dump(mode="json", exclude_none=True)), message_id) for event, message_id in reports]
 
         def both(c: redis.Redis) -> None:
             pipe = c.pipeline(transaction=True)
-            pipe.xadd(self.keys.events, {"m": data}, maxlen=EVENTS_MAXLEN, approximate=True)
-            pipe.xack(self.work, NODES_GROUP, message_id)
+            for data, message_id in packed:
+                pipe.xadd(self.keys.events, {"m": data}, maxlen=EVENTS_MAXLEN, approximate=True)
+                pipe.xack(self.work, NODES_GROUP, message_id)
             pipe.execute()
 
         self.call(both)
@@ -139,6 +156,67 @@ class Link:
     def close(self) -> None:
         with contextlib.suppress(redis.RedisError):
             self.client.close()
+
+
+@dataclass
+class _Final:
+    report: NodeEvent
+    message_id: str
+    sent: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class Finals:
+    """Sends the last report of each task with the ack of its work entry, batching the slots that
+    finish about the same time into one MULTI/EXEC (Link.publish_and_ack).
+
+    A slot waits until its own report is out, as when it sent it itself; what changes is that the
+    reports of several slots share one round trip. With tasks of milliseconds a node spent a third
+    of its CPU on one MULTI/EXEC per task.
+    """
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self._queue: queue.SimpleQueue[_Final | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="finals", daemon=True)
+        self._thread.start()
+
+    def send(self, report: NodeEvent, message_id: str) -> None:
+        """Publish and ack; raises what Link.call raised (LinkDown, a redis error)."""
+        final = _Final(report, message_id)
+        self._queue.put(final)
+        final.sent.wait()
+        if final.error is not None:
+            raise final.error
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while True:  # whatever else is waiting goes in the same round trip
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            try:
+                self.link.publish_and_ack([(f.report, f.message_id) for f in batch])
+            except BaseException as exc:  # handed to every waiting slot, which logs it
+                for f in batch:
+                    f.error = exc
+            finally:
+                for f in batch:
+                    f.sent.set()
 
 
 def event(kind: str, node: str, **fields: object) -> NodeEvent:

@@ -19,8 +19,8 @@ import redis
 
 from broker_contracts.keys import NODES_GROUP, Keys
 from broker_contracts.profiles import IN_PROCESS_BUILTINS, ProfileSpec, validate_params
-from broker_contracts.work import WorkItem
-from render_nodes.link import Link, LinkDown, event
+from broker_contracts.work import NodeEvent, WorkItem
+from render_nodes.link import Finals, Link, LinkDown, event
 from render_nodes.process import Line, RenderProcess
 from render_nodes.profiles import Invocation, invocations
 
@@ -43,6 +43,7 @@ class NodeContext:
     profiles: dict[str, ProfileSpec]
     output_root: Path
     lease: float
+    finals: Finals
 
 
 class Outcome(enum.Enum):
@@ -76,6 +77,9 @@ class TaskRun:
         self._last_out = ""
         self._next_lease = time.monotonic() + ctx.lease / 3
         self._not_pending_noted = False
+        # (cancelled, held) as the claim loop read them for its whole batch, or None: read here
+        self.flags: tuple[bool, bool] | None = None
+        self.started = False  # the claim loop published this run's "started" with its batch
 
     # -- control from the node ------------------------------------------------------------------
 
@@ -86,22 +90,30 @@ class TaskRun:
 
     # -- the whole life of the task -------------------------------------------------------------
 
+    def start_event(self) -> NodeEvent:
+        """This run starts now (the claim loop found no reason not to): its "started" report, which
+        the claim loop publishes with those of the rest of its batch in one round trip."""
+        self.run_id = uuid.uuid4().hex
+        self.started = True
+        return event("started", self.ctx.node, task_id=self.item.task_id, job_id=self.item.job_id, run=self.run_id)
+
     def run(self) -> None:
         item = self.item
         try:
-            reason = self._refusal()
-            if reason == "cancelled":
-                log.info("task %s: job %s is cancelled; dropping it", item.task_id, item.job_id)
-                self.ctx.link.ack(self.message_id)
-                return
-            if reason is not None:
-                # A run id that never started: the report is about this hand-back and nothing else.
+            if not self.started:
+                reason = self.refusal()
+                if reason == "cancelled":
+                    log.info("task %s: job %s is cancelled; dropping it", item.task_id, item.job_id)
+                    self.ctx.link.ack(self.message_id)
+                    return
+                if reason is not None:
+                    # A run id that never started: the report is about this hand-back and nothing else.
+                    self.run_id = uuid.uuid4().hex
+                    log.info("task %s: released (%s)", item.task_id, reason)
+                    self._report("released", ack=self.message_id, error=reason)
+                    return
                 self.run_id = uuid.uuid4().hex
-                log.info("task %s: released (%s)", item.task_id, reason)
-                self._report("released", ack=self.message_id, error=reason)
-                return
-            self.run_id = uuid.uuid4().hex
-            self._report("started")
+                self._report("started")
             log.info(
                 "task %s: started run %s (job %s, frames %s-%s, %s)",
                 item.task_id,
@@ -120,17 +132,10 @@ class TaskRun:
         except Exception as exc:  # a node bug must not take the other tasks down
             log.error("task %s: unexpected %s: %s; not acked", item.task_id, type(exc).__name__, exc)
 
-    def _refusal(self) -> str | None:
+    def refusal(self) -> str | None:
         """Why this node does not start the task, or None."""
         item, ctx = self.item, self.ctx
-        cancelled, held = ctx.link.call(
-            lambda c: (
-                c.pipeline(transaction=False)
-                .exists(ctx.keys.cancel(item.job_id))
-                .exists(ctx.keys.hold(item.job_id))
-                .execute()
-            )
-        )
+        cancelled, held = self.flags if self.flags is not None else job_flags(ctx, [item.job_id])[item.job_id]
         if cancelled:
             return "cancelled"
         if held:
@@ -308,7 +313,21 @@ class TaskRun:
         if ack is None:
             self.ctx.link.publish(ev)
         else:
-            self.ctx.link.publish_and_ack(ev, ack)
+            self.ctx.finals.send(ev, ack)
+
+
+def job_flags(ctx: NodeContext, job_ids: list[int]) -> dict[int, tuple[bool, bool]]:
+    """(cancelled, held) of each job, read in one round trip."""
+
+    def read(c: redis.Redis) -> list[int]:
+        pipe = c.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.exists(ctx.keys.cancel(job_id))
+            pipe.exists(ctx.keys.hold(job_id))
+        return pipe.execute()  # type: ignore[no-any-return]
+
+    found = ctx.link.call(read)
+    return {job_id: (bool(found[2 * i]), bool(found[2 * i + 1])) for i, job_id in enumerate(job_ids)}
 
 
 def _is_int(text: str | None) -> bool:
