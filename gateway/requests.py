@@ -214,8 +214,9 @@ class RequestLoop:
         after: list = []
         try:
             with (transaction if mutates else reading)(self.pool) as conn:  # reads: no BEGIN/COMMIT
-                if mutates:
-                    stored = inbox.lookup(conn, env.id)
+                session: dict[str, Any] | None = None
+                if mutates:  # the stored answer, if any, and the caller's session: one round trip
+                    stored, session = inbox.lookup_with_session(conn, env.id, env.token if needs_user else None)
                     if stored is not None:
                         if stored.body_hash != digest:
                             return Reply.failure(
@@ -225,7 +226,7 @@ class RequestLoop:
                             )
                         return Reply.model_validate(_unpack(stored.reply))
                 ctx = Context(conn=conn, config=self.config, token=env.token, reply_to=env.reply_to)
-                reply = self._call(ctx, handler, env, body, needs_user)
+                reply = self._call(ctx, handler, env, body, needs_user, session if mutates else _UNREAD)
                 if mutates:
                     inbox.record(conn, env.id, digest, encode_reply(reply))
                 if self.config.fault == "before_commit":
@@ -243,7 +244,11 @@ class RequestLoop:
             effect(self.r)
         return reply
 
-    def _call(self, ctx: Context, handler: Any, env: Envelope, body: Any, needs_user: bool) -> Reply:
+    def _call(
+        self, ctx: Context, handler: Any, env: Envelope, body: Any, needs_user: bool, session: Any = None
+    ) -> Reply:
+        """``session``: the caller's session row as read with the inbox entry (None: no such
+        session), or _UNREAD when it is still to be read."""
         conn = ctx.conn
         kept: KeepWrites | None = None
         try:
@@ -252,7 +257,9 @@ class RequestLoop:
                 if needs_user:
                     if not env.token:
                         raise RfarmError(ErrorCode.AUTH_REQUIRED, "not logged in: run `rfarm login USER`")
-                    if env.type not in SELF_AUTHENTICATING:
+                    if session is not _UNREAD:
+                        ctx.user = users.session_user(session)
+                    elif env.type not in SELF_AUTHENTICATING:
                         ctx.user = users.authenticate(conn, env.token)
                 try:
                     result = handler(ctx, body)
@@ -275,6 +282,9 @@ class RequestLoop:
         dead_letter(pipe, self.keys, self.keys.requests, "-", reason, payload)
         pipe.execute()
         log.warning("dead-lettered a request: %s", reason)
+
+
+_UNREAD = object()  # _call: the session is still to be read
 
 
 def _unpack(data: bytes) -> Any:

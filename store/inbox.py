@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
+
+from store.users import SESSION_COLUMNS, SESSION_FROM, token_hash
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,26 @@ def lookup(conn: psycopg.Connection, request_id: str) -> Stored | None:
     if row is None:
         return None
     return Stored(bytes(row["body_hash"]), bytes(row["reply"]))  # type: ignore[call-overload]
+
+
+def lookup_with_session(
+    conn: psycopg.Connection, request_id: str, token: str | None
+) -> tuple[Stored | None, dict[str, Any] | None]:
+    """The stored answer to a request id and the session row of ``token`` (users.SESSION_COLUMNS;
+    None when there is no such session), in one round trip: a write that needs a user asked for
+    the two one after the other."""
+    row = conn.execute(
+        f"""SELECT i.body_hash, i.reply, me.*
+            FROM (SELECT 1) AS one
+            LEFT JOIN inbox i ON i.request_id = %(request_id)s
+            LEFT JOIN (SELECT {SESSION_COLUMNS} FROM {SESSION_FROM}) AS me ON TRUE""",
+        {"request_id": request_id, "token_hash": token_hash(token or "")},
+    ).fetchone()
+    if row is None:  # (SELECT 1) always gives its one row
+        raise RuntimeError("the inbox lookup returned no row")
+    found: dict[str, Any] = row  # type: ignore[assignment]  # dict rows (the pool's row factory)
+    stored = None if found["body_hash"] is None else Stored(bytes(found["body_hash"]), bytes(found["reply"]))
+    return stored, (None if found["me_id"] is None else found)
 
 
 def record(conn: psycopg.Connection, request_id: str, body_hash: bytes, reply: bytes) -> None:
