@@ -1,4 +1,8 @@
-"""The node: one claim loop on the main thread, a heartbeat thread, one worker thread per slot.
+"""The node: one claim loop on the main thread, a heartbeat thread, one worker thread per slot,
+and a thread that sends the last report of each task with its ack (link.Finals).
+
+The claim loop starts a claimed batch itself: the cancel/hold flags of its jobs in one round
+trip, the "started" reports of the runs that start in one more; the slots then render.
 
 The workers live as long as the node: a task that takes a millisecond (the ``noop`` renderer) costs
 no thread start, which under a busy GIL waited for the new thread to be scheduled.
