@@ -36,7 +36,15 @@ def body_hash(envelope: Envelope) -> bytes:
 
 class RequestLoop:
     def __init__(
-        self, r: redis.Redis, pool: ConnectionPool, config: GatewayConfig, consumer: str, stop: threading.Event
+        self,
+        r: redis.Redis,
+        pool: ConnectionPool,
+        config: GatewayConfig,
+        consumer: str,
+        stop: threading.Event,
+        *,
+        reclaims: bool = True,
+        outage_deliveries: dict[str, int] | None = None,
     ) -> None:
         self.r = r
         self.pool = pool
@@ -44,10 +52,17 @@ class RequestLoop:
         self.keys = config.keys
         self.consumer = consumer
         self.stop = stop
+        # Only one request thread of a gateway takes over unacked entries. A poison request kills
+        # the whole process, and with it whatever another thread was answering: were two threads
+        # reclaiming, an innocent request could be in flight at every one of the poison's crashes
+        # and be given up with it. One reclaiming thread answers them one at a time, least
+        # delivered first, as before; the other threads only read new entries.
+        self.reclaims = reclaims
         self.redis_backoff = Backoff("redis (requests)")
         self.store_backoff = Backoff("postgresql (requests)")
-        # entry id -> deliveries of it that ended in a database outage (not the request's fault)
-        self.outage_deliveries: dict[str, int] = {}
+        # entry id -> deliveries of it that ended in a database outage (not the request's fault);
+        # shared by the request threads of a gateway, since the reclaiming one does the counting
+        self.outage_deliveries: dict[str, int] = {} if outage_deliveries is None else outage_deliveries
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -56,13 +71,13 @@ class RequestLoop:
         while not self.stop.is_set():
             try:
                 ensure_group(self.r, self.keys.requests, GATEWAY_GROUP)
-                if pending_first:
+                if pending_first and self.reclaims:
                     self.reclaim()
-                    pending_first = False
+                pending_first = False
                 entries = self.read()
                 if entries:
                     self.process(entries)
-                else:
+                elif self.reclaims:
                     self.reclaim()
                 self.redis_backoff.ok()
             except redis.RedisError as exc:  # Redis away (or restarted empty): unacked entries wait

@@ -113,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     # Several request loops, each its own consumer of the group: a batch is shared out among them
     # by Redis, and the PostgreSQL round trips of one overlap the Python work of another.
     names = [consumer] + [f"{consumer}.{i}" for i in range(1, n)]
-    loops = [RequestLoop(clients[2 + i], pool, config, name, stop) for i, name in enumerate(names)]
+    outages: dict[str, int] = {}
+    loops = [
+        RequestLoop(clients[2 + i], pool, config, name, stop, reclaims=i == 0, outage_deliveries=outages)
+        for i, name in enumerate(names)
+    ]
     ledger = Ledger(clients[0], pool, config, consumer, stop, wake)
     dispatcher = Dispatcher(clients[1], pool, config, stop, wake, ledger)
     threads = [
