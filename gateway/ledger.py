@@ -20,13 +20,15 @@ from broker_contracts.keys import LEDGER_GROUP
 from broker_contracts.states import JobStatus, TaskStatus
 from broker_contracts.work import NodeEvent, NodeHeartbeat
 from gateway.context import GatewayConfig
-from gateway.streams import Backoff, dead_letter, ensure_group, entry_id
+from gateway.streams import Backoff, dead_letter, ensure_group, entry_id, no_group
 from store import jobs, nodes, outbox, tasks
 from store.db import StoreUnavailable, transaction
 
 log = logging.getLogger("rfarm.ledger")
 
 Effect = Callable[[redis.Redis], None]
+CLAIM_BATCH = 500  # events read or taken over per round
+
 TRANSITIONS = frozenset({"started", "succeeded", "failed", "released"})
 
 
@@ -99,19 +101,33 @@ class Ledger:
         self.pace = Pace()
 
     def run(self) -> None:
+        group_ready = False
+        next_claim = 0.0  # unacked events idle past claim-idle are looked for at most this often
         while not self.stop.is_set():
             try:
-                ensure_group(self.r, self.keys.events, LEDGER_GROUP)
-                _, claimed, *_ = self.r.xautoclaim(  # Redis 6.2 replies with 2 items, 7 with 3
-                    self.keys.events, LEDGER_GROUP, self.consumer, int(self.config.claim_idle * 1000), "0-0", count=500
-                )
-                entries = [(entry_id(i), f) for i, f in claimed if f is not None]
+                if not group_ready:
+                    ensure_group(self.r, self.keys.events, LEDGER_GROUP)
+                    group_ready = True
+                entries = []
+                if time.monotonic() >= next_claim:
+                    _, claimed, *_ = self.r.xautoclaim(  # Redis 6.2 replies with 2 items, 7 with 3
+                        self.keys.events, LEDGER_GROUP, self.consumer, int(self.config.claim_idle * 1000), "0-0",
+                        count=CLAIM_BATCH,
+                    )
+                    entries = [(entry_id(i), f) for i, f in claimed if f is not None]
+                    if len(claimed) < CLAIM_BATCH:  # none left idle: look again in a while
+                        next_claim = time.monotonic() + min(1.0, self.config.claim_idle / 2)
                 if not entries:
-                    got = self.r.xreadgroup(LEDGER_GROUP, self.consumer, {self.keys.events: ">"}, count=500, block=1000)
+                    got = self.r.xreadgroup(
+                        LEDGER_GROUP, self.consumer, {self.keys.events: ">"}, count=CLAIM_BATCH, block=1000
+                    )
                     entries = [(entry_id(i), f) for _, items in got or [] for i, f in items]
                 self.redis_backoff.ok()
             except redis.RedisError as exc:
-                self.stop.wait(self.redis_backoff.failed(exc))
+                group_ready = False
+                next_claim = 0.0
+                if not no_group(exc):  # a missing group is made again at once
+                    self.stop.wait(self.redis_backoff.failed(exc))
                 continue
             if not entries:
                 continue

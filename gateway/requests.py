@@ -20,7 +20,7 @@ from broker_contracts.keys import GATEWAY_GROUP
 from broker_contracts.messages import REQUEST_TYPES
 from gateway.context import Context, GatewayConfig, KeepWrites
 from gateway.handlers import HANDLERS, SELF_AUTHENTICATING
-from gateway.streams import Backoff, dead_letter, ensure_group, entry_id, send_reply
+from gateway.streams import Backoff, dead_letter, ensure_group, entry_id, no_group, send_reply
 from store import inbox, users
 from store.db import Conflict, StoreUnavailable, reading, transaction
 
@@ -68,9 +68,12 @@ class RequestLoop:
 
     def run(self) -> None:
         pending_first = True  # after a restart, our own unacked entries come first
+        group_ready = False
         while not self.stop.is_set():
             try:
-                ensure_group(self.r, self.keys.requests, GATEWAY_GROUP)
+                if not group_ready:
+                    ensure_group(self.r, self.keys.requests, GATEWAY_GROUP)
+                    group_ready = True
                 if pending_first and self.reclaims:
                     self.reclaim()
                 pending_first = False
@@ -81,8 +84,10 @@ class RequestLoop:
                     self.reclaim()
                 self.redis_backoff.ok()
             except redis.RedisError as exc:  # Redis away (or restarted empty): unacked entries wait
-                self.stop.wait(self.redis_backoff.failed(exc))
+                group_ready = False
                 pending_first = True
+                if not no_group(exc):  # a missing group is made again at once
+                    self.stop.wait(self.redis_backoff.failed(exc))
 
     def read(self) -> list[tuple[str, dict[bytes, bytes]]]:
         got = self.r.xreadgroup(

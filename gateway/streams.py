@@ -34,6 +34,13 @@ def ensure_group(r: redis.Redis, stream: str, group: str) -> None:
             raise
 
 
+def no_group(exc: redis.RedisError) -> bool:
+    """The stream or its group is gone (Redis restarted empty, or the key was deleted): the loops
+    create the group once at start and again only after this or a lost connection, not before
+    every read (a round trip per batch)."""
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith("NOGROUP")
+
+
 def send_reply(pipe: Any, keys: Keys, client: str, reply: Reply, *, maxlen: int, ttl: int) -> None:
     stream = keys.reply(client)
     pipe.xadd(stream, {"m": encode_reply(reply)}, maxlen=maxlen, approximate=True)
