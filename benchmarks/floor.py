@@ -26,7 +26,7 @@ def echo_floor(farm: BenchFarm, n: int, clients: int, seconds: float) -> dict[st
     tput = throughput(farm.redis_url, farm.prefix, "echo", {"x": 1}, None, clients=clients, seconds=seconds,
                       requests=stream)
     farm.stop("echo")
-    # the same echo answering with a body the size and shape of a page of 50 jobs (about 11 KB)
+    # the same echo answering with a body the size and shape of a page of 50 jobs (a table of about 5.6 KB)
     paged = f"{stream}-page"
     farm.spawn("echo-page", [sys.executable, "-m", "benchmarks.wire", farm.redis_url, farm.prefix, paged, "page"])
     caller = Caller(farm.redis_url, farm.prefix, requests=paged)

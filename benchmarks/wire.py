@@ -72,12 +72,13 @@ class Caller:
 
 
 def page_body(rows: int = 50) -> dict[str, Any]:
-    """A reply body the size and shape of a page of `rows` jobs (about 11 KB for 50)."""
-    row = {"name": "seeded-1", "owner": "bench", "status": "succeeded", "paused": False, "priority": 50,
-           "renderer": "noop", "pool": "bench-idle", "frames": "1", "frames_total": 1, "frames_done": 1,
-           "tasks_total": 1, "created_at": "2026-11-28T09:48:59.781937Z",
-           "updated_at": "2026-11-28T09:48:59.781937Z", "reason": None}
-    return {"jobs": [{"id": 1000 - i, **row} for i in range(rows)]}
+    """A reply body the size and shape of a page of `rows` jobs as the gateway sends it: a table
+    (broker_contracts/tables.py), about 5.6 KB for 50."""
+    columns = ["id", "name", "owner", "status", "paused", "priority", "renderer", "pool", "frames", "frames_total",
+               "frames_done", "tasks_total", "created_at", "updated_at", "reason"]
+    row = ["seeded-1", "bench", "succeeded", False, 50, "noop", "bench-idle", "1", 1, 1, 1,
+           "2026-11-28T09:48:59.781937Z", "2026-11-28T09:48:59.781937Z", None]
+    return {"columns": columns, "jobs": [[1000 - i, *row] for i in range(rows)]}
 
 
 def echo_forever(redis_url: str, prefix: str, stream: str, body: dict[str, Any] | None = None) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from broker_contracts.frames import parse_frames
 from broker_contracts.states import JobStatus, TaskStatus
+from broker_contracts.tables import from_table
 from broker_contracts.types import JobId, JobName, Keyword, Password, Priority, Text, Username
 
 MAX_PARAMS = 32
@@ -123,7 +124,15 @@ class JobSummary(Out):
 
 
 class ListReply(Out):
+    """The gateway sends ``jobs`` as a table (broker_contracts/tables.py): ``columns`` and rows of
+    values. A dump of the model (a shell's --json) has the jobs as maps."""
+
     jobs: list[JobSummary]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_table(cls, data: Any) -> Any:
+        return from_table(data, "jobs")
 
 
 class TaskInfo(Out):
@@ -175,8 +184,15 @@ class HistoryRequest(Body):
 
 
 class HistoryReply(Out):
+    """The gateway sends ``history`` as a table (broker_contracts/tables.py), as ListReply's ``jobs``."""
+
     job: JobSummary
     history: list[HistoryEntry]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_table(cls, data: Any) -> Any:
+        return from_table(data, "history")
 
 
 class JobReply(Out):

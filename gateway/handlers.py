@@ -64,10 +64,10 @@ def submit(ctx: Context, req: m.SubmitRequest) -> m.SubmitReply:
 
 def list_jobs(ctx: Context, req: m.ListRequest) -> dict[str, Any]:
     # the session is checked in the same statement as the page (see SELF_AUTHENTICATING)
-    ctx.user, rows = jobs.list_page(
+    ctx.user, columns, rows = jobs.list_page(
         ctx.conn, ctx.token or "", everyone=req.all, status=req.status, limit=req.limit, before=req.before
     )
-    return {"jobs": rows}  # an m.ListReply dump, made without the model (see gateway/wire.py)
+    return {"columns": columns, "jobs": rows}  # an m.ListReply dump, made without the model (see gateway/wire.py)
 
 
 def show(ctx: Context, req: m.JobRef) -> m.ShowReply:
@@ -78,8 +78,9 @@ def show(ctx: Context, req: m.JobRef) -> m.ShowReply:
 
 def job_history(ctx: Context, req: m.HistoryRequest) -> dict[str, Any]:
     job = jobs.get(ctx.conn, ctx.caller, req.id)
-    rows = history.for_job(ctx.conn, req.id, with_tasks=req.tasks)
-    return {"job": wire.summary(job), "history": rows}  # an m.HistoryReply dump (see gateway/wire.py)
+    columns, rows = history.changes(ctx.conn, req.id, with_tasks=req.tasks)
+    # an m.HistoryReply dump, made without the model (see gateway/wire.py)
+    return {"job": wire.summary(job), "columns": columns, "history": rows}
 
 
 def node_list(ctx: Context, req: m.EmptyRequest) -> m.NodesReply:

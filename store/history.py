@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from store.db import iso_utc
 
@@ -34,11 +35,15 @@ def task_changed(
     )
 
 
-def for_job(conn: psycopg.Connection, job_id: int, *, with_tasks: bool, limit: int = 1000) -> list[dict[str, Any]]:
-    """The job's own changes, and (newest ``limit``) task changes, in the order they happened;
-    ``at`` as ISO 8601 text, as a reply carries it."""
-    rows = conn.execute(
-        f"""SELECT {iso_utc("at")} AS at, task, frames, attempt, from_status, to_status, reason, actor FROM (
+def changes(
+    conn: psycopg.Connection, job_id: int, *, with_tasks: bool, limit: int = 1000
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The job's own changes, and (newest ``limit``) task changes, in the order they happened:
+    the column names (as a reply names them) and the rows as tuples; ``at`` as ISO 8601 text."""
+    cur = conn.cursor(row_factory=tuple_row)
+    rows = cur.execute(
+        f"""SELECT {iso_utc("at")} AS at, task, frames, attempt, from_status AS "from", to_status AS "to",
+                  reason, actor FROM (
            SELECT at, NULL::bigint AS task, NULL::text AS frames, NULL::int AS attempt,
                   from_status, to_status, reason, actor, id, 0 AS kind
            FROM job_history WHERE job_id = %(j)s
@@ -53,16 +58,10 @@ def for_job(conn: psycopg.Connection, job_id: int, *, with_tasks: bool, limit: i
            ) AS changes ORDER BY changes.at, kind DESC, id""",
         {"j": job_id, "tasks": with_tasks, "limit": limit},
     ).fetchall()
-    return [
-        {
-            "at": r["at"],
-            "task": r["task"],
-            "frames": r["frames"],
-            "attempt": r["attempt"],
-            "from": r["from_status"],
-            "to": r["to_status"],
-            "reason": r["reason"],
-            "actor": r["actor"],
-        }
-        for r in rows  # type: ignore[index,call-overload]
-    ]
+    return [c.name for c in cur.description or ()], rows
+
+
+def for_job(conn: psycopg.Connection, job_id: int, *, with_tasks: bool, limit: int = 1000) -> list[dict[str, Any]]:
+    """The same changes as maps (a watch notice carries them so)."""
+    columns, rows = changes(conn, job_id, with_tasks=with_tasks, limit=limit)
+    return [dict(zip(columns, row, strict=True)) for row in rows]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from broker_contracts.errors import ErrorCode, RfarmError
@@ -121,8 +122,9 @@ def list_page(
     status: str | None,
     limit: int,
     before: int | None,
-) -> tuple[User, list[dict[str, Any]]]:
-    """The caller (from the session token) and a page of jobs, newest first, in ONE statement.
+) -> tuple[User, list[str], list[tuple[Any, ...]]]:
+    """The caller (from the session token), the page's column names and its rows (tuples), newest
+    first, in ONE statement.
 
     `jobs` is what every shell asks most (its toolbar too): checking the session in its own
     statement was a second round trip to PostgreSQL for each. The session is the statement's `me`
@@ -143,23 +145,26 @@ def list_page(
         clauses.append("j.status = %(status)s")
     if before:
         clauses.append("j.id < %(before)s")
-    rows = conn.execute(
+    cur = conn.cursor(row_factory=tuple_row)  # the page goes out as rows of values (broker_contracts/tables.py)
+    rows = cur.execute(
         f"""WITH me AS (SELECT {SESSION_COLUMNS} FROM {SESSION_FROM})
-            SELECT page.*, me.* FROM me LEFT JOIN LATERAL (
+            SELECT me.*, page.* FROM me LEFT JOIN LATERAL (
                 SELECT {WIRE_SUMMARY_COLUMNS.replace("u.username", owner)}
                 FROM jobs j {join} WHERE {" AND ".join(clauses)} ORDER BY {order} LIMIT %(limit)s
             ) AS page ON NOT me.me_revoked AND NOT me.me_expired""",
         {"token_hash": token_hash(token), "status": status, "before": before, "limit": limit},
     ).fetchall()
-    user = session_user(rows[0] if rows else None)  # type: ignore[arg-type]
+    names = [c.name for c in cur.description or ()]
+    width = len(_SESSION_NAMES)
+    if names[:width] != list(_SESSION_NAMES):
+        raise RuntimeError(f"list_page: unexpected session columns {names[:width]}")
+    user = session_user(dict(zip(_SESSION_NAMES, rows[0], strict=False)) if rows else None)
     if everyone and not user.is_admin:
         raise RfarmError(ErrorCode.AUTH_FORBIDDEN, "only an admin may list every user's jobs")
-    if rows[0]["id"] is None:  # type: ignore[call-overload]  # the LEFT JOIN's empty page
-        return user, []
-    for row in rows:  # the page's columns, as the reply carries them
-        for column in _SESSION_NAMES:
-            del row[column]  # type: ignore[attr-defined]
-    return user, rows  # type: ignore[return-value]
+    columns = names[width:]
+    if rows[0][width] is None:  # the LEFT JOIN's empty page
+        return user, columns, []
+    return user, columns, [row[width:] for row in rows]
 
 
 _SESSION_NAMES = ("me_id", "me_username", "me_is_admin", "me_revoked", "me_expired")

@@ -28,6 +28,7 @@ from broker_contracts.envelope import Envelope, Reply, decode_envelope, decode_r
 from broker_contracts.errors import DecodeError
 from broker_contracts.keys import GATEWAY_GROUP
 from broker_contracts.messages import REQUEST_TYPES, SubmitRequest
+from broker_contracts.tables import from_table
 from gateway.context import GatewayConfig
 from gateway.requests import RequestLoop
 from gateway.streams import ensure_group
@@ -299,7 +300,7 @@ def test_sql_like_and_odd_strings_are_stored_verbatim(gw: Gw, unique: str) -> No
         shown = gw.ok("job.show", {"id": job_id}, token)
         assert shown["job"]["name"] == wanted
         listed = gw.ok("job.list", {"limit": 1}, token)
-        assert listed["jobs"][0]["name"] == wanted
+        assert from_table(listed, "jobs")["jobs"][0]["name"] == wanted
 
     check()
     for name in SQLISH:  # the exact strings from the issue, without hypothesis choosing

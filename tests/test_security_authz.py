@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from broker_contracts.messages import REQUEST_TYPES
+from broker_contracts.tables import from_table
 from tests.test_fuzz_gateway import Gw, open_gw
 
 # every command that names a job, with a body for it (``ID`` is replaced by the job id)
@@ -71,7 +72,7 @@ def test_another_users_job_is_answered_like_a_missing_one_for_every_command(gw: 
     assert _job_row(gw, job_id) == before  # nothing changed, no history written
     assert gw.r.hlen(gw.keys.watch(job_id)) == 0  # bob's refused watch subscribed nothing
     assert not gw.r.exists(gw.keys.cancel(job_id), gw.keys.hold(job_id))
-    listed = gw.ok("job.list", {}, bob)["jobs"]
+    listed = from_table(gw.ok("job.list", {}, bob), "jobs")["jobs"]
     assert job_id not in [j["id"] for j in listed]
     refused = gw.call("job.list", {"all": True}, bob)
     assert refused.error is not None and refused.error.code == "auth.forbidden"
@@ -95,9 +96,9 @@ def test_an_admin_may_see_and_change_anyones_job(gw: Gw, unique: str) -> None:
     assert _answer(gw, "job.cancel", job_id, root)[0]
     assert _answer(gw, "job.retry", job_id, root)[0]
     assert _answer(gw, "job.submit", job_id, root)[0]  # may depend on anyone's job
-    assert job_id in [j["id"] for j in gw.ok("job.list", {"all": True}, root)["jobs"]]
+    assert job_id in [j["id"] for j in from_table(gw.ok("job.list", {"all": True}, root), "jobs")["jobs"]]
     assert gw.ok("node.list", {}, root)["nodes"] is not None
-    history = gw.ok("job.history", {"id": job_id, "tasks": False}, alice)["history"]
+    history = from_table(gw.ok("job.history", {"id": job_id, "tasks": False}, alice), "history")["history"]
     assert [h["actor"] for h in history][-2:] == [f"root{unique}", f"root{unique}"]  # cancel, retry by root
     assert gw.ok("job.show", {"id": job_id}, alice)["job"]["priority"] == 99
 

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from broker_contracts import messages as m
+from broker_contracts.tables import from_table
 from store import jobs
 from store.db import iso_utc
 from tests.test_fuzz_gateway import PASSWORD, Gw, open_gw
@@ -48,8 +49,11 @@ def test_a_page_of_jobs_is_exactly_the_list_reply_dump(gw: Gw, unique: str) -> N
     body = gw.ok("job.list", {"limit": 50}, token)
     expected = m.ListReply.model_validate({"jobs": _model_rows(gw, f"wire{unique}")}).model_dump(mode="json")
 
-    assert [j["id"] for j in body["jobs"]] == sorted(ids, reverse=True)
-    for got, want in zip(body["jobs"], expected["jobs"], strict=True):
+    assert set(body) == {"columns", "jobs"} and all(isinstance(row, (list, tuple)) for row in body["jobs"])
+    assert body["columns"] == list(m.JobSummary.model_fields)  # every field, no more, once per page
+    listed = from_table(body, "jobs")["jobs"]
+    assert [j["id"] for j in listed] == sorted(ids, reverse=True)
+    for got, want in zip(listed, expected["jobs"], strict=True):
         assert set(got) == set(want) == set(m.JobSummary.model_fields)  # no column more or less
         for key in ("created_at", "updated_at"):
             assert got[key].endswith("Z") and "T" in got[key]
@@ -75,6 +79,8 @@ def test_history_reply_is_exactly_the_history_reply_dump(gw: Gw, unique: str) ->
             {"j": job},
         )]
     model = m.HistoryReply.model_validate(body).model_dump(mode="json", by_alias=True)
+    assert body["columns"] == ["at", "task", "frames", "attempt", "from", "to", "reason", "actor"]
+    body = from_table(body, "history")
     assert body["job"] == m.JobSummary.model_validate(job_row).model_dump(mode="json")
     assert len(body["history"]) == len(times) == 2 + 3 * 2  # the job: queued, cancelled; 3 tasks: the same
     for got, want in zip(body["history"], model["history"], strict=True):
@@ -97,7 +103,7 @@ def test_jobs_refuses_tokens_as_every_other_request_does(gw: Gw, unique: str) ->
         reply = gw.call(type_, {}, token)
         assert reply.error is not None and reply.error.code == "auth.token_expired"
     fresh = str(gw.ok("auth.login", {"username": f"tok{unique}", "password": PASSWORD})["token"])
-    assert len(gw.ok("job.list", {}, fresh)["jobs"]) == 1
+    assert len(gw.ok("job.list", {}, fresh)["jobs"]) == 1  # one row
     gw.ok("auth.logout", {}, fresh)
     reply = gw.call("job.list", {}, fresh)
     assert reply.error is not None and reply.error.code == "auth.token_invalid"
@@ -107,11 +113,12 @@ def test_a_user_without_jobs_gets_an_empty_page_and_only_admins_list_everyone(gw
     someone = gw.user(f"busy{unique}")
     _submit(gw, someone, "theirs")
     idle = gw.user(f"idle{unique}")
-    assert gw.ok("job.list", {}, idle) == {"jobs": []}
-    assert gw.ok("job.list", {"status": "queued"}, idle) == {"jobs": []}
+    empty = {"columns": list(m.JobSummary.model_fields), "jobs": []}
+    assert gw.ok("job.list", {}, idle) == empty
+    assert gw.ok("job.list", {"status": "queued"}, idle) == empty
     refused = gw.call("job.list", {"all": True}, idle)
     assert refused.error is not None and refused.error.code == "auth.forbidden"
     admin = gw.user(f"boss{unique}", admin=True)
-    everyone = gw.ok("job.list", {"all": True, "limit": 500}, admin)["jobs"]
+    everyone = from_table(gw.ok("job.list", {"all": True, "limit": 500}, admin), "jobs")["jobs"]
     assert any(j["owner"] == f"busy{unique}" and j["name"] == "theirs" for j in everyone)
-    assert gw.ok("job.list", {}, admin) == {"jobs": []}  # without --all: the admin's own
+    assert gw.ok("job.list", {}, admin) == empty  # without --all: the admin's own

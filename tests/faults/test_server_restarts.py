@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from broker_contracts.messages import ListReply
 from tests.farm import Farm, wait_for
 from tests.faults.helpers import all_terminal, audit, login, query, submit
 from tests.servers import PostgresCluster
@@ -93,7 +94,7 @@ def test_postgres_restarted_mid_run(pg_farm: tuple[Farm, PostgresCluster], uniqu
 
     answered = wire.wait(during, timeout=60)  # the request made during the outage, answered now
     assert answered is not None and answered.ok, answered
-    assert {j["id"] for j in answered.body["jobs"]} == set(jobs)  # type: ignore[index]
+    assert {j.id for j in ListReply.model_validate(answered.body).jobs} == set(jobs)
     wait_for(lambda: all_terminal(farm.database_url, jobs), timeout=120, what="every job to end")
     report = audit(farm.database_url, jobs)
     print(f"postgres restart: {report}")
