@@ -58,7 +58,7 @@ def _client_process(
     failed = [0] * threads
     callers = [Caller(redis_url, prefix, requests=requests) for _ in range(threads)]
     for c in callers:
-        c.r.ping()
+        c.conn.connect()
 
     def loop(i: int) -> None:
         caller = callers[i]

@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from store.db import iso_utc
+from store.db import column_names, iso_utc
 
 
 def job_changed(conn: psycopg.Connection, job_id: int, src: str | None, dst: str, reason: str, actor: str) -> None:
@@ -41,8 +41,11 @@ def changes(
     """The job's own changes, and (newest ``limit``) task changes, in the order they happened:
     the column names (as a reply names them) and the rows as tuples; ``at`` as ISO 8601 text."""
     cur = conn.cursor(row_factory=tuple_row)
-    rows = cur.execute(
-        f"""SELECT {iso_utc("at")} AS at, task, frames, attempt, from_status AS "from", to_status AS "to",
+    rows = cur.execute(_CHANGES, {"j": job_id, "tasks": with_tasks, "limit": limit}).fetchall()
+    return column_names(cur, _CHANGES), rows
+
+
+_CHANGES = f"""SELECT {iso_utc("at")} AS at, task, frames, attempt, from_status AS "from", to_status AS "to",
                   reason, actor FROM (
            SELECT at, NULL::bigint AS task, NULL::text AS frames, NULL::int AS attempt,
                   from_status, to_status, reason, actor, id, 0 AS kind
@@ -55,10 +58,7 @@ def changes(
              FROM task_history h JOIN tasks t ON t.id = h.task_id
              WHERE h.job_id = %(j)s AND %(tasks)s
              ORDER BY h.id DESC LIMIT %(limit)s) AS recent
-           ) AS changes ORDER BY changes.at, kind DESC, id""",
-        {"j": job_id, "tasks": with_tasks, "limit": limit},
-    ).fetchall()
-    return [c.name for c in cur.description or ()], rows
+           ) AS changes ORDER BY changes.at, kind DESC, id"""
 
 
 def for_job(conn: psycopg.Connection, job_id: int, *, with_tasks: bool, limit: int = 1000) -> list[dict[str, Any]]:

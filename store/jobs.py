@@ -13,7 +13,7 @@ from broker_contracts.frames import parse_frames
 from broker_contracts.messages import SubmitRequest
 from broker_contracts.states import JobStatus, TaskStatus, derive_job_status, job_may
 from store import history
-from store.db import iso_utc
+from store.db import column_names, iso_utc
 from store.users import SESSION_COLUMNS, SESSION_FROM, User, session_user, token_hash
 
 NOT_FOUND = "no such job: {id}"
@@ -145,16 +145,16 @@ def list_page(
         clauses.append("j.status = %(status)s")
     if before:
         clauses.append("j.id < %(before)s")
-    cur = conn.cursor(row_factory=tuple_row)  # the page goes out as rows of values (broker_contracts/tables.py)
-    rows = cur.execute(
-        f"""WITH me AS (SELECT {SESSION_COLUMNS} FROM {SESSION_FROM})
+    query = f"""WITH me AS (SELECT {SESSION_COLUMNS} FROM {SESSION_FROM})
             SELECT me.*, page.* FROM me LEFT JOIN LATERAL (
                 SELECT {WIRE_SUMMARY_COLUMNS.replace("u.username", owner)}
                 FROM jobs j {join} WHERE {" AND ".join(clauses)} ORDER BY {order} LIMIT %(limit)s
-            ) AS page ON NOT me.me_revoked AND NOT me.me_expired""",
-        {"token_hash": token_hash(token), "status": status, "before": before, "limit": limit},
+            ) AS page ON NOT me.me_revoked AND NOT me.me_expired"""
+    cur = conn.cursor(row_factory=tuple_row)  # the page goes out as rows of values (broker_contracts/tables.py)
+    rows = cur.execute(
+        query, {"token_hash": token_hash(token), "status": status, "before": before, "limit": limit}
     ).fetchall()
-    names = [c.name for c in cur.description or ()]
+    names = column_names(cur, query)
     width = len(_SESSION_NAMES)
     if names[:width] != list(_SESSION_NAMES):
         raise RuntimeError(f"list_page: unexpected session columns {names[:width]}")
