@@ -20,7 +20,7 @@ from broker_contracts.keys import GATEWAY_GROUP
 from broker_contracts.messages import REQUEST_TYPES
 from gateway.context import Context, GatewayConfig, KeepWrites
 from gateway.handlers import HANDLERS, SELF_AUTHENTICATING
-from gateway.streams import Backoff, dead_letter, ensure_group, entry_id, no_group, send_reply
+from gateway.streams import Backoff, Batch, dead_letter, ensure_group, entry_id, no_group, send_reply
 from store import inbox, users
 from store.db import Conflict, StoreUnavailable, reading, transaction
 
@@ -122,7 +122,7 @@ class RequestLoop:
 
     def process(self, entries: list[tuple[str, dict[bytes, bytes]]], *, delivered: int = 0) -> bool:
         """Answer and ack a batch. False if the database was unavailable (the rest stays unacked)."""
-        pipe = self.r.pipeline(transaction=False)
+        pipe = Batch(self.r)
         done: list[str] = []
         for eid, fields in entries:
             payload = fields.get(b"m")
@@ -272,8 +272,8 @@ class RequestLoop:
         conn = ctx.conn
         kept: KeepWrites | None = None
         try:
-            # a savepoint: an error undoes the handler's writes only (a read has none to undo)
-            with nullcontext() if conn.autocommit else conn.transaction():
+            # a write's savepoint: an error undoes the handler's writes only (a read has none to undo)
+            with conn.transaction() if session is not _UNREAD else nullcontext():
                 if needs_user:
                     if not env.token:
                         raise RfarmError(ErrorCode.AUTH_REQUIRED, "not logged in: run `rfarm login USER`")

@@ -9,6 +9,11 @@ from typing import Any
 
 import redis
 
+try:
+    from hiredis import pack_command
+except ImportError:  # pragma: no cover - redis[hiredis] brings it
+    pack_command = None  # type: ignore[assignment]
+
 from broker_contracts.codec import pack, unpack
 from broker_contracts.envelope import Reply, encode_reply
 from broker_contracts.errors import DecodeError
@@ -39,6 +44,79 @@ def no_group(exc: redis.RedisError) -> bool:
     create the group once at start and again only after this or a lost connection, not before
     every read (a round trip per batch)."""
     return isinstance(exc, redis.ResponseError) and str(exc).startswith("NOGROUP")
+
+
+class Batch:
+    """Redis commands written in one go and their answers read in order: what
+    ``pipeline(transaction=False)`` does for the request loop's replies and acks, at a fraction of
+    its CPU. redis-py walks every argument of every command through several layers (a third of the
+    gateway's CPU per request went there); here each command is packed once, by hiredis.
+
+    As a pipeline: every answer is read, then the first error reply is raised; a lost connection
+    raises and the connection is dropped, so nothing half-read is handed out again.
+    """
+
+    def __init__(self, r: redis.Redis) -> None:
+        self.r = r
+        self.commands: list[tuple[Any, ...]] = []
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+    def xadd(self, name: str, fields: dict[Any, Any], *, maxlen: int, approximate: bool = True) -> None:
+        args: list[Any] = ["XADD", name, "MAXLEN", "~" if approximate else "=", maxlen, "*"]
+        for key, value in fields.items():
+            args += (key, value)
+        self.commands.append(tuple(args))
+
+    def expire(self, name: str, seconds: int) -> None:
+        self.commands.append(("EXPIRE", name, seconds))
+
+    def xack(self, name: str, group: str, *ids: str) -> None:
+        self.commands.append(("XACK", name, group, *ids))
+
+    def xdel(self, name: str, *ids: str) -> None:
+        self.commands.append(("XDEL", name, *ids))
+
+    def xtrim(self, name: str, maxlen: int, *, approximate: bool = True) -> None:
+        self.commands.append(("XTRIM", name, "MAXLEN", "~" if approximate else "=", maxlen))
+
+    def execute(self) -> list[Any]:
+        commands, self.commands = self.commands, []
+        if not commands:
+            return []
+        pool = self.r.connection_pool
+        conn = _connection(pool)
+        try:
+            conn.send_packed_command(_pack(conn, commands))
+            answers: list[Any] = []
+            for _ in commands:
+                try:
+                    answers.append(conn.read_response())
+                except redis.ResponseError as exc:
+                    answers.append(exc)
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+        for answer in answers:
+            if isinstance(answer, redis.ResponseError):
+                raise answer
+        return answers
+
+
+def _connection(pool: redis.ConnectionPool) -> Any:
+    try:
+        return pool.get_connection()
+    except TypeError:  # redis-py before 5.3 asks for a command name
+        return pool.get_connection("PIPELINE")  # type: ignore[call-arg]
+
+
+def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> Any:
+    if pack_command is None:  # no hiredis: redis-py packs them
+        return conn.pack_commands(commands)
+    return [b"".join(pack_command(c) for c in commands)]
 
 
 def send_reply(pipe: Any, keys: Keys, client: str, reply: Reply, *, maxlen: int, ttl: int) -> None:

@@ -31,12 +31,17 @@ class Conflict(RfarmError):
 
 
 def open_pool(url: str, *, min_size: int = 1, max_size: int = 8, name: str = "rfarm") -> ConnectionPool:
-    """A pool whose connections hand out dict rows; it reconnects by itself after an outage."""
+    """A pool whose connections hand out dict rows; it reconnects by itself after an outage.
+
+    Its connections are in autocommit: a read (``reading``) is sent as it is, with no BEGIN or
+    COMMIT, and ``transaction`` opens a transaction block explicitly (psycopg's transaction() on an
+    autocommit connection sends BEGIN and COMMIT; nested, it makes a savepoint).
+    """
     pool = ConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
-        kwargs={"row_factory": dict_row, "autocommit": False},
+        kwargs={"row_factory": dict_row, "autocommit": True},
         name=name,
         open=False,
         reconnect_timeout=3600,
@@ -65,7 +70,6 @@ def _configure(conn: psycopg.Connection) -> None:
     one sequential scan of the whole table cheaper than 50 index probes, for every batch.
     """
     conn.execute("SET TIME ZONE 'UTC'; SET random_page_cost = 1.1")
-    conn.commit()
 
 
 # When each pooled connection last finished a piece of work: a connection busy a moment ago is
@@ -103,18 +107,13 @@ def transaction(pool: ConnectionPool, *, timeout: float = 10.0) -> Iterator[psyc
 
 @contextmanager
 def reading(pool: ConnectionPool, *, timeout: float = 10.0) -> Iterator[psycopg.Connection]:
-    """A pooled connection in autocommit for reads: no BEGIN, no COMMIT, each statement on its own.
+    """A pooled connection (in autocommit) for reads: no BEGIN, no COMMIT, each statement on its own.
 
     Under READ COMMITTED every statement takes its own snapshot inside a transaction too, so a
     sequence of reads sees nothing different; it only saves two round trips.
     """
     with _translated(), pool.connection(timeout=timeout) as conn:
-        conn.autocommit = True
-        try:
-            yield conn
-        finally:
-            if not conn.closed:
-                conn.autocommit = False
+        yield conn
         _last_used[conn] = time.monotonic()
 
 
