@@ -6,7 +6,6 @@ import hashlib
 import logging
 import os
 import threading
-from contextlib import nullcontext
 from typing import Any
 
 import redis
@@ -246,56 +245,69 @@ class RequestLoop:
                             )
                         return Reply.model_validate(_unpack(stored.reply))
                 ctx = Context(conn=conn, config=self.config, token=env.token, reply_to=env.reply_to)
-                reply = self._call(ctx, handler, env, body, needs_user, session if mutates else _UNREAD)
+                reply, undo = self._call(ctx, handler, env, body, needs_user, session if mutates else _UNREAD)
                 if mutates:
+                    if undo:
+                        raise _Refused(reply)  # rolls the handler's writes back; recorded below
                     inbox.record(conn, env.id, digest, encode_reply(reply))
                 if self.config.fault == "before_commit":
                     log.error("fault point before_commit: exiting inside the transaction")
                     os._exit(87)
                 after = ctx.after_commit
+        except _Refused as refused:
+            # A write refused with an error: whatever the handler wrote before refusing is rolled
+            # back, and the answer is recorded on its own (a savepoint around every handler cost
+            # two round trips per write; a refusal is the rare case).
+            reply = refused.reply
+            try:
+                with transaction(self.pool) as conn:
+                    inbox.record(conn, env.id, digest, encode_reply(reply))
+            except Conflict:
+                first = self._stored_answer(env)
+                if first is None:
+                    raise
+                return first
+            return reply
         except Conflict:
-            # another gateway answered the same request id first: send what it stored
-            with transaction(self.pool) as conn:
-                stored = inbox.lookup(conn, env.id)
-            if stored is None:
+            first = self._stored_answer(env)
+            if first is None:
                 raise
-            return Reply.model_validate(_unpack(stored.reply))
+            return first
         for effect in after:
             effect(self.r)
         return reply
 
+    def _stored_answer(self, env: Envelope) -> Reply | None:
+        """What another gateway stored when it answered the same request id first (None: nothing,
+        so the conflict was not the inbox's)."""
+        with transaction(self.pool) as conn:
+            stored = inbox.lookup(conn, env.id)
+        return None if stored is None else Reply.model_validate(_unpack(stored.reply))
+
     def _call(
         self, ctx: Context, handler: Any, env: Envelope, body: Any, needs_user: bool, session: Any = None
-    ) -> Reply:
-        """``session``: the caller's session row as read with the inbox entry (None: no such
+    ) -> tuple[Reply, bool]:
+        """The reply, and whether the handler's writes are to be undone (it refused with an error).
+        ``session``: the caller's session row as read with the inbox entry (None: no such
         session), or _UNREAD when it is still to be read."""
-        conn = ctx.conn
-        kept: KeepWrites | None = None
         try:
-            # a write's savepoint: an error undoes the handler's writes only (a read has none to undo)
-            with conn.transaction() if session is not _UNREAD else nullcontext():
-                if needs_user:
-                    if not env.token:
-                        raise RfarmError(ErrorCode.AUTH_REQUIRED, "not logged in: run `rfarm login USER`")
-                    if session is not _UNREAD:
-                        ctx.user = users.session_user(session)
-                    elif env.type not in SELF_AUTHENTICATING:
-                        ctx.user = users.authenticate(conn, env.token)
-                try:
-                    result = handler(ctx, body)
-                except KeepWrites as exc:  # caught inside the savepoint, so its writes stay
-                    kept = exc
+            if needs_user:
+                if not env.token:
+                    raise RfarmError(ErrorCode.AUTH_REQUIRED, "not logged in: run `rfarm login USER`")
+                if session is not _UNREAD:
+                    ctx.user = users.session_user(session)
+                elif env.type not in SELF_AUTHENTICATING:
+                    ctx.user = users.authenticate(ctx.conn, env.token)
+            result = handler(ctx, body)
+        except KeepWrites as exc:  # an error answer whose writes stay (a failed login is counted)
+            return Reply.failure(env.id, exc.code, exc.message), False
         except RfarmError as exc:
             if isinstance(exc, StoreUnavailable):
                 raise
-            if isinstance(exc, Conflict):
-                return Reply.failure(env.id, ErrorCode.REQUEST_INVALID, exc.message)
-            return Reply.failure(env.id, exc.code, exc.message)
-        if kept is not None:
-            return Reply.failure(env.id, kept.code, kept.message)
+            return Reply.failure(env.id, exc.code, exc.message), True
         if isinstance(result, dict):  # already wire-ready (see gateway/wire.py)
-            return Reply.success(env.id, result)
-        return Reply.success(env.id, result.model_dump(mode="json", by_alias=True))
+            return Reply.success(env.id, result), False
+        return Reply.success(env.id, result.model_dump(mode="json", by_alias=True)), False
 
     def _dead(self, payload: bytes | None, reason: str) -> None:
         pipe = self.r.pipeline(transaction=False)
@@ -305,6 +317,14 @@ class RequestLoop:
 
 
 _UNREAD = object()  # _call: the session is still to be read
+
+
+class _Refused(Exception):
+    """Leaves a write's transaction (rolling it back) carrying the error reply to record."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.error.message if reply.error else "refused")
+        self.reply = reply
 
 
 def _unpack(data: bytes) -> Any:
