@@ -11,6 +11,7 @@ import redis
 
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.keys import Keys
+from store.inbox import Answer
 from store.users import User
 
 
@@ -42,6 +43,10 @@ class Context:
     user: User | None = None
     # Redis writes that must follow the commit (cancel signals, pause holds, watch subscriptions).
     after_commit: list[Callable[[redis.Redis], None]] = field(default_factory=list)
+    # For a handler that records its own answer (handlers.RECORDS_OWN_ANSWER): what it records,
+    # and whether it did.
+    answer: Answer | None = None
+    answered: bool = False
 
     @property
     def caller(self) -> User:

@@ -59,7 +59,9 @@ def submit(ctx: Context, req: m.SubmitRequest) -> m.SubmitReply:
     except ValueError as exc:
         raise RfarmError(ErrorCode.REQUEST_INVALID, f"renderer {req.renderer}: {exc}") from None
     req = req.model_copy(update={"params": params})
-    return m.SubmitReply(id=jobs.submit(ctx.conn, ctx.caller, req))
+    job_id = jobs.submit(ctx.conn, ctx.caller, req, answer=ctx.answer)
+    ctx.answered = ctx.answer is not None
+    return m.SubmitReply(id=job_id)
 
 
 def list_jobs(ctx: Context, req: m.ListRequest) -> dict[str, Any]:
@@ -94,6 +96,11 @@ Handler = Callable[[Context, Any], m.Body | dict[str, Any]]
 # Handlers that check the caller's session themselves, in the statement that reads their answer
 # (one round trip to PostgreSQL instead of two); the request loop still refuses a missing token.
 SELF_AUTHENTICATING = frozenset({"job.list"})
+
+# Writes that make their effect in ONE statement and record their answer in it (ctx.answer): they
+# run without a transaction block (the statement is atomic by itself), refuse only before it, and
+# answer {"id": N}. A submit was BEGIN, lookup, insert, answer, COMMIT: now lookup and insert.
+RECORDS_OWN_ANSWER = frozenset({"job.submit"})
 
 HANDLERS: dict[str, Handler] = {
     "auth.register": register,

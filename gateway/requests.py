@@ -18,8 +18,9 @@ from broker_contracts.errors import DecodeError, ErrorCode, RfarmError
 from broker_contracts.keys import GATEWAY_GROUP
 from broker_contracts.messages import REQUEST_TYPES
 from gateway.context import Context, GatewayConfig, KeepWrites
-from gateway.handlers import HANDLERS, SELF_AUTHENTICATING
+from gateway.handlers import HANDLERS, RECORDS_OWN_ANSWER, SELF_AUTHENTICATING
 from gateway.streams import Backoff, Batch, dead_letter, ensure_group, entry_id, no_group, send_reply
+from gateway.wire import id_reply_parts
 from store import inbox, users
 from store.db import Conflict, StoreUnavailable, reading, transaction
 
@@ -230,9 +231,10 @@ class RequestLoop:
     def run_handler(self, env: Envelope, body: Any, needs_user: bool, mutates: bool) -> Reply:
         handler = HANDLERS[env.type]
         digest = body_hash(env) if mutates else b""
+        own_answer = mutates and env.type in RECORDS_OWN_ANSWER  # one statement: no BEGIN/COMMIT either
         after: list = []
         try:
-            with (transaction if mutates else reading)(self.pool) as conn:  # reads: no BEGIN/COMMIT
+            with (transaction if mutates and not own_answer else reading)(self.pool) as conn:  # reads: no BEGIN/COMMIT
                 session: dict[str, Any] | None = None
                 if mutates:  # the stored answer, if any, and the caller's session: one round trip
                     stored, session = inbox.lookup_with_session(conn, env.id, env.token if needs_user else None)
@@ -245,14 +247,19 @@ class RequestLoop:
                             )
                         return Reply.model_validate(_unpack(stored.reply))
                 ctx = Context(conn=conn, config=self.config, token=env.token, reply_to=env.reply_to)
+                if own_answer:
+                    ctx.answer = inbox.Answer(env.id, digest, *id_reply_parts(env.id))
+                    self._fault_before_commit()  # its one statement commits as it runs
                 reply, undo = self._call(ctx, handler, env, body, needs_user, session if mutates else _UNREAD)
                 if mutates:
                     if undo:
                         raise _Refused(reply)  # rolls the handler's writes back; recorded below
-                    inbox.record(conn, env.id, digest, encode_reply(reply))
-                if self.config.fault == "before_commit":
-                    log.error("fault point before_commit: exiting inside the transaction")
-                    os._exit(87)
+                    if not own_answer:
+                        inbox.record(conn, env.id, digest, encode_reply(reply))
+                    elif not ctx.answered:
+                        raise RuntimeError(f"{env.type} was to record its answer and did not")
+                if not own_answer:
+                    self._fault_before_commit()
                 after = ctx.after_commit
         except _Refused as refused:
             # A write refused with an error: whatever the handler wrote before refusing is rolled
@@ -276,6 +283,14 @@ class RequestLoop:
         for effect in after:
             effect(self.r)
         return reply
+
+    def _fault_before_commit(self) -> None:
+        """Fault point for tests: RFARM_FAULT_POINT=before_commit kills the gateway with the
+        request's effect not yet committed (inside its transaction, or before a one-statement
+        write)."""
+        if self.config.fault == "before_commit":
+            log.error("fault point before_commit: exiting before the commit")
+            os._exit(87)
 
     def _stored_answer(self, env: Envelope) -> Reply | None:
         """What another gateway stored when it answered the same request id first (None: nothing,

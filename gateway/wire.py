@@ -12,10 +12,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from broker_contracts.envelope import Reply, encode_reply
 from broker_contracts.messages import JobSummary
 
 SUMMARY_FIELDS = tuple(JobSummary.model_fields)
 _SUMMARY_TIMES = ("created_at", "updated_at")
+
+
+_ID_MARK = 0x7EAD_BEEF_0000_0001  # above 2**32: msgpack writes it as uint 64, 0xcf and 8 bytes
+
+
+def id_reply_parts(request_id: str) -> tuple[bytes, bytes]:
+    """The bytes of the success reply ``{"id": N}`` to ``request_id``, split around N's eight.
+
+    N goes in as a msgpack uint 64 (0xcf, then 8 bytes big-endian: what PostgreSQL's int8send
+    gives for an id), so the statement that makes N can store the whole reply itself
+    (store.inbox.Answer). Any msgpack reader reads it as the plain integer.
+    """
+    data = encode_reply(Reply.success(request_id, {"id": _ID_MARK}))
+    at = data.index(b"\xcf" + _ID_MARK.to_bytes(8, "big")) + 1
+    return data[:at], data[at + 8 :]
 
 
 def iso(value: datetime) -> str:

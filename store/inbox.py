@@ -11,6 +11,30 @@ from store.users import SESSION_COLUMNS, SESSION_FROM, token_hash
 
 
 @dataclass(frozen=True)
+class Answer:
+    """For a write that records its own answer in the statement that makes its effect (one
+    statement, so no transaction block: BEGIN, the record and COMMIT were three round trips of a
+    submit's five). Its success reply is ``{"id": N}`` for the N the statement makes: ``head`` and
+    ``tail`` are the reply's bytes around N's eight (gateway.wire.id_reply_parts)."""
+
+    request_id: str
+    body_hash: bytes
+    head: bytes
+    tail: bytes
+
+    def sql(self, source: str) -> str:
+        """An INSERT recording the answer for the ``id`` of the row ``source`` (a CTE) makes."""
+        return (
+            "INSERT INTO inbox (request_id, body_hash, reply) SELECT %(answer_id)s, %(answer_hash)s, "
+            f"%(answer_head)s || int8send(id) || %(answer_tail)s FROM {source}"
+        )
+
+    def params(self) -> dict[str, Any]:
+        return {"answer_id": self.request_id, "answer_hash": self.body_hash, "answer_head": self.head,
+                "answer_tail": self.tail}
+
+
+@dataclass(frozen=True)
 class Stored:
     body_hash: bytes
     reply: bytes

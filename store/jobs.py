@@ -14,6 +14,7 @@ from broker_contracts.messages import SubmitRequest
 from broker_contracts.states import JobStatus, TaskStatus, derive_job_status, job_may
 from store import history
 from store.db import column_names, iso_utc
+from store.inbox import Answer
 from store.users import SESSION_COLUMNS, SESSION_FROM, User, session_user, token_hash
 
 NOT_FOUND = "no such job: {id}"
@@ -42,7 +43,8 @@ def not_found(job_id: int) -> RfarmError:
     return RfarmError(ErrorCode.JOB_NOT_FOUND, NOT_FOUND.format(id=job_id))
 
 
-def submit(conn: psycopg.Connection, owner: User, req: SubmitRequest) -> int:
+def submit(conn: psycopg.Connection, owner: User, req: SubmitRequest, *, answer: Answer | None = None) -> int:
+    """The new job's id. With ``answer``, the request's answer is recorded by the same statement."""
     frames = parse_frames(req.frames)
     if req.after is not None:
         get(conn, owner, req.after)  # the dependency must be a job the caller may see
@@ -53,7 +55,7 @@ def submit(conn: psycopg.Connection, owner: User, req: SubmitRequest) -> int:
     # they run in this order and the job's "submitted" row is stamped (clock_timestamp) before its
     # tasks' rows, as when they were four statements.
     row = conn.execute(
-        """WITH job AS (
+        f"""WITH job AS (
                INSERT INTO jobs (owner_id, name, renderer, params, frame_first, frame_last, chunk, priority,
                                  max_attempts, pool, requires, after_job, frames_total, tasks_total)
                VALUES (%(owner)s, %(name)s, %(renderer)s, %(params)s, %(first)s, %(last)s, %(chunk)s,
@@ -72,6 +74,7 @@ def submit(conn: psycopg.Connection, owner: User, req: SubmitRequest) -> int:
            task_rows AS (
                INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
                SELECT id, job_id, 0, NULL, 'queued', 'submitted', %(actor)s FROM task ORDER BY id)
+           {f", answer AS ({answer.sql('job')})" if answer else ""}
            SELECT id FROM job""",
         {
             "owner": owner.id,
@@ -90,6 +93,7 @@ def submit(conn: psycopg.Connection, owner: User, req: SubmitRequest) -> int:
             "tasks": len(chunks),
             "reason": f"submitted by {owner.username}",
             "actor": owner.username,
+            **(answer.params() if answer else {}),
         },
     ).fetchone()
     return int(row["id"])  # type: ignore[call-overload]
