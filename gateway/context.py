@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 import redis
 
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.keys import Keys
+from store import nodes
 from store.inbox import Answer
 from store.users import User
 
@@ -34,6 +37,32 @@ class GatewayConfig:
         return Keys(self.prefix)
 
 
+class Specs:
+    """Renderer specs as nodes announce them, kept a moment: each submit read the nodes table for
+    its renderer's spec (one of its round trips). A spec a node changes is seen within ``ttl``
+    seconds; a renderer no node offers is looked up every time, so one a node has just announced
+    is seen at once. One per request thread."""
+
+    def __init__(self, ttl: float = 2.0, limit: int = 1000) -> None:
+        self.ttl = ttl
+        self.limit = limit
+        self.known: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def get(self, conn: psycopg.Connection, profile: str) -> dict[str, Any] | None:
+        now = time.monotonic()
+        hit = self.known.get(profile)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        spec = nodes.spec_of(conn, profile)
+        if spec is None:
+            self.known.pop(profile, None)
+        else:
+            if len(self.known) >= self.limit:
+                self.known.clear()
+            self.known[profile] = (now, spec)
+        return spec
+
+
 @dataclass
 class Context:
     conn: psycopg.Connection
@@ -47,6 +76,7 @@ class Context:
     # and whether it did.
     answer: Answer | None = None
     answered: bool = False
+    specs: Specs | None = None  # the gateway's (a fresh lookup each time without)
 
     @property
     def caller(self) -> User:

@@ -10,7 +10,7 @@ from broker_contracts import messages as m
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec, validate_params
 from gateway import control, wire
-from gateway.context import Context, KeepWrites
+from gateway.context import Context, KeepWrites, Specs
 from gateway.passwords import hash_password, needs_rehash, verify_password
 from store import history, jobs, nodes, users
 
@@ -47,7 +47,7 @@ def whoami(ctx: Context, req: m.EmptyRequest) -> m.UserReply:
 
 
 def submit(ctx: Context, req: m.SubmitRequest) -> m.SubmitReply:
-    announced = nodes.spec_of(ctx.conn, req.renderer)
+    announced = (ctx.specs or Specs(ttl=0)).get(ctx.conn, req.renderer)
     spec = ProfileSpec.model_validate(announced) if announced else BUILTIN_PROFILES.get(req.renderer)
     if spec is None:
         raise RfarmError(

@@ -17,7 +17,7 @@ from broker_contracts.envelope import Envelope, Reply, decode_envelope, encode_r
 from broker_contracts.errors import DecodeError, ErrorCode, RfarmError
 from broker_contracts.keys import GATEWAY_GROUP
 from broker_contracts.messages import REQUEST_TYPES
-from gateway.context import Context, GatewayConfig, KeepWrites
+from gateway.context import Context, GatewayConfig, KeepWrites, Specs
 from gateway.handlers import HANDLERS, RECORDS_OWN_ANSWER, SELF_AUTHENTICATING
 from gateway.streams import Backoff, Batch, dead_letter, ensure_group, entry_id, no_group, send_reply
 from gateway.wire import id_reply_parts
@@ -58,6 +58,7 @@ class RequestLoop:
         # and be given up with it. One reclaiming thread answers them one at a time, least
         # delivered first, as before; the other threads only read new entries.
         self.reclaims = reclaims
+        self.specs = Specs()
         self.redis_backoff = Backoff("redis (requests)")
         self.store_backoff = Backoff("postgresql (requests)")
         # entry id -> deliveries of it that ended in a database outage (not the request's fault);
@@ -246,7 +247,7 @@ class RequestLoop:
                                 "this request id was already used for another request",
                             )
                         return Reply.model_validate(_unpack(stored.reply))
-                ctx = Context(conn=conn, config=self.config, token=env.token, reply_to=env.reply_to)
+                ctx = Context(conn=conn, config=self.config, token=env.token, reply_to=env.reply_to, specs=self.specs)
                 if own_answer:
                     ctx.answer = inbox.Answer(env.id, digest, *id_reply_parts(env.id))
                     self._fault_before_commit()  # its one statement commits as it runs
