@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import secrets
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.wire import Caller, NoReply
+from benchmarks.load import LoadClient, run_clients
 
 
 def summarize(samples_s: list[float]) -> dict[str, float]:
@@ -48,43 +48,21 @@ def _client_process(
     type_: str,
     body: dict[str, Any],
     token: str | None,
-    threads: int,
+    count: int,
     ready: Any,
     go: Any,
     end_at: Any,
     out: Any,
 ) -> None:
-    done = [0] * threads
-    failed = [0] * threads
-    callers = [Caller(redis_url, prefix, requests=requests) for _ in range(threads)]
-    for c in callers:
-        c.conn.connect()
-
-    def loop(i: int) -> None:
-        caller = callers[i]
-        go.wait()
-        end = end_at.value
-        while time.time() < end:
-            try:
-                reply = caller.call(type_, body, token)
-            except NoReply:
-                failed[i] += 1
-                continue
-            if time.time() <= end:
-                if reply.ok:
-                    done[i] += 1
-                else:
-                    failed[i] += 1
-
-    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
+    clients = [LoadClient(redis_url, prefix, requests, type_, body, token, secrets.token_hex(16))
+               for _ in range(count)]
     ready.put(1)
-    for w in workers:
-        w.join()
-    for c in callers:
-        c.close()
-    out.put((sum(done), sum(failed)))
+    go.wait()
+    try:
+        out.put(run_clients(clients, time.time(), end_at.value))
+    finally:
+        for c in clients:
+            c.close()
 
 
 def throughput(
@@ -99,7 +77,8 @@ def throughput(
     seconds: float = 5.0,
     requests: str | None = None,
 ) -> dict[str, float]:
-    """Requests per second completed by ``clients`` closed-loop callers (threads spread over processes)."""
+    """Requests per second completed by ``clients`` closed-loop callers, spread over processes
+    (benchmarks/load.py: each process serves its clients from one thread)."""
     ctx = multiprocessing.get_context("spawn")
     out, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     end_at = ctx.Value("d", 0.0)
