@@ -40,21 +40,22 @@ class GatewayConfig:
 class Specs:
     """Renderer specs as nodes announce them, kept a moment: each submit read the nodes table for
     its renderer's spec (one of its round trips). A spec a node changes is seen within ``ttl``
-    seconds; a renderer no node offers is looked up every time, so one a node has just announced
-    is seen at once. One per request thread."""
+    seconds. That no node offers a renderer is kept only for a renderer with a built-in spec
+    (``fallback``): an unknown one is looked up every time, so one a node has just announced is
+    seen at once. One per request thread."""
 
     def __init__(self, ttl: float = 2.0, limit: int = 1000) -> None:
         self.ttl = ttl
         self.limit = limit
-        self.known: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.known: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
-    def get(self, conn: psycopg.Connection, profile: str) -> dict[str, Any] | None:
+    def get(self, conn: psycopg.Connection, profile: str, *, fallback: bool = False) -> dict[str, Any] | None:
         now = time.monotonic()
         hit = self.known.get(profile)
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
         spec = nodes.spec_of(conn, profile)
-        if spec is None:
+        if spec is None and not fallback:
             self.known.pop(profile, None)
         else:
             if len(self.known) >= self.limit:

@@ -47,7 +47,7 @@ def whoami(ctx: Context, req: m.EmptyRequest) -> m.UserReply:
 
 
 def submit(ctx: Context, req: m.SubmitRequest) -> m.SubmitReply:
-    announced = (ctx.specs or Specs(ttl=0)).get(ctx.conn, req.renderer)
+    announced = (ctx.specs or Specs(ttl=0)).get(ctx.conn, req.renderer, fallback=req.renderer in BUILTIN_PROFILES)
     spec = ProfileSpec.model_validate(announced) if announced else BUILTIN_PROFILES.get(req.renderer)
     if spec is None:
         raise RfarmError(
