@@ -47,6 +47,24 @@ def whoami(ctx: Context, req: m.EmptyRequest) -> m.UserReply:
 
 
 def submit(ctx: Context, req: m.SubmitRequest) -> m.SubmitReply:
+    # The session is checked by the statement that makes the job (SELF_AUTHENTICATING); a refusal
+    # before it first checks the caller is logged in, so a stranger is told only that.
+    try:
+        req = _with_valid_params(ctx, req)
+    except RfarmError:
+        ctx.user = users.authenticate(ctx.conn, ctx.token or "")
+        raise
+    if req.after is None:
+        ctx.user, job_id = jobs.submit_in_session(ctx.conn, ctx.token or "", req, answer=ctx.answer)
+    else:  # the dependency is checked against the caller first: a round trip more
+        ctx.user = users.authenticate(ctx.conn, ctx.token or "")
+        job_id = jobs.submit(ctx.conn, ctx.user, req, answer=ctx.answer)
+    ctx.answered = ctx.answer is not None
+    return m.SubmitReply(id=job_id)
+
+
+def _with_valid_params(ctx: Context, req: m.SubmitRequest) -> m.SubmitRequest:
+    """The request with its params checked against the renderer's spec (as announced, or built in)."""
     announced = (ctx.specs or Specs(ttl=0)).get(ctx.conn, req.renderer, fallback=req.renderer in BUILTIN_PROFILES)
     spec = ProfileSpec.model_validate(announced) if announced else BUILTIN_PROFILES.get(req.renderer)
     if spec is None:
@@ -58,10 +76,7 @@ def submit(ctx: Context, req: m.SubmitRequest) -> m.SubmitReply:
         params = validate_params(spec, req.params)
     except ValueError as exc:
         raise RfarmError(ErrorCode.REQUEST_INVALID, f"renderer {req.renderer}: {exc}") from None
-    req = req.model_copy(update={"params": params})
-    job_id = jobs.submit(ctx.conn, ctx.caller, req, answer=ctx.answer)
-    ctx.answered = ctx.answer is not None
-    return m.SubmitReply(id=job_id)
+    return req.model_copy(update={"params": params})
 
 
 def list_jobs(ctx: Context, req: m.ListRequest) -> dict[str, Any]:
@@ -95,11 +110,13 @@ Handler = Callable[[Context, Any], m.Body | dict[str, Any]]
 
 # Handlers that check the caller's session themselves, in the statement that reads their answer
 # (one round trip to PostgreSQL instead of two); the request loop still refuses a missing token.
-SELF_AUTHENTICATING = frozenset({"job.list"})
+SELF_AUTHENTICATING = frozenset({"job.list", "job.submit"})
 
 # Writes that make their effect in ONE statement and record their answer in it (ctx.answer): they
 # run without a transaction block (the statement is atomic by itself), refuse only before it, and
-# answer {"id": N}. A submit was BEGIN, lookup, insert, answer, COMMIT: now lookup and insert.
+# answer {"id": N}; no stored answer is looked up first (a repeated request id makes the
+# statement fail on the inbox's key, and the stored answer is read then). A submit was BEGIN,
+# lookup, insert, answer, COMMIT: now one statement.
 RECORDS_OWN_ANSWER = frozenset({"job.submit"})
 
 HANDLERS: dict[str, Handler] = {

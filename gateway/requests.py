@@ -236,22 +236,16 @@ class RequestLoop:
         after: list = []
         try:
             with (transaction if mutates and not own_answer else reading)(self.pool) as conn:  # reads: no BEGIN/COMMIT
-                session: dict[str, Any] | None = None
-                if mutates:  # the stored answer, if any, and the caller's session: one round trip
+                session: Any = _UNREAD
+                if mutates and not own_answer:  # the stored answer, if any, and the caller's session: one round trip
                     stored, session = inbox.lookup_with_session(conn, env.id, env.token if needs_user else None)
                     if stored is not None:
-                        if stored.body_hash != digest:
-                            return Reply.failure(
-                                env.id,
-                                ErrorCode.REQUEST_CONFLICT,
-                                "this request id was already used for another request",
-                            )
-                        return Reply.model_validate(_unpack(stored.reply))
+                        return self._replay(env, stored, digest)
                 ctx = Context(conn=conn, config=self.config, token=env.token, reply_to=env.reply_to, specs=self.specs)
                 if own_answer:
                     ctx.answer = inbox.Answer(env.id, digest, *id_reply_parts(env.id))
                     self._fault_before_commit()  # its one statement commits as it runs
-                reply, undo = self._call(ctx, handler, env, body, needs_user, session if mutates else _UNREAD)
+                reply, undo = self._call(ctx, handler, env, body, needs_user, session)
                 if mutates:
                     if undo:
                         raise _Refused(reply)  # rolls the handler's writes back; recorded below
@@ -271,13 +265,13 @@ class RequestLoop:
                 with transaction(self.pool) as conn:
                     inbox.record(conn, env.id, digest, encode_reply(reply))
             except Conflict:
-                first = self._stored_answer(env)
+                first = self._stored_answer(env, digest)
                 if first is None:
                     raise
                 return first
             return reply
         except Conflict:
-            first = self._stored_answer(env)
+            first = self._stored_answer(env, digest)
             if first is None:
                 raise
             return first
@@ -293,12 +287,22 @@ class RequestLoop:
             log.error("fault point before_commit: exiting before the commit")
             os._exit(87)
 
-    def _stored_answer(self, env: Envelope) -> Reply | None:
-        """What another gateway stored when it answered the same request id first (None: nothing,
-        so the conflict was not the inbox's)."""
-        with transaction(self.pool) as conn:
+    def _stored_answer(self, env: Envelope, digest: bytes) -> Reply | None:
+        """The answer stored for this request id when it was answered first (here or by another
+        gateway): None if there is none, so the conflict was not the inbox's."""
+        with reading(self.pool) as conn:
             stored = inbox.lookup(conn, env.id)
-        return None if stored is None else Reply.model_validate(_unpack(stored.reply))
+        if stored is None:
+            return None
+        return self._replay(env, stored, digest)
+
+    @staticmethod
+    def _replay(env: Envelope, stored: inbox.Stored, digest: bytes) -> Reply:
+        if stored.body_hash != digest:
+            return Reply.failure(
+                env.id, ErrorCode.REQUEST_CONFLICT, "this request id was already used for another request"
+            )
+        return Reply.model_validate(_unpack(stored.reply))
 
     def _call(
         self, ctx: Context, handler: Any, env: Envelope, body: Any, needs_user: bool, session: Any = None

@@ -45,58 +45,89 @@ def not_found(job_id: int) -> RfarmError:
 
 def submit(conn: psycopg.Connection, owner: User, req: SubmitRequest, *, answer: Answer | None = None) -> int:
     """The new job's id. With ``answer``, the request's answer is recorded by the same statement."""
-    frames = parse_frames(req.frames)
     if req.after is not None:
         get(conn, owner, req.after)  # the dependency must be a job the caller may see
-    chunks = frames.chunks(req.chunk)
-    # The job, its first history row, its tasks and theirs in ONE statement (one round trip, not
-    # four), however many frames the job has. The foreign keys of the history rows are checked at
-    # the end of the statement, when the rows they name exist. Each CTE reads the one before it, so
-    # they run in this order and the job's "submitted" row is stamped (clock_timestamp) before its
-    # tasks' rows, as when they were four statements.
+    query, params = _submit_statement(req, answer, owner="SELECT %(owner)s::bigint AS id, %(actor)s::text AS name")
+    row = conn.execute(query + " SELECT id AS job_id FROM job", {**params, "owner": owner.id, "actor": owner.username})
+    return int(row.fetchone()["job_id"])  # type: ignore[index]
+
+
+def submit_in_session(
+    conn: psycopg.Connection, token: str, req: SubmitRequest, *, answer: Answer | None = None
+) -> tuple[User, int]:
+    """The caller (from the session token) and the new job's id, in ONE statement: the job is made
+    only under a session that holds, and users.session_user says why not otherwise. A submit
+    without ``after`` needs no other round trip (gateway.handlers.RECORDS_OWN_ANSWER)."""
+    query, params = _submit_statement(
+        req,
+        answer,
+        head=f"me AS (SELECT {SESSION_COLUMNS} FROM {SESSION_FROM}), ",
+        owner="SELECT me_id AS id, me_username AS name FROM me WHERE NOT me_revoked AND NOT me_expired",
+    )
     row = conn.execute(
-        f"""WITH job AS (
+        query + " SELECT me.*, (SELECT id FROM job) AS job_id FROM (SELECT 1) AS one LEFT JOIN me ON TRUE",
+        {**params, "token_hash": token_hash(token)},
+    ).fetchone()
+    found: dict[str, Any] = row  # type: ignore[assignment]  # (SELECT 1) always gives its one row
+    user = session_user(None if found["me_id"] is None else found)
+    return user, int(found["job_id"])
+
+
+def _submit_statement(
+    req: SubmitRequest, answer: Answer | None, *, owner: str, head: str = ""
+) -> tuple[str, dict[str, Any]]:
+    """The statement (without its final SELECT) that makes a job for the one row of ``owner``
+    (columns id, name), and its parameters.
+
+    The job, its first history row, its tasks and theirs in ONE statement (one round trip, not
+    four), however many frames the job has, and with ``answer`` the request's recorded answer. The
+    foreign keys of the history rows are checked at the end of the statement, when the rows they
+    name exist. Each CTE reads the one before it, so they run in this order and the job's
+    "submitted" row is stamped (clock_timestamp) before its tasks' rows. Without an owner row
+    (a session that does not hold) nothing is written.
+    """
+    frames = parse_frames(req.frames)
+    query = f"""WITH {head}owner AS ({owner}),
+           job AS (
                INSERT INTO jobs (owner_id, name, renderer, params, frame_first, frame_last, chunk, priority,
                                  max_attempts, pool, requires, after_job, frames_total, tasks_total)
-               VALUES (%(owner)s, %(name)s, %(renderer)s, %(params)s, %(first)s, %(last)s, %(chunk)s,
-                       %(priority)s, %(max_attempts)s, %(pool)s, %(requires)s, %(after)s, %(total)s, %(tasks)s)
+               SELECT owner.id, %(name)s::text, %(renderer)s::text, %(params)s::jsonb, %(first)s::int,
+                      %(last)s::int, %(chunk)s::int, %(priority)s::int, %(max_attempts)s::int, %(pool)s::text,
+                      %(requires)s::text[], %(after)s::bigint, %(total)s::int, %(tasks)s::int
+               FROM owner
                RETURNING id),
            job_row AS (
                INSERT INTO job_history (job_id, from_status, to_status, reason, actor)
-               SELECT id, NULL, 'queued', %(reason)s, %(actor)s FROM job
+               SELECT job.id, NULL, 'queued', 'submitted by ' || owner.name, owner.name FROM job, owner
                RETURNING job_id),
            task AS (
                INSERT INTO tasks (job_id, seq, frame_first, frame_last, pool, priority)
                SELECT job_row.job_id, g, %(first)s + g * %(chunk)s,
                       LEAST(%(first)s + (g + 1) * %(chunk)s - 1, %(last)s), %(pool)s, %(priority)s
-               FROM job_row, generate_series(0, %(tasks)s - 1) AS g ORDER BY g
+               FROM job_row, rfarm_task_seqs(%(tasks)s) AS g ORDER BY g
                RETURNING id, job_id),
            task_rows AS (
                INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
-               SELECT id, job_id, 0, NULL, 'queued', 'submitted', %(actor)s FROM task ORDER BY id)
-           {f", answer AS ({answer.sql('job')})" if answer else ""}
-           SELECT id FROM job""",
-        {
-            "owner": owner.id,
-            "name": req.name,
-            "renderer": req.renderer,
-            "params": Jsonb(req.params),
-            "first": frames.first,
-            "last": frames.last,
-            "chunk": req.chunk,
-            "priority": req.priority,
-            "max_attempts": req.max_attempts,
-            "pool": req.pool,
-            "requires": sorted(set(req.requires)),
-            "after": req.after,
-            "total": frames.count,
-            "tasks": len(chunks),
-            "reason": f"submitted by {owner.username}",
-            "actor": owner.username,
-            **(answer.params() if answer else {}),
-        },
-    ).fetchone()
-    return int(row["id"])  # type: ignore[call-overload]
+               SELECT task.id, task.job_id, 0, NULL, 'queued', 'submitted', owner.name
+               FROM task, owner ORDER BY task.id)
+           {f", answer AS ({answer.sql('job')})" if answer else ""}"""
+    params = {
+        "name": req.name,
+        "renderer": req.renderer,
+        "params": Jsonb(req.params),
+        "first": frames.first,
+        "last": frames.last,
+        "chunk": req.chunk,
+        "priority": req.priority,
+        "max_attempts": req.max_attempts,
+        "pool": req.pool,
+        "requires": sorted(set(req.requires)),
+        "after": req.after,
+        "total": frames.count,
+        "tasks": len(frames.chunks(req.chunk)),
+        **(answer.params() if answer else {}),
+    }
+    return query, params
 
 
 def _scope(user: User) -> tuple[str, dict[str, Any]]:
