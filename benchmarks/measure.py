@@ -73,7 +73,7 @@ def throughput(
     token: str | None,
     *,
     clients: int = 16,
-    processes: int = 4,
+    processes: int = 2,
     seconds: float = 5.0,
     requests: str | None = None,
 ) -> dict[str, float]:
