@@ -102,7 +102,8 @@ def create_session(conn: psycopg.Connection, user_id: int, token: str, ttl_secon
 # store.jobs.list_page answers the session and the page in one round trip.
 SESSION_COLUMNS = """u.id AS me_id, u.username AS me_username, u.is_admin AS me_is_admin,
                      s.revoked_at IS NOT NULL AS me_revoked, s.expires_at < now() AS me_expired"""
-SESSION_FROM = "sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = %(token_hash)s"
+SESSION_JOIN = "sessions s JOIN users u ON u.id = s.user_id"
+SESSION_FROM = f"{SESSION_JOIN} WHERE s.token_hash = %(token_hash)s"
 
 
 def authenticate(conn: psycopg.Connection, token: str) -> User:

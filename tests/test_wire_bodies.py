@@ -4,6 +4,7 @@ request does: the same answers for a missing, garbage, revoked and expired token
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -12,9 +13,11 @@ import psycopg
 import pytest
 
 from broker_contracts import messages as m
+from broker_contracts.envelope import Envelope, Reply, decode_reply, encode
 from broker_contracts.tables import from_table
 from store import jobs
 from store.db import iso_utc
+from store.users import token_hash
 from tests.test_fuzz_gateway import PASSWORD, Gw, open_gw
 
 
@@ -122,3 +125,45 @@ def test_a_user_without_jobs_gets_an_empty_page_and_only_admins_list_everyone(gw
     everyone = from_table(gw.ok("job.list", {"all": True, "limit": 500}, admin), "jobs")["jobs"]
     assert any(j["owner"] == f"busy{unique}" and j["name"] == "theirs" for j in everyone)
     assert gw.ok("job.list", {}, admin) == empty  # without --all: the admin's own
+
+
+def test_plain_pages_answered_together_are_what_each_gets_alone(
+    gw: Gw, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's plain `jobs` requests share one statement (RequestLoop.answer_pages): each still
+    gets exactly its own answer, errors included, and the others are answered one by one."""
+    alice, bob, idle = (gw.user(f"{who}{unique}") for who in ("pa", "pb", "pi"))
+    for i in range(3):
+        _submit(gw, alice, f"a{i}")
+    _submit(gw, bob, "b0")
+    expired = gw.user(f"px{unique}")
+    revoked = gw.user(f"pr{unique}")
+    gw.ok("auth.logout", {}, revoked)
+    with psycopg.connect(gw.db_url) as conn:
+        conn.execute("UPDATE sessions SET expires_at = now() - interval '1 s' WHERE token_hash = %s",
+                     (token_hash(expired),))
+    asked: list[tuple[str | None, dict[str, Any]]] = [
+        (alice, {"limit": 2}), (bob, {}), ("garbage-token", {}), (idle, {}), (expired, {}), (revoked, {}),
+        (alice, {"limit": 500}), (alice, {"status": "queued"}), (None, {}), (bob, {"all": True}),
+    ]
+    alone = [gw.call("job.list", body, token) for token, body in asked]
+    envelopes = [Envelope.new("job.list", body, secrets.token_hex(16), token) for token, body in asked]
+    entries = [(f"{i + 1}-0", {b"m": encode(env)}) for i, env in enumerate(envelopes)]
+    batched: list[int] = []
+    real = jobs.own_pages
+    monkeypatch.setattr(jobs, "own_pages", lambda conn, asks: batched.append(len(asks)) or real(conn, asks))
+    assert gw.loop.process(entries)
+    assert batched == [7]  # the seven plain ones (a token, no filter, not --all) in one statement
+    together = []
+    for env in envelopes:
+        [(_, [(_, fields)])] = gw.r.xread({gw.keys.reply(env.reply_to): "0-0"})
+        reply = decode_reply(fields[b"m"])
+        assert isinstance(reply, Reply) and reply.re == env.id
+        together.append(reply)
+    assert [r.ok for r in alone] == [True, True, False, True, False, False, True, True, False, False]
+    for one, other in zip(alone, together, strict=True):
+        assert one.error == other.error
+        if one.ok:
+            assert m.ListReply.model_validate(one.body) == m.ListReply.model_validate(other.body)
+            assert other.body is not None and other.body["columns"] == list(m.JobSummary.model_fields)
+    assert [len(r.body["jobs"]) for r in together[:2]] == [2, 1]  # type: ignore[index]
