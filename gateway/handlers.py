@@ -6,8 +6,12 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
+from pydantic import ValidationError
+
 from broker_contracts import messages as m
-from broker_contracts.errors import ErrorCode, RfarmError
+from broker_contracts.envelope import Envelope, Reply, decode_envelope
+from broker_contracts.errors import DecodeError, ErrorCode, RfarmError
 from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec, validate_params
 from gateway import control, wire
 from gateway.context import Context, KeepWrites, Specs
@@ -85,6 +89,37 @@ def list_jobs(ctx: Context, req: m.ListRequest) -> dict[str, Any]:
         ctx.conn, ctx.token or "", everyone=req.all, status=req.status, limit=req.limit, before=req.before
     )
     return {"columns": columns, "jobs": rows}  # an m.ListReply dump, made without the model (see gateway/wire.py)
+
+
+def plain_page(payload: bytes | None) -> tuple[Envelope, m.ListRequest] | None:
+    """The envelope and body of a `jobs` request for the caller's own newest jobs (no status, no
+    `before`, not --all, with a token), or None for anything else (answered one by one)."""
+    if not payload or b"job.list" not in payload:
+        return None
+    try:
+        env = decode_envelope(payload)
+        if env.type != "job.list" or not env.token:
+            return None
+        body = m.ListRequest.model_validate(env.body)
+    except (DecodeError, ValidationError):
+        return None
+    if body.all or body.status is not None or body.before is not None:
+        return None
+    return env, body
+
+
+def plain_pages(conn: psycopg.Connection, asked: list[tuple[Envelope, m.ListRequest]]) -> list[Reply]:
+    """What list_jobs answers to each of several plain `jobs` requests, from one statement: each
+    request gets its own session's page or error (tests/test_wire_bodies.py compares the two)."""
+    columns, answers = jobs.own_pages(conn, [(env.token or "", body.limit) for env, body in asked])
+    replies = []
+    for (env, _body), (session, rows) in zip(asked, answers, strict=True):
+        try:
+            users.session_user(session)
+            replies.append(Reply.success(env.id, {"columns": columns, "jobs": rows}))
+        except RfarmError as exc:
+            replies.append(Reply.failure(env.id, exc.code, exc.message))
+    return replies
 
 
 def show(ctx: Context, req: m.JobRef) -> m.ShowReply:

@@ -18,10 +18,10 @@ from broker_contracts.errors import DecodeError, ErrorCode, RfarmError
 from broker_contracts.keys import GATEWAY_GROUP
 from broker_contracts.messages import REQUEST_TYPES, ListRequest
 from gateway.context import Context, GatewayConfig, KeepWrites, Specs
-from gateway.handlers import HANDLERS, RECORDS_OWN_ANSWER, SELF_AUTHENTICATING
+from gateway.handlers import HANDLERS, RECORDS_OWN_ANSWER, SELF_AUTHENTICATING, plain_page, plain_pages
 from gateway.streams import Backoff, Batch, dead_letter, ensure_group, entry_id, no_group, send_reply
 from gateway.wire import id_reply_parts
-from store import inbox, jobs, users
+from store import inbox, users
 from store.db import Conflict, StoreUnavailable, reading, transaction
 
 log = logging.getLogger("rfarm.gateway")
@@ -162,13 +162,12 @@ class RequestLoop:
         one statement for all of them, when there are two or more; returns the entries left.
 
         Shells poll `jobs` more than anything else, and a statement costs the gateway about 70 µs
-        of CPU before its first row. Each request still gets its own session's answer or error,
-        exactly as list_jobs gives it (tests/test_wire_bodies.py compares them).
+        of CPU before its first row (handlers.plain_pages).
         """
         pages: list[tuple[str, Envelope, ListRequest]] = []
         rest: list[tuple[str, bytes | None]] = []
         for eid, payload in todo:
-            plain = _plain_page(payload)
+            plain = plain_page(payload)
             if plain is None:
                 rest.append((eid, payload))
             else:
@@ -176,14 +175,9 @@ class RequestLoop:
         if len(pages) < 2:
             return todo
         with reading(self.pool) as conn:
-            columns, answers = jobs.own_pages(conn, [(env.token or "", body.limit) for _, env, body in pages])
+            replies = plain_pages(conn, [(env, body) for _, env, body in pages])
         self.store_backoff.ok()
-        for (eid, env, _body), (session, rows) in zip(pages, answers, strict=True):
-            try:
-                users.session_user(session)
-                reply = Reply.success(env.id, {"columns": columns, "jobs": rows})
-            except RfarmError as exc:
-                reply = Reply.failure(env.id, exc.code, exc.message)
+        for (eid, env, _body), reply in zip(pages, replies, strict=True):
             self._send(pipe, env.reply_to, reply)
             done.append(eid)
         return rest
@@ -380,21 +374,6 @@ class RequestLoop:
 _UNREAD = object()  # _call: the session is still to be read
 
 
-def _plain_page(payload: bytes | None) -> tuple[Envelope, ListRequest] | None:
-    """The envelope and body of a `jobs` request for the caller's own newest jobs (no status, no
-    `before`, not --all, with a token), or None for anything else (answered one by one)."""
-    if not payload or b"job.list" not in payload:
-        return None
-    try:
-        env = decode_envelope(payload)
-        if env.type != "job.list" or not env.token:
-            return None
-        body = ListRequest.model_validate(env.body)
-    except (DecodeError, ValidationError):
-        return None
-    if body.all or body.status is not None or body.before is not None:
-        return None
-    return env, body
 
 
 class _Refused(Exception):
