@@ -159,28 +159,40 @@ class RequestLoop:
         self, pipe: Batch, done: list[str], todo: list[tuple[str, bytes | None]]
     ) -> list[tuple[str, bytes | None]]:
         """Answers the batch's plain `jobs` requests (the caller's own newest jobs, no filter) with
-        one statement for all of them, when there are two or more; returns the entries left.
+        one statement for all of them, when there are two or more; returns the entries left, in
+        stream order.
 
         Shells poll `jobs` more than anything else, and a statement costs the gateway about 70 µs
-        of CPU before its first row (handlers.plain_pages).
+        of CPU before its first row (handlers.plain_pages). A page whose client has another request
+        in the batch is left in its place, so a client that sends without waiting still sees its
+        own requests answered in order; if the shared statement fails for any reason but an outage,
+        the pages are answered one by one instead (each then gets its own answer or error).
         """
         pages: list[tuple[str, Envelope, ListRequest]] = []
-        rest: list[tuple[str, bytes | None]] = []
+        others: list[bytes] = []
         for eid, payload in todo:
             plain = plain_page(payload)
             if plain is None:
-                rest.append((eid, payload))
+                others.append(payload or b"")
             else:
                 pages.append((eid, *plain))
+        pages = [p for p in pages if not any(p[1].reply_to.encode() in other for other in others)]
         if len(pages) < 2:
             return todo
-        with reading(self.pool) as conn:
-            replies = plain_pages(conn, [(env, body) for _, env, body in pages])
+        try:
+            with reading(self.pool) as conn:
+                replies = plain_pages(conn, [(env, body) for _, env, body in pages])
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("answering %d jobs requests together failed; answering them one by one", len(pages))
+            return todo
         self.store_backoff.ok()
         for (eid, env, _body), reply in zip(pages, replies, strict=True):
             self._send(pipe, env.reply_to, reply)
             done.append(eid)
-        return rest
+        grouped = {eid for eid, _, _ in pages}
+        return [(eid, payload) for eid, payload in todo if eid not in grouped]
 
     def _send(self, pipe: Batch, to: str | None, reply: Reply | None) -> None:
         if to is not None and reply is not None:

@@ -167,3 +167,38 @@ def test_plain_pages_answered_together_are_what_each_gets_alone(
             assert m.ListReply.model_validate(one.body) == m.ListReply.model_validate(other.body)
             assert other.body is not None and other.body["columns"] == list(m.JobSummary.model_fields)
     assert [len(r.body["jobs"]) for r in together[:2]] == [2, 1]  # type: ignore[index]
+
+
+def test_a_client_s_own_requests_in_a_batch_keep_their_order_and_a_failed_shared_page_falls_back(
+    gw: Gw, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page whose client also sent another request in the batch is answered in its place (after
+    that client's submit, here); and if the shared statement fails, each page is answered alone."""
+    carol, dave, erin = (gw.user(f"{who}{unique}") for who in ("oc", "od", "oe"))
+    pipelined = secrets.token_hex(16)  # one client that sends a submit and a jobs without waiting
+    submit = Envelope.new("job.submit", {"name": "mine", "frames": "1", "renderer": "noop", "pool": "wire-idle"},
+                          pipelined, carol)
+    envelopes = [submit, Envelope.new("job.list", {}, pipelined, carol),
+                 Envelope.new("job.list", {}, secrets.token_hex(16), dave),
+                 Envelope.new("job.list", {}, secrets.token_hex(16), erin)]
+    batched: list[int] = []
+    real = jobs.own_pages
+    monkeypatch.setattr(jobs, "own_pages", lambda conn, asks: batched.append(len(asks)) or real(conn, asks))
+    assert gw.loop.process([(f"{i + 1}-0", {b"m": encode(env)}) for i, env in enumerate(envelopes)])
+    assert batched == [2]  # dave's and erin's; carol's waits for her submit
+    [(_, replies)] = gw.r.xread({gw.keys.reply(pipelined): "0-0"})
+    answers = [decode_reply(fields[b"m"]) for _, fields in replies]
+    assert [a.re for a in answers] == [submit.id, envelopes[1].id]  # type: ignore[union-attr]
+    listed = m.ListReply.model_validate(answers[1].body)  # type: ignore[union-attr]
+    assert [j.name for j in listed.jobs] == ["mine"]
+
+    def broken(conn: Any, asks: Any) -> Any:
+        raise RuntimeError("the shared statement broke")
+
+    monkeypatch.setattr(jobs, "own_pages", broken)
+    again = [Envelope.new("job.list", {}, secrets.token_hex(16), token) for token in (dave, erin, "garbage")]
+    assert gw.loop.process([(f"{i + 9}-0", {b"m": encode(env)}) for i, env in enumerate(again)])
+    for env, ok in zip(again, (True, True, False), strict=True):
+        [(_, [(_, fields)])] = gw.r.xread({gw.keys.reply(env.reply_to): "0-0"})
+        reply = decode_reply(fields[b"m"])
+        assert isinstance(reply, Reply) and reply.re == env.id and reply.ok is ok
