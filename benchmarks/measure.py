@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
-import secrets
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.load import LoadClient, run_clients
+from benchmarks.load import run_clients
+from benchmarks.wire import Caller
 
 
 def summarize(samples_s: list[float]) -> dict[str, float]:
@@ -54,12 +54,11 @@ def _client_process(
     end_at: Any,
     out: Any,
 ) -> None:
-    clients = [LoadClient(redis_url, prefix, requests, type_, body, token, secrets.token_hex(16))
-               for _ in range(count)]
+    clients = [Caller(redis_url, prefix, requests=requests) for _ in range(count)]
     ready.put(1)
     go.wait()
     try:
-        out.put(run_clients(clients, time.time(), end_at.value))
+        out.put(run_clients(clients, type_, body, token, time.time(), end_at.value))
     finally:
         for c in clients:
             c.close()

@@ -1,9 +1,9 @@
 """The request/reply wire as a shell speaks it, and a bare echo server for the floor.
 
 ``Caller`` does what ``shell.client.Client`` does on the wire (XADD an encoded Envelope to the
-request stream and XREAD BLOCK the caller's own reply stream, pipelined in one round trip; decode
-the Reply) without its retry and error translation, and with less CPU (see Caller.__init__), so
-the echo floor and the gateway are measured through the same client code.
+request stream and XREAD BLOCK the caller's own reply stream, in one write; decode the Reply)
+without its retry and error translation, and with less CPU (see Caller), so the echo floor and
+the gateway are measured through the same client code, one caller or many (benchmarks/load.py).
 
 ``python -m benchmarks.wire URL PREFIX STREAM [page]`` runs the echo server: XREADGROUP a batch, then
 in one pipeline XADD a reply to the reply stream each request names (with the reply stream's cap and
@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import socket
 import sys
 import time
 from typing import Any
 
+import hiredis
 import msgpack
 import redis
+from redis.connection import parse_url
 
 from broker_contracts.envelope import Envelope, Reply, decode_reply, encode, encode_reply
 from broker_contracts.keys import Keys
@@ -35,46 +38,73 @@ class NoReply(Exception):
 
 
 class Caller:
+    """One client of the farm on a connection of its own, one request in flight at a time.
+
+    The request and the first blocking read of its reply go out in one write, on a plain socket
+    parsed by hiredis, without redis-py's client objects: the same bytes as the shell sends, at a
+    fraction of the client CPU. The benchmark's clients share the machine's cores with the farm
+    they measure, so what they burn is taken from it. ``call`` waits for the answer; the
+    throughput clients (benchmarks/load.py) use ``send`` and ``readable`` under a selector.
+    """
+
     def __init__(self, redis_url: str, prefix: str, *, requests: str | None = None) -> None:
-        self.r = redis.Redis.from_url(redis_url)
-        # The request and the first blocking read of its reply go out together, on a connection of
-        # the caller's own, without redis-py's pipeline object: the same bytes as the shell sends,
-        # at half the client CPU (100 -> 52 µs a call here). The clients share the machine's cores
-        # with the farm they measure, so what they burn is taken from it.
-        self.conn = self.r.connection_pool.make_connection()
-        self.keys = Keys(prefix)
-        self.requests = requests or self.keys.requests
+        self.sock = _connect(redis_url)
+        self.reader = hiredis.Reader()
+        keys = Keys(prefix)
+        self.requests = requests or keys.requests
         self.client_id = secrets.token_hex(16)
-        self.reply_key = self.keys.reply(self.client_id)
-        self.last = "0-0"
+        self.reply_key = keys.reply(self.client_id)
+        self.last = b"0-0"
+        self.request_id = ""
+        self.unanswered = 0  # commands sent whose answers are still to be read
 
     def close(self) -> None:
-        self.conn.disconnect()
-        self.r.close()
+        self.sock.close()
+
+    def send(self, type_: str, body: dict[str, Any], token: str | None = None) -> None:
+        env = Envelope.new(type_, body, reply_to=self.client_id, token=token)
+        self.request_id = env.id
+        self.sock.sendall(
+            hiredis.pack_command(("XADD", self.requests, "MAXLEN", "~", REQUEST_MAXLEN, "*", "m", encode(env)))
+            + self._read_command()
+        )
+        self.unanswered = 2
+
+    def _read_command(self) -> bytes:
+        return hiredis.pack_command(("XREAD", "COUNT", 10, "BLOCK", 1000, "STREAMS", self.reply_key, self.last))
+
+    def readable(self) -> Reply | None:
+        """Reads what arrived; the reply to the request in flight once it is here."""
+        data = self.sock.recv(1 << 16)
+        if not data:
+            raise ConnectionError("redis closed the connection")
+        self.reader.feed(data)
+        answer: Reply | None = None
+        while (got := self.reader.gets()) is not False:
+            self.unanswered -= 1
+            if isinstance(got, hiredis.ReplyError):
+                raise RuntimeError(f"redis refused a command: {got}")
+            if self.unanswered > 0:  # the XADD's entry id
+                continue
+            for _stream, entries in got or []:
+                for eid, fields in entries:
+                    self.last = eid
+                    reply = decode_reply(dict(zip(fields[::2], fields[1::2], strict=True))[b"m"])
+                    if isinstance(reply, Reply) and reply.re == self.request_id:
+                        answer = reply
+            if answer is None:  # not here yet: read on
+                self.sock.sendall(self._read_command())
+                self.unanswered = 1
+        return answer
 
     def call(self, type_: str, body: dict[str, Any], token: str | None = None, *, timeout: float = 30.0) -> Reply:
-        env = Envelope.new(type_, body, reply_to=self.client_id, token=token)
-        conn = self.conn
-        conn.send_packed_command(conn.pack_commands([
-            ("XADD", self.requests, "MAXLEN", "~", REQUEST_MAXLEN, "*", "m", encode(env)),
-            ("XREAD", "COUNT", 10, "BLOCK", 1000, "STREAMS", self.reply_key, self.last),
-        ]))
-        try:
-            conn.read_response()  # the request's entry id (or the error that refused it)
-        finally:
-            got = conn.read_response()  # read either way: the connection stays in step
+        self.send(type_, body, token)
         deadline = time.monotonic() + timeout
-        while True:
-            for _stream, entries in (got.items() if isinstance(got, dict) else got or []):  # RESP3 or RESP2
-                for eid, fields in entries:
-                    self.last = eid.decode()
-                    reply = decode_reply(dict(zip(fields[::2], fields[1::2], strict=True))[b"m"])
-                    if isinstance(reply, Reply) and reply.re == env.id:
-                        return reply
+        while (reply := self.readable()) is None:
             if time.monotonic() >= deadline:
+                self.close()  # a read is still outstanding: this connection is out of step now
                 raise NoReply(f"no reply to {type_} within {timeout:g} s")
-            conn.send_command("XREAD", "COUNT", 10, "BLOCK", 1000, "STREAMS", self.reply_key, self.last)
-            got = conn.read_response()
+        return reply
 
     def ok(self, type_: str, body: dict[str, Any], token: str | None = None) -> Any:
         reply = self.call(type_, body, token)
@@ -119,6 +149,32 @@ def echo_forever(redis_url: str, prefix: str, stream: str, body: dict[str, Any] 
         pipe.xack(stream, ECHO_GROUP, *ids)
         pipe.execute()
 
+
+
+def _connect(redis_url: str) -> socket.socket:
+    opts = parse_url(redis_url)
+    if "path" in opts:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(opts["path"])
+    else:
+        sock = socket.create_connection((opts.get("host", "127.0.0.1"), opts.get("port", 6379)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    setup: list[tuple[Any, ...]] = []
+    if opts.get("password"):
+        setup.append(("AUTH", *([opts["username"]] if opts.get("username") else []), opts["password"]))
+    if opts.get("db"):
+        setup.append(("SELECT", opts["db"]))
+    if setup:
+        sock.sendall(b"".join(hiredis.pack_command(c) for c in setup))
+        reader = hiredis.Reader()
+        answers = 0
+        while answers < len(setup):
+            reader.feed(sock.recv(4096))
+            while (got := reader.gets()) is not False:
+                if isinstance(got, hiredis.ReplyError):
+                    raise RuntimeError(f"redis refused {setup[answers][0]}: {got}")
+                answers += 1
+    return sock
 
 if __name__ == "__main__":
     url, pfx, name = sys.argv[1], sys.argv[2], sys.argv[3]
