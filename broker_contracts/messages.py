@@ -245,7 +245,7 @@ class WatchReply(Out):
     sub: str
 
 
-class RunningTask(Out):
+class RunningTaskInfo(Out):
     task: int
     node: str | None = None
     frames: str
@@ -258,7 +258,7 @@ class WatchNotice(Out):
 
     job: JobSummary
     counts: dict[str, int] = Field(default_factory=dict)
-    running: list[RunningTask] = Field(default_factory=list)
+    running: list[RunningTaskInfo] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)
 
 
