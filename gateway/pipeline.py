@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+import psycopg
 import redis
 from psycopg_pool import ConnectionPool
 from pydantic import ValidationError
@@ -58,10 +59,13 @@ class Request:
 
 @dataclass(frozen=True)
 class Answered:
-    """A request answered while decoding it (the reply, and where to; None: nowhere to answer)."""
+    """A request answered while decoding it: the reply, and where to (None: nowhere to answer);
+    ``dead``: why its payload is to be dead-lettered when it is answered, if it is."""
 
     reply: Reply | None
     to: str | None
+    dead: str | None = None
+    payload: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -103,20 +107,19 @@ class Pipeline:
     # --- 1. decode ---------------------------------------------------------------------------
 
     def decode(self, payload: bytes | None) -> Request | Answered:
-        """The envelope, its row and its body, or the answer to a request that is not one. Bad
-        input is dead-lettered here, not raised."""
+        """The envelope, its row and its body, or the answer to a request that is not one (bad
+        input is dead-lettered when it is answered, not raised)."""
         try:
             env = decode_envelope(payload if payload is not None else b"")
         except DecodeError as exc:
-            self.dead(payload, exc.message)
             if exc.reply_to and exc.request_id:
-                return Answered(Reply.failure(exc.request_id, exc.code, exc.message), exc.reply_to)
-            return Answered(None, None)
+                failed = Reply.failure(exc.request_id, exc.code, exc.message)
+                return Answered(failed, exc.reply_to, exc.message, payload)
+            return Answered(None, None, exc.message, payload)
         row = REQUEST_TYPES.get(env.type)
         if row is None:
-            self.dead(payload, f"unknown message type {env.type!r}")
             failure = Reply.failure(env.id, ErrorCode.REQUEST_UNKNOWN_TYPE, f"unknown request type {env.type!r}")
-            return Answered(failure, env.reply_to)
+            return Answered(failure, env.reply_to, f"unknown message type {env.type!r}", payload)
         try:
             body = row.body.model_validate(env.body)
         except ValidationError as exc:
@@ -177,10 +180,12 @@ class Pipeline:
             and handlers.TOGETHER[request.row.name].plain(request.env, request.body)
         )
 
-    # --- 2. to 6. one request ----------------------------------------------------------------
+    # --- 2. to 5. one request: authenticate, idempotency, handler, record ----------------------
 
     def respond(self, request: Request | Answered) -> tuple[Reply | None, str | None]:
         if isinstance(request, Answered):
+            if request.dead is not None:
+                self.dead(request.payload, request.dead)
             return request.reply, request.to
         env = request.env
         try:
@@ -242,7 +247,12 @@ class Pipeline:
         return decision
 
     def decide(
-        self, conn: Any, request: Request, session: dict[str, Any] | None = None, *, answer: inbox.Answer | None = None
+        self,
+        conn: psycopg.Connection,
+        request: Request,
+        session: dict[str, Any] | None = None,
+        *,
+        answer: inbox.Answer | None = None,
     ) -> Decision:
         """Authenticate the caller (once), then the handler; an error it raises is its reply."""
         env = request.env
@@ -270,7 +280,7 @@ class Pipeline:
         return Decision(Reply.success(env.id, body), outcome.after_commit, recorded=outcome.recorded)
 
     @staticmethod
-    def caller(conn: Any, request: Request, session: dict[str, Any] | None) -> User | None:
+    def caller(conn: psycopg.Connection, request: Request, session: dict[str, Any] | None) -> User | None:
         """The caller, authenticated the one way the row says; None when no user is needed, or
         when the handler's own statement checks the session."""
         row, token = request.row, request.env.token
@@ -284,7 +294,7 @@ class Pipeline:
             return None
         return users.authenticate(conn, token)
 
-    # --- record and reply --------------------------------------------------------------------
+    # --- 5. record (a refusal, or the first answer to a repeated id) -------------------------
 
     def record_refusal(self, request: Request, digest: bytes, reply: Reply) -> Reply:
         """A write refused with an error: whatever the handler wrote before refusing was rolled
