@@ -1,4 +1,5 @@
-"""One function per request type: (context, validated body) -> reply body. No Redis, no I/O but SQL."""
+"""One function per request type: (context, validated body) -> its reply body, or an Outcome (the body
+and the Redis writes to make after the commit). No Redis, no I/O but SQL."""
 
 from __future__ import annotations
 
