@@ -11,7 +11,7 @@ import redis
 from broker_contracts import messages as m
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.states import JOB_TERMINAL, JobStatus
-from gateway.context import Context
+from gateway.context import Context, Outcome
 from store import jobs, nodes, outbox
 
 CANCEL_TTL = 3600
@@ -29,7 +29,7 @@ def _summary(conn: psycopg.Connection, ctx: Context, job_id: int) -> m.JobReply:
     return m.JobReply(job=m.JobSummary.model_validate(jobs.get(conn, ctx.caller, job_id)))
 
 
-def cancel(ctx: Context, req: m.JobRef) -> m.JobReply:
+def cancel(ctx: Context, req: m.JobRef) -> Outcome:
     job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
     if job["status"] in JOB_TERMINAL:
         raise _refuse(job, "cancelled")
@@ -55,31 +55,28 @@ def cancel(ctx: Context, req: m.JobRef) -> m.JobReply:
         pipe.delete(keys.hold(req.id))
         pipe.execute()
 
-    ctx.after_commit.append(signal)
-    return _summary(ctx.conn, ctx, req.id)
+    return Outcome(_summary(ctx.conn, ctx, req.id), after_commit=(signal,))
 
 
-def pause(ctx: Context, req: m.JobRef) -> m.JobReply:
+def pause(ctx: Context, req: m.JobRef) -> Outcome:
     job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
     if job["status"] in JOB_TERMINAL or job["paused"]:
         raise _refuse(job, "paused")
     ctx.conn.execute("UPDATE jobs SET paused = true, updated_at = now() WHERE id = %s", (req.id,))
-    hold = ctx.config.keys.hold(req.id)
-    ctx.after_commit.append(lambda r: r.set(hold, ctx.caller.username, ex=30 * 24 * 3600))
-    return _summary(ctx.conn, ctx, req.id)
+    hold, who = ctx.config.keys.hold(req.id), ctx.caller.username
+    return Outcome(_summary(ctx.conn, ctx, req.id), after_commit=(lambda r: r.set(hold, who, ex=30 * 24 * 3600),))
 
 
-def resume(ctx: Context, req: m.JobRef) -> m.JobReply:
+def resume(ctx: Context, req: m.JobRef) -> Outcome:
     job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
     if not job["paused"]:
         raise RfarmError(ErrorCode.JOB_INVALID_STATE, f"job {req.id} is not paused")
     ctx.conn.execute("UPDATE jobs SET paused = false, updated_at = now() WHERE id = %s", (req.id,))
     hold = ctx.config.keys.hold(req.id)
-    ctx.after_commit.append(lambda r: r.delete(hold))
-    return _summary(ctx.conn, ctx, req.id)
+    return Outcome(_summary(ctx.conn, ctx, req.id), after_commit=(lambda r: r.delete(hold),))
 
 
-def retry(ctx: Context, req: m.JobRef) -> m.JobReply:
+def retry(ctx: Context, req: m.JobRef) -> Outcome:
     job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
     if job["status"] not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise _refuse(job, "retried (only failed or cancelled jobs can)")
@@ -100,8 +97,7 @@ def retry(ctx: Context, req: m.JobRef) -> m.JobReply:
     jobs.set_status(ctx.conn, req.id, JobStatus(job["status"]), JobStatus.QUEUED, f"retried by {who}", who)
     jobs.refresh_status(ctx.conn, req.id, f"retried by {who}", who)
     cancel_key = ctx.config.keys.cancel(req.id)
-    ctx.after_commit.append(lambda r: r.delete(cancel_key))
-    return _summary(ctx.conn, ctx, req.id)
+    return Outcome(_summary(ctx.conn, ctx, req.id), after_commit=(lambda r: r.delete(cancel_key),))
 
 
 def priority(ctx: Context, req: m.PriorityRequest) -> m.JobReply:
@@ -135,7 +131,7 @@ def logs(ctx: Context, req: m.LogsRequest) -> m.LogsReply:
     return m.LogsReply(logs=entries)
 
 
-def watch(ctx: Context, req: m.WatchRequest) -> m.WatchReply:
+def watch(ctx: Context, req: m.WatchRequest) -> Outcome:
     job = jobs.get(ctx.conn, ctx.caller, req.id)
     key = ctx.config.keys.watch(req.id)
     member = f"{ctx.reply_to}:{req.sub}"
@@ -146,9 +142,8 @@ def watch(ctx: Context, req: m.WatchRequest) -> m.WatchReply:
         pipe.expire(key, WATCH_TTL)
         pipe.execute()
 
-    ctx.after_commit.append(subscribe)
     tasks = [m.TaskInfo.model_validate(t) for t in jobs.tasks_of(ctx.conn, req.id)]
-    return m.WatchReply(job=detail(ctx.conn, job), tasks=tasks, sub=req.sub)
+    return Outcome(m.WatchReply(job=detail(ctx.conn, job), tasks=tasks, sub=req.sub), after_commit=(subscribe,))
 
 
 def detail(conn: psycopg.Connection, job: dict[str, Any]) -> m.JobDetail:
