@@ -21,11 +21,11 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from broker_contracts.config import read_farm_file
-from gateway.embedded import free_port
 from gateway.passwords import hash_password
+from rfarmctl.embedded import free_port
 from store import users
 
-CTL = [sys.executable, "-m", "gateway.ctl"]
+CTL = [sys.executable, "-m", "rfarmctl"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:

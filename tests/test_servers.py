@@ -8,7 +8,7 @@ import psycopg
 import pytest
 import redis
 
-from gateway.embedded import start_embedded_postgres, start_embedded_redis
+from rfarmctl.embedded import start_embedded_postgres, start_embedded_redis
 from tests.servers import embedded_postgres, embedded_redis, private_postgres, private_redis
 
 

@@ -26,8 +26,9 @@ from typing import IO
 import redis
 
 from broker_contracts.config import FARM_FILE, read_farm_file
-from gateway.ctl import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, CtlError, migrate_database, redact, unreachable
-from gateway.embedded import (
+from broker_contracts.config import redact_url as redact
+from rfarmctl.database import migrate_database
+from rfarmctl.embedded import (
     EmbeddedError,
     EmbeddedPostgres,
     RedisProcess,
@@ -36,6 +37,7 @@ from gateway.embedded import (
     start_embedded_postgres,
     start_embedded_redis,
 )
+from rfarmctl.errors import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, CtlError, unreachable
 
 STOP_GRACE = 40.0  # seconds a child has after SIGTERM (a node gives its running tasks 30 s by default)
 STABLE_AFTER = 30.0  # a child that ran this long had no "quick failure"
@@ -187,7 +189,7 @@ def _is_farm_supervisor(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True
-    return b"up" in cmdline.split(b"\0") and (b"rfarmctl" in cmdline or b"gateway.ctl" in cmdline)
+    return b"up" in cmdline.split(b"\0") and b"rfarmctl" in cmdline
 
 
 def write_farm_file(path: Path, values: dict[str, str]) -> None:
