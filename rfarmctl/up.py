@@ -27,7 +27,7 @@ import redis
 
 from broker_contracts.config import FARM_FILE, read_farm_file
 from broker_contracts.config import redact_url as redact
-from rfarmctl.database import migrate_database
+from rfarmctl.database import has_users, migrate_database
 from rfarmctl.embedded import (
     EmbeddedError,
     EmbeddedPostgres,
@@ -306,7 +306,7 @@ def _run_locked(
             if redis_url:
                 check_redis(redis_url)
             else:
-                redis_server = start_embedded_redis(data_dir / "redis")
+                redis_server = start_embedded_redis(data_dir / "redis", say=lambda text: printer.line("redis", text))
                 redis_url = redis_server.url
             database_url = os.environ.get("RFARM_DATABASE_URL") or ""
             if not database_url:
@@ -349,7 +349,8 @@ def _run_locked(
         printer.say(f"  farm file   {farm_file} (rfarm run from {cwd} finds this farm)")
         supervisor = Supervisor(build_children(opts, urls, output_root), printer, cwd)
         supervisor.start_all()
-        printer.say("rfarm is up. try: rfarm register alice   (Ctrl-C stops the farm)")
+        first_step = "rfarm login USER" if has_users(database_url) else "rfarm register alice"
+        printer.say(f"rfarm is up. try: {first_step}   (Ctrl-C stops the farm)")
         while not stop.wait(0.2):
             supervisor.tick()
         printer.say("stopping the farm… (once more to stop it at once)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import re
@@ -284,3 +285,33 @@ def test_up_with_given_servers_starts_none_of_its_own(
         farm.close()
     assert _wait_gone(started) == []
     assert not (tmp_path / ".rfarm" / "farm.env").exists()
+
+
+@pytest.mark.timeout(180)
+def test_up_again_keeps_the_redis_address_and_asks_to_log_in_once_users_exist(tmp_path: Path, scratch_db: str) -> None:
+    def run_once() -> tuple[str, str]:
+        """Start the farm, note its Redis URL and its hint, stop it."""
+        farm = Farm(tmp_path, "--nodes", "0", "--data-dir", str(tmp_path / "data"), RFARM_DATABASE_URL=scratch_db)
+        try:
+            farm.wait_for(lambda ls: any(line.startswith("rfarm is up") for line in ls), 60, "'rfarm is up'")
+            url = read_farm_file(tmp_path / ".rfarm" / "farm.env")["RFARM_REDIS_URL"]
+            hint = next(line for line in farm.lines if line.startswith("rfarm is up"))
+            assert farm.stop(signal.SIGINT) == 0, "\n".join(farm.lines)
+        finally:
+            farm.close()
+        assert not any("is taken" in line for line in farm.lines), farm.lines
+        return url, hint
+
+    first_url, first_hint = run_once()
+    assert "try: rfarm register alice" in first_hint
+    with psycopg.connect(scratch_db, row_factory=dict_row) as conn, conn.transaction():
+        users.create_user(conn, "alice", hash_password("alice password"))
+    again_url, again_hint = run_once()
+    assert again_url == first_url
+    assert "try: rfarm login USER" in again_hint and "register" not in again_hint
+
+
+def test_version_is_the_package_version(tmp_path: Path) -> None:
+    result = ctl("--version", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"rfarmctl {importlib.metadata.version('rfarm')}"
