@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
 import importlib.util
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -135,6 +139,58 @@ def test_create_admin_creates_promotes_and_refuses(tmp_path: Path, database_url:
     assert_one_line_error(ctl("create-admin", "okname", "--password-stdin", cwd=tmp_path, stdin="short\n", **db), 2)
     assert_one_line_error(ctl("create-admin", "okname", cwd=tmp_path, **db), 2, "--password-stdin")
     assert _user(database_url, "okname") is None
+
+
+def _read_until(fd: int, needle: bytes, timeout: float = 30) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise AssertionError(f"no {needle!r} within {timeout} s, only {seen!r}")
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # the child closed the terminal
+            chunk = b""
+        if not chunk:
+            raise AssertionError(f"the terminal closed before {needle!r}, after {seen!r}")
+        seen += chunk
+    return seen
+
+
+def test_create_admin_asks_for_the_password_in_the_words_of_rfarm_register(
+    tmp_path: Path, database_url: str, run_id: str
+) -> None:
+    name = f"tty{run_id}"
+    main, terminal = pty.openpty()
+
+    def take_the_terminal() -> None:  # the new session's controlling terminal, which getpass opens
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [*CTL, "create-admin", name],
+        cwd=tmp_path,
+        env=clean_env(RFARM_DATABASE_URL=database_url),
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+        preexec_fn=take_the_terminal,
+    )
+    os.close(terminal)
+    try:
+        _read_until(main, f"password for {name}: ".encode())
+        os.write(main, b"correct horse\n")
+        _read_until(main, b"again: ")
+        os.write(main, b"correct horse\n")
+        _read_until(main, f"created admin {name}".encode())
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
+    assert _user(database_url, name).is_admin is True  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(("command", "module"), [("gateway", "gateway"), ("node", "render_nodes")])
