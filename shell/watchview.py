@@ -13,7 +13,7 @@ from typing import Any
 
 from broker_contracts.messages import HistoryEntry, JobSummary, WatchReply
 from broker_contracts.states import JOB_TERMINAL, JobStatus, TaskStatus
-from shell.format import RenderOptions, colour, cut, duration
+from shell.format import RenderOptions, colour, cut, duration, width_of
 from shell.renderers import frames_text, status_cell
 
 BAR_MAX = 30
@@ -142,7 +142,7 @@ def render_status(state: WatchState, opts: RenderOptions) -> list[str]:
     name_room = max(8, width // 4)
     name = cut(job.name, name_room)
     status_text = cell.text
-    bar_room = width - len(head) - len(name) - len(status_text) - len(tail) - 4
+    bar_room = width - len(head) - width_of(name) - len(status_text) - len(tail) - 4
     bar_width = min(BAR_MAX, bar_room)
     first = f"{head}{name}  {colour(status_text, cell.status, opts.color)}"
     if bar_width >= 5:
@@ -189,8 +189,8 @@ def render_change(entry: HistoryEntry, opts: RenderOptions) -> str:
         what += f" #{entry.attempt}"
     src = entry.from_ or "new"
     plain = f"{when}  {what}  {src} → {entry.to}  {entry.reason}"
-    if len(plain) > opts.width:
-        room = max(0, opts.width - (len(plain) - len(entry.reason)))
+    if width_of(plain) > opts.width:
+        room = max(0, opts.width - (width_of(plain) - width_of(entry.reason)))
         plain_reason = cut(entry.reason, room)
     else:
         plain_reason = entry.reason
