@@ -8,6 +8,7 @@ from typing import Any
 
 from broker_contracts.frames import parse_frames
 from broker_contracts.states import JobStatus
+from shell import completion
 from shell import renderers as r
 from shell.errors import UsageError
 from shell.registry import Arg, Command, Context, Registry, positive_seconds
@@ -149,6 +150,10 @@ def _help(ns: argparse.Namespace, registry: Registry) -> list[str]:
     if ns.command:
         return registry.parser(ns.command).format_help().rstrip("\n").splitlines()
     return registry.overview()
+
+
+def _completion(ns: argparse.Namespace, registry: Registry) -> list[str]:
+    return completion.script(ns.shell, registry).rstrip("\n").splitlines()
 
 
 def _control(name: str, help_: str) -> Command:
@@ -339,6 +344,17 @@ COMMANDS: tuple[Command, ...] = (
         help="list the commands, or explain one",
         args=(Arg("command", "a command name", metavar="COMMAND", optional=True, completes="command"),),
         local=_help,
+    ),
+    Command(
+        name="completion",
+        help="print a completion script for bash, zsh or fish",
+        args=(Arg("shell", "the shell", metavar="SHELL", choices=completion.SHELLS),),
+        local=_completion,
+        examples=(
+            'eval "$(rfarm completion bash)"   # in ~/.bashrc',
+            'rfarm completion zsh > "${fpath[1]}/_rfarm"',
+            "rfarm completion fish > ~/.config/fish/completions/rfarm.fish",
+        ),
     ),
 )
 
