@@ -265,7 +265,7 @@ class RequestLoop:
         try:
             body = model.model_validate(env.body)
         except ValidationError as exc:
-            return Reply.failure(env.id, ErrorCode.REQUEST_INVALID, first_error(exc)), env.reply_to
+            return Reply.failure(env.id, ErrorCode.REQUEST_INVALID, first_error(exc, model)), env.reply_to
         try:
             return self.run_handler(env, body, needs_user, mutates), env.reply_to
         except StoreUnavailable:

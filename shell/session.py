@@ -213,7 +213,8 @@ class Session:
         try:
             model = command.request_model.model_validate(raw)
         except ValidationError as exc:
-            raise UsageError(f"{self.registry.prog} {command.name}: {first_error(exc)}") from None
+            said = first_error(exc, command.request_model)
+            raise UsageError(f"{self.registry.prog} {command.name}: {said}") from None
         return model.model_dump(mode="json", by_alias=True)
 
     def _validated_reply(self, command: Command, raw: Any) -> Any:
