@@ -11,7 +11,7 @@ from broker_contracts.states import JobStatus
 from shell import completion
 from shell import renderers as r
 from shell.errors import UsageError
-from shell.registry import Arg, Command, Context, Registry, positive_seconds
+from shell.registry import Arg, Command, Context, Registry, Renderer, positive_seconds
 from shell.watch import Follow, follow
 
 # --- argument types (raise ArgumentTypeError: argparse names the argument in the message) -------
@@ -115,6 +115,10 @@ def _submit(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
 
 def _list(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     return {"status": ns.status, "all": ns.all, "limit": ns.limit}
+
+
+def _jobs_view(ns: argparse.Namespace) -> Renderer:
+    return r.render_all_jobs if ns.all else r.render_jobs
 
 
 def _history(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
@@ -276,6 +280,7 @@ COMMANDS: tuple[Command, ...] = (
         request="job.list",
         build=_list,
         render=r.render_jobs,
+        view=_jobs_view,
         as_json=r.jobs_json,
     ),
     Command(

@@ -31,6 +31,17 @@ class RenderOptions:
     width: int = 100
     color: bool = False
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    inside_shell: bool = False  # in the interactive shell a hint says `login alice`, not `rfarm login alice`
+
+
+def hint(command: str, opts: RenderOptions) -> str:
+    """A command to type next, quoted as the user would type it where they are."""
+    return f"`{command}`" if opts.inside_shell else f"`rfarm {command}`"
+
+
+def inside_shell(text: str, prog: str = "rfarm") -> str:
+    """A message's hints as typed inside the interactive shell: `rfarm login USER` → `login USER`."""
+    return text.replace(f"`{prog} ", "`")
 
 
 @dataclass(frozen=True)

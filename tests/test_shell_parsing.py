@@ -214,3 +214,21 @@ def test_a_short_password_is_refused_in_rfarms_words(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as caught:
         session.request_for(["register", "alice"])
     assert caught.value.message == "rfarm register: password must be at least 8 characters long"
+
+
+def test_hints_outside_the_shell_say_rfarm(tmp_path: Path) -> None:
+    session = make_session(tmp_path)
+    assert session.run(["frobnicate"]) == 2
+    assert session.run(["help"]) == 0
+    assert "(try `rfarm help`)" in session.err.getvalue()  # type: ignore[attr-defined]
+    assert "`rfarm help COMMAND`" in session.out.getvalue()  # type: ignore[attr-defined]
+
+
+def test_jobs_all_picks_the_renderer_with_owners() -> None:
+    from shell import renderers
+
+    registry = default_registry()
+    command, ns = registry.parse(["jobs", "--all"])
+    assert command.renderer(ns) is renderers.render_all_jobs
+    command, ns = registry.parse(["jobs"])
+    assert command.renderer(ns) is renderers.render_jobs
