@@ -20,7 +20,7 @@ def _printable(value: str) -> str:
 
 def _username(value: str) -> str:
     if not _USERNAME.match(value):
-        raise ValueError("a username is 2-32 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise ValueError("must be 2-32 letters, digits, '.', '_' or '-', starting with a letter or digit")
     return value
 
 

@@ -8,9 +8,10 @@ from typing import Any
 
 from broker_contracts.frames import parse_frames
 from broker_contracts.states import JobStatus
+from shell import completion
 from shell import renderers as r
 from shell.errors import UsageError
-from shell.registry import Arg, Command, Context, Registry, positive_seconds
+from shell.registry import Arg, Command, Context, Registry, Renderer, positive_seconds
 from shell.watch import Follow, follow
 
 # --- argument types (raise ArgumentTypeError: argparse names the argument in the message) -------
@@ -116,6 +117,10 @@ def _list(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     return {"status": ns.status, "all": ns.all, "limit": ns.limit}
 
 
+def _jobs_view(ns: argparse.Namespace) -> Renderer:
+    return r.render_all_jobs if ns.all else r.render_jobs
+
+
 def _history(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     return {"id": ns.job, "tasks": not ns.job_only}
 
@@ -149,6 +154,10 @@ def _help(ns: argparse.Namespace, registry: Registry) -> list[str]:
     if ns.command:
         return registry.parser(ns.command).format_help().rstrip("\n").splitlines()
     return registry.overview()
+
+
+def _completion(ns: argparse.Namespace, registry: Registry) -> list[str]:
+    return completion.script(ns.shell, registry).rstrip("\n").splitlines()
 
 
 def _control(name: str, help_: str) -> Command:
@@ -271,6 +280,7 @@ COMMANDS: tuple[Command, ...] = (
         request="job.list",
         build=_list,
         render=r.render_jobs,
+        view=_jobs_view,
         as_json=r.jobs_json,
     ),
     Command(
@@ -339,6 +349,17 @@ COMMANDS: tuple[Command, ...] = (
         help="list the commands, or explain one",
         args=(Arg("command", "a command name", metavar="COMMAND", optional=True, completes="command"),),
         local=_help,
+    ),
+    Command(
+        name="completion",
+        help="print a completion script for bash, zsh or fish",
+        args=(Arg("shell", "the shell", metavar="SHELL", choices=completion.SHELLS),),
+        local=_completion,
+        examples=(
+            'eval "$(rfarm completion bash)"   # in ~/.bashrc',
+            'rfarm completion zsh > "${fpath[1]}/_rfarm"',
+            "rfarm completion fish > ~/.config/fish/completions/rfarm.fish",
+        ),
     ),
 )
 

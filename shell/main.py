@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from broker_contracts.config import Settings
 from broker_contracts.envelope import first_error
+from broker_contracts.version import rfarm_version
 from shell.commands import default_registry
 from shell.errors import EXIT_OK, HelpShown, ShellError, UsageError
 from shell.registry import Registry, _Parser, positive_seconds
@@ -23,6 +24,7 @@ EXIT_FAILED = 1
 def _top_parser(registry: Registry) -> argparse.ArgumentParser:
     parser = _Parser(prog=registry.prog, add_help=False, allow_abbrev=False)
     parser.add_argument("-h", "--help", action="store_true")
+    parser.add_argument("--version", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--timeout", type=positive_seconds)
     parser.add_argument("--keep-going", action="store_true")
@@ -59,6 +61,8 @@ def _main(args: list[str], registry: Registry) -> int:
     top = _top_parser(registry).parse_args(args)
     if top.help:
         raise HelpShown("\n".join(registry.overview()))
+    if top.version:
+        raise HelpShown(f"{registry.prog} {rfarm_version()}")
     try:
         settings = Settings.from_env()
     except ValidationError as exc:

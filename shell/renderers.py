@@ -18,7 +18,8 @@ from broker_contracts.messages import (
     TaskInfo,
     UserReply,
 )
-from shell.format import Cell, RenderOptions, ago, clock, colour, duration, table
+from broker_contracts.states import TaskStatus
+from shell.format import Cell, RenderOptions, ago, clock, colour, duration, hint, table
 
 
 def status_cell(job: JobSummary) -> Cell:
@@ -35,11 +36,35 @@ def frames_text(first: int, last: int) -> str:
     return str(first) if first == last else f"{first}-{last}"
 
 
+def frames_label(frames: str) -> str:
+    """What an artist calls a task: "frame 3", or "frames 1-5" for a chunk ("1-5", "-3", "-5--1")."""
+    single = frames.removeprefix("-").isdigit()
+    return f"frame {frames}" if single else f"frames {frames}"
+
+
+def change_subject(task: int | None, frames: str | None, attempt: int | None) -> str:
+    """Whose status changed, in a history or a watch: "job", "frames 1-5, try 2" (the task's id
+    only when its frames are not known)."""
+    if task is None:
+        return "job"
+    what = frames_label(frames) if frames else f"task {task}"
+    return f"{what}, try {attempt}" if attempt else what
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+
+
+def progress_text(job: JobDetail) -> str:
+    """The progress as a person says it: "4/4 frames done, in 4 tasks of 1 frame"."""
+    return f"{progress(job)} frames done, in {_count(job.tasks_total, 'task')} of {_count(job.chunk, 'frame')}"
+
+
 # --- auth -----------------------------------------------------------------------------------------
 
 
 def render_registered(reply: UserReply, opts: RenderOptions) -> list[str]:
-    return [f"registered {reply.username}: now run `rfarm login {reply.username}`"]
+    return [f"registered {reply.username}: now run {hint(f'login {reply.username}', opts)}"]
 
 
 def render_login(reply: LoginReply, opts: RenderOptions) -> list[str]:
@@ -71,12 +96,14 @@ def render_submitted(reply: SubmitReply, opts: RenderOptions) -> list[str]:
     return [str(reply.id)]
 
 
-def render_jobs(reply: ListReply, opts: RenderOptions) -> list[str]:
+def render_jobs(reply: ListReply, opts: RenderOptions, *, everyone: bool = False) -> list[str]:
+    """The jobs table; an OWNER column when ``everyone`` (`jobs --all`) or the jobs have several owners."""
     if not reply.jobs:
         return ["no jobs"]
     owners = {job.owner for job in reply.jobs}
+    show_owner = everyone or len(owners) > 1
     headers = ["ID", "NAME", "STATUS", "PROGRESS", "CREATED"]
-    if len(owners) > 1:
+    if show_owner:
         headers.insert(2, "OWNER")
     rows: list[list[str | Cell]] = []
     for job in reply.jobs:
@@ -87,11 +114,15 @@ def render_jobs(reply: ListReply, opts: RenderOptions) -> list[str]:
             progress(job),
             ago(job.created_at, opts.now),
         ]
-        if len(owners) > 1:
+        if show_owner:
             row.insert(2, job.owner)
         rows.append(row)
-    flex = (1, 2) if len(owners) > 1 else (1,)
+    flex = (1, 2) if show_owner else (1,)
     return table(headers, rows, opts, flex=flex, right=(0,))
+
+
+def render_all_jobs(reply: ListReply, opts: RenderOptions) -> list[str]:
+    return render_jobs(reply, opts, everyone=True)
 
 
 def jobs_json(reply: ListReply) -> list[dict[str, Any]]:
@@ -103,7 +134,7 @@ def _job_fields(job: JobDetail, opts: RenderOptions) -> list[tuple[str, str]]:
     fields = [
         ("status", status + (f" ({job.reason})" if job.reason else "")),
         ("owner", job.owner),
-        ("progress", f"{progress(job)} frames, {job.tasks_total} tasks of {job.chunk}"),
+        ("progress", progress_text(job)),
         ("frames", job.frames),
         ("renderer", job.renderer + _params(job.params)),
         ("priority", str(job.priority)),
@@ -144,24 +175,35 @@ def render_show(reply: ShowReply, opts: RenderOptions) -> list[str]:
 def render_tasks(tasks: list[TaskInfo], opts: RenderOptions) -> list[str]:
     if not tasks:
         return ["no tasks"]
-    headers = ["TASK", "FRAMES", "STATUS", "TRY", "NODE", "STARTED", "TOOK", "ERROR"]
+    headers = ["FRAMES", "STATUS", "TRY", "NODE", "STARTED", "TOOK", "ERROR"]
     rows: list[list[str | Cell]] = []
     for task in tasks:
-        took = duration(task.started_at, task.finished_at, opts.now) if task.started_at else "-"
         error = task.error or (f"exit {task.exit_code}" if task.exit_code not in (None, 0) else "")
         rows.append(
             [
-                str(task.id),  # the id, as in `history` and `logs`
                 frames_text(task.frame_first, task.frame_last),
                 Cell(task.status.value, task.status.value),
                 str(task.attempt),
                 task.node or "-",
                 ago(task.started_at, opts.now),
-                took,
+                took(task, opts),
                 error,
             ]
         )
-    return table(headers, rows, opts, flex=(7, 4), right=(0, 3))
+    return table(headers, rows, opts, flex=(6, 3), right=(2,))
+
+
+def took(task: TaskInfo, opts: RenderOptions) -> str:
+    """How long the task's last attempt ran, from the task's own times: a running task up to now,
+    an ended one to its end. A task back in the queue (its node lost, the farm restarted) shows
+    "-": the time it waited is not time it took."""
+    if task.started_at is None:
+        return "-"
+    if task.finished_at is not None:
+        return duration(task.started_at, task.finished_at, opts.now)
+    if task.status is TaskStatus.RUNNING:
+        return duration(task.started_at, None, opts.now)
+    return "-"
 
 
 def render_history(reply: HistoryReply, opts: RenderOptions) -> list[str]:
@@ -172,15 +214,10 @@ def render_history(reply: HistoryReply, opts: RenderOptions) -> list[str]:
         return [head, "no status changes recorded"]
     rows: list[list[str | Cell]] = []
     for entry in reply.history:
-        what = "job" if entry.task is None else f"task {entry.task}"
-        if entry.frames:
-            what += f" [{entry.frames}]"
-        if entry.attempt:
-            what += f" #{entry.attempt}"
         rows.append(
             [
                 clock(entry.at),
-                what,
+                change_subject(entry.task, entry.frames, entry.attempt),
                 Cell(entry.from_ or "-", entry.from_),
                 "→",
                 Cell(entry.to, entry.to),
@@ -203,7 +240,7 @@ def render_logs(reply: LogsReply, opts: RenderOptions) -> list[str]:
     lines: list[str] = []
     for entry in reply.logs:
         where = f" on {entry.node}" if entry.node else ""
-        lines.append(f"== task {entry.task}, frames {entry.frames}, attempt {entry.attempt}{where} ==")
+        lines.append(f"== {frames_label(entry.frames)}, try {entry.attempt}{where} ==")
         lines += entry.output.rstrip("\n").splitlines() or ["(no output)"]
     return lines
 

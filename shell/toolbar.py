@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from shell.background import CONNECTED, CONNECTING, NO_GATEWAY, REDIS_DOWN, SIGNED_OUT, Snapshot
+from shell.format import cut, width_of
 
 Fragments = list[tuple[str, str]]
 
@@ -64,16 +65,15 @@ def toolbar_fragments(snap: Snapshot, width: int = 80) -> Fragments:
 
 
 def fit(parts: Fragments, width: int) -> Fragments:
-    """Cut the fragments so the text is at most ``width - 1`` characters (never wraps)."""
+    """Cut the fragments so the text is at most ``width - 1`` columns (never wraps)."""
     room = max(width - 1, 1)
     out: Fragments = []
     for style, text in parts:
         if room <= 0:
             break
-        if len(text) > room:
-            text = text[: max(room - 1, 0)] + "…"
+        text = cut(text, room)
         out.append((style, text))
-        room -= len(text)
+        room -= width_of(text)
     return out
 
 
