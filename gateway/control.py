@@ -11,7 +11,7 @@ import redis
 from broker_contracts import messages as m
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.states import JOB_RETRYABLE, JOB_TERMINAL, JobStatus
-from gateway.context import Context
+from gateway.context import Context, Outcome
 from store import jobs, nodes, outbox, tasks
 
 CANCEL_TTL = 3600
@@ -29,7 +29,7 @@ def _summary(conn: psycopg.Connection, ctx: Context, job_id: int) -> m.JobReply:
     return m.JobReply(job=m.JobSummary.model_validate(jobs.get(conn, ctx.caller, job_id)))
 
 
-def cancel(ctx: Context, req: m.JobRef) -> m.JobReply:
+def cancel(ctx: Context, req: m.JobRef) -> Outcome:
     job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
     if job["status"] in JOB_TERMINAL:
         raise _refuse(job, "cancelled")
@@ -43,38 +43,34 @@ def cancel(ctx: Context, req: m.JobRef) -> m.JobReply:
         pipe.delete(keys.hold(req.id))
         pipe.execute()
 
-    ctx.after_commit.append(signal)
-    return _summary(ctx.conn, ctx, req.id)
+    return Outcome(_summary(ctx.conn, ctx, req.id), after_commit=(signal,))
 
 
-def pause(ctx: Context, req: m.JobRef) -> m.JobReply:
+def pause(ctx: Context, req: m.JobRef) -> Outcome:
     job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
     if job["status"] in JOB_TERMINAL or job["paused"]:
         raise _refuse(job, "paused")
     jobs.set_paused(ctx.conn, req.id, True)
-    hold = ctx.config.keys.hold(req.id)
-    ctx.after_commit.append(lambda r: r.set(hold, ctx.caller.username, ex=30 * 24 * 3600))
-    return _summary(ctx.conn, ctx, req.id)
+    hold, who = ctx.config.keys.hold(req.id), ctx.caller.username
+    return Outcome(_summary(ctx.conn, ctx, req.id), after_commit=(lambda r: r.set(hold, who, ex=30 * 24 * 3600),))
 
 
-def resume(ctx: Context, req: m.JobRef) -> m.JobReply:
+def resume(ctx: Context, req: m.JobRef) -> Outcome:
     job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
     if not job["paused"]:
         raise RfarmError(ErrorCode.JOB_INVALID_STATE, f"job {req.id} is not paused")
     jobs.set_paused(ctx.conn, req.id, False)
     hold = ctx.config.keys.hold(req.id)
-    ctx.after_commit.append(lambda r: r.delete(hold))
-    return _summary(ctx.conn, ctx, req.id)
+    return Outcome(_summary(ctx.conn, ctx, req.id), after_commit=(lambda r: r.delete(hold),))
 
 
-def retry(ctx: Context, req: m.JobRef) -> m.JobReply:
+def retry(ctx: Context, req: m.JobRef) -> Outcome:
     job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
     if job["status"] not in JOB_RETRYABLE:
         raise _refuse(job, "retried (only failed or cancelled jobs can)")
     jobs.retry(ctx.conn, job, ctx.caller.username)
     cancel_key = ctx.config.keys.cancel(req.id)
-    ctx.after_commit.append(lambda r: r.delete(cancel_key))
-    return _summary(ctx.conn, ctx, req.id)
+    return Outcome(_summary(ctx.conn, ctx, req.id), after_commit=(lambda r: r.delete(cancel_key),))
 
 
 def priority(ctx: Context, req: m.PriorityRequest) -> m.JobReply:
@@ -98,7 +94,7 @@ def logs(ctx: Context, req: m.LogsRequest) -> m.LogsReply:
     return m.LogsReply(logs=entries)
 
 
-def watch(ctx: Context, req: m.WatchRequest) -> m.WatchReply:
+def watch(ctx: Context, req: m.WatchRequest) -> Outcome:
     job = jobs.get(ctx.conn, ctx.caller, req.id)
     key = ctx.config.keys.watch(req.id)
     member = f"{ctx.reply_to}:{req.sub}"
@@ -109,9 +105,8 @@ def watch(ctx: Context, req: m.WatchRequest) -> m.WatchReply:
         pipe.expire(key, WATCH_TTL)
         pipe.execute()
 
-    ctx.after_commit.append(subscribe)
     tasks = [m.TaskInfo.model_validate(t) for t in jobs.tasks_of(ctx.conn, req.id)]
-    return m.WatchReply(job=detail(ctx.conn, job), tasks=tasks, sub=req.sub)
+    return Outcome(m.WatchReply(job=detail(ctx.conn, job), tasks=tasks, sub=req.sub), after_commit=(subscribe,))
 
 
 def detail(conn: psycopg.Connection, job: dict[str, Any]) -> m.JobDetail:

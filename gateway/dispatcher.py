@@ -17,7 +17,7 @@ from broker_contracts.codec import pack, unpack
 from broker_contracts.keys import NODES_GROUP
 from broker_contracts.work import WorkItem
 from gateway.context import GatewayConfig
-from gateway.ledger import Batch, Ledger
+from gateway.ledger import EventsApplied, Ledger
 from gateway.notices import publish_watch_notices
 from gateway.streams import WORK_MAXLEN, Backoff, ensure_group, entry_id
 from store import dispatch, jobs, outbox, tasks
@@ -160,7 +160,7 @@ class Dispatcher:
         with transaction(self.pool) as conn:
             expired = tasks.expired_leases(conn, lease)
         for task_id in expired:
-            batch = Batch()
+            batch = EventsApplied()
             with transaction(self.pool) as conn:
                 task = tasks.lock(conn, task_id)
                 if task is None or task.status != "running":

@@ -48,12 +48,12 @@ def publish_watch_notices(conn: psycopg.Connection, r: redis.Redis, config: Gate
             for r_ in tasks.running_of(conn, job_id, limit=50)
         ]
         recent = history.for_job(conn, job_id, with_tasks=True, limit=20)[-20:]
-        body = {
-            "job": m.JobSummary.model_validate(job).model_dump(mode="json"),
-            "counts": counts,
-            "running": running,
-            "history": [m.HistoryEntry.model_validate(h).model_dump(mode="json", by_alias=True) for h in recent],
-        }
+        body = m.WatchNotice(
+            job=m.JobSummary.model_validate(job),
+            counts=counts,
+            running=[m.RunningTaskInfo.model_validate(t) for t in running],
+            history=[m.HistoryEntry.model_validate(h) for h in recent],
+        ).model_dump(mode="json", by_alias=True)
         for client, sub in live:
             stream = keys.reply(client)
             out.xadd(

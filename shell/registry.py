@@ -15,7 +15,7 @@ from typing import Any, NoReturn, Protocol
 
 from pydantic import BaseModel
 
-from broker_contracts.messages import REQUEST_TYPES
+from broker_contracts.messages import REQUEST_TYPES, RequestType
 from shell.errors import HelpShown, UsageError
 from shell.format import RenderOptions
 
@@ -76,7 +76,7 @@ class Command:
     name: str
     help: str
     args: tuple[Arg, ...] = ()
-    request: str | None = None  # a key of REQUEST_TYPES; None for a local command (help)
+    request: str | None = None  # a name in REQUEST_TYPES; None for a local command (help)
     build: Builder | None = None
     render: Renderer | None = None
     as_json: JsonView = _dump
@@ -88,18 +88,22 @@ class Command:
     examples: tuple[str, ...] = ()
 
     @property
+    def row(self) -> RequestType:
+        """The registry row of the request this command sends."""
+        assert self.request is not None
+        return REQUEST_TYPES[self.request]
+
+    @property
     def needs_auth(self) -> bool:
-        return bool(self.request and REQUEST_TYPES[self.request][2])
+        return self.request is not None and self.row.needs_user
 
     @property
     def request_model(self) -> type[BaseModel]:
-        assert self.request is not None
-        return REQUEST_TYPES[self.request][0]
+        return self.row.body
 
     @property
     def reply_model(self) -> type[BaseModel]:
-        assert self.request is not None
-        return REQUEST_TYPES[self.request][1]
+        return self.row.reply
 
 
 class _Parser(argparse.ArgumentParser):

@@ -157,7 +157,13 @@ def follow(host: Host, spec: Follow) -> int:
                 continue
             news: list[HistoryEntry] = []
             for notice in notices:
-                news += state.apply(notice.body, datetime.now(UTC))
+                try:
+                    news += state.apply(notice.body, datetime.now(UTC))
+                except ValidationError as exc:
+                    raise FarmError(
+                        f"a watch notice from the farm is not what this shell expects ({first_error(exc)})",
+                        ErrorCode.INTERNAL.value,
+                    ) from None
             view.update(state, news)
     except KeyboardInterrupt:
         outcome = "interrupted"

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from broker_contracts.messages import HistoryEntry, JobSummary, WatchReply
+from broker_contracts.messages import HistoryEntry, JobSummary, WatchNotice, WatchReply
 from broker_contracts.states import JOB_TERMINAL, JobStatus, TaskStatus
 from shell.format import RenderOptions, colour, cut, duration
 from shell.renderers import frames_text, status_cell
@@ -71,16 +71,14 @@ class WatchState:
             self.started = min(starts)
 
     def apply(self, body: dict[str, Any], now: datetime) -> list[HistoryEntry]:
-        """One notice body (job, counts, running, history); returns the changes not shown yet."""
-        self.job = JobSummary.model_validate(body["job"])
-        self.counts = {str(k): int(v) for k, v in (body.get("counts") or {}).items()}
-        self.running = [
-            RunningTask(int(r["task"]), r.get("node"), str(r.get("frames", "")), int(r.get("done") or 0))
-            for r in body.get("running") or []
-        ]
+        """One notice body (a WatchNotice); returns the changes not shown yet. Raises
+        ValidationError if the body is not one."""
+        notice = WatchNotice.model_validate(body)
+        self.job = notice.job
+        self.counts = dict(notice.counts)
+        self.running = [RunningTask(r.task, r.node, r.frames, r.done) for r in notice.running]
         new: list[HistoryEntry] = []
-        for raw in body.get("history") or []:
-            entry = HistoryEntry.model_validate(raw)
+        for entry in notice.history:
             key = entry_key(entry)
             if key in self.seen:
                 continue

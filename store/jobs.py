@@ -69,7 +69,7 @@ def submit_in_session(
 ) -> tuple[User, int]:
     """The caller (from the session token) and the new job's id, in ONE statement: the job is made
     only under a session that holds, and users.session_user says why not otherwise. A submit
-    without ``after`` needs no other round trip (gateway.handlers.RECORDS_OWN_ANSWER)."""
+    without ``after`` needs no other round trip (RequestType.records_own_answer)."""
     query, params = _submit_statement(
         req,
         answer,
