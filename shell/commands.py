@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 from typing import Any
 
@@ -17,7 +18,7 @@ from shell.watch import Follow, follow
 
 
 def job_id(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
+    if not re.fullmatch(r"[0-9]+", text.strip()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a job id (a whole number from 1)")
     value = int(text)
     if value > 2**63 - 1:
