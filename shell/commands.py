@@ -12,6 +12,7 @@ from broker_contracts.states import JobStatus
 from shell import renderers as r
 from shell.errors import UsageError
 from shell.registry import Arg, Command, Context, Registry, positive_seconds
+from shell.safe import printable
 from shell.watch import Follow, follow
 
 # --- argument types (raise ArgumentTypeError: argparse names the argument in the message) -------
@@ -53,7 +54,7 @@ def key_value(text: str) -> tuple[str, str]:
 def _password(ns: argparse.Namespace, ctx: Context, *, twice: bool) -> str:
     if ns.password_stdin:
         return ctx.read_stdin_line()
-    password = ctx.ask_password(f"password for {ns.user}: ")
+    password = ctx.ask_password(f"password for {printable(ns.user)}: ")
     if twice and ctx.ask_password("again: ") != password:
         raise UsageError("the two passwords differ")
     return password
@@ -323,10 +324,15 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         name="logs",
         help="the renderer's output for a job's tasks",
-        args=(_JOB, Arg("--frame", "only the task that renders this frame", type=whole, metavar="N")),
+        args=(
+            _JOB,
+            Arg("--frame", "only the task that renders this frame", type=whole, metavar="N"),
+            Arg("--raw", "print the output as the renderer wrote it, control characters included", flag=True),
+        ),
         request="job.logs",
         build=_logs,
         render=r.render_logs,
+        render_raw=r.render_raw_logs,
     ),
     Command(
         name="nodes",

@@ -19,6 +19,7 @@ from broker_contracts.messages import (
     UserReply,
 )
 from shell.format import Cell, RenderOptions, ago, clock, colour, duration, table
+from shell.safe import printable
 
 
 def status_cell(job: JobSummary) -> Cell:
@@ -39,12 +40,12 @@ def frames_text(first: int, last: int) -> str:
 
 
 def render_registered(reply: UserReply, opts: RenderOptions) -> list[str]:
-    return [f"registered {reply.username}: now run `rfarm login {reply.username}`"]
+    return [f"registered {printable(reply.username)}: now run `rfarm login {printable(reply.username)}`"]
 
 
 def render_login(reply: LoginReply, opts: RenderOptions) -> list[str]:
     role = " (admin)" if reply.is_admin else ""
-    return [f"logged in as {reply.username}{role}; the session lasts until {clock(reply.expires_at)}"]
+    return [f"logged in as {printable(reply.username)}{role}; the session lasts until {clock(reply.expires_at)}"]
 
 
 def login_json(reply: LoginReply) -> dict[str, Any]:
@@ -61,7 +62,7 @@ def logout_json(reply: Any) -> dict[str, Any]:
 
 
 def render_whoami(reply: UserReply, opts: RenderOptions) -> list[str]:
-    return [f"{reply.username}{' (admin)' if reply.is_admin else ''}"]
+    return [f"{printable(reply.username)}{' (admin)' if reply.is_admin else ''}"]
 
 
 # --- jobs -----------------------------------------------------------------------------------------
@@ -82,13 +83,13 @@ def render_jobs(reply: ListReply, opts: RenderOptions) -> list[str]:
     for job in reply.jobs:
         row: list[str | Cell] = [
             str(job.id),
-            job.name,
+            printable(job.name),
             status_cell(job),
             progress(job),
             ago(job.created_at, opts.now),
         ]
         if len(owners) > 1:
-            row.insert(2, job.owner)
+            row.insert(2, printable(job.owner))
         rows.append(row)
     flex = (1, 2) if len(owners) > 1 else (1,)
     return table(headers, rows, opts, flex=flex, right=(0,))
@@ -101,23 +102,23 @@ def jobs_json(reply: ListReply) -> list[dict[str, Any]]:
 def _job_fields(job: JobDetail, opts: RenderOptions) -> list[tuple[str, str]]:
     status = colour(status_cell(job).text, status_cell(job).status, opts.color)
     fields = [
-        ("status", status + (f" ({job.reason})" if job.reason else "")),
-        ("owner", job.owner),
+        ("status", status + (f" ({printable(job.reason)})" if job.reason else "")),
+        ("owner", printable(job.owner)),
         ("progress", f"{progress(job)} frames, {job.tasks_total} tasks of {job.chunk}"),
-        ("frames", job.frames),
-        ("renderer", job.renderer + _params(job.params)),
+        ("frames", printable(job.frames)),
+        ("renderer", printable(job.renderer + _params(job.params))),
         ("priority", str(job.priority)),
-        ("pool", job.pool + (f", requires {', '.join(job.requires)}" if job.requires else "")),
+        ("pool", printable(job.pool + (f", requires {', '.join(job.requires)}" if job.requires else ""))),
         ("attempts", f"up to {job.max_attempts} per task"),
     ]
     if job.after is not None:
         fields.append(("after", f"job {job.after}"))
     if job.waiting:
-        fields.append(("waiting", job.waiting))
+        fields.append(("waiting", printable(job.waiting)))
     if job.blocked_nodes:
-        fields.append(("blocked on", ", ".join(job.blocked_nodes)))
+        fields.append(("blocked on", printable(", ".join(job.blocked_nodes))))
     fields += [
-        ("output", job.output),
+        ("output", printable(job.output)),
         ("created", f"{ago(job.created_at, opts.now)} ({clock(job.created_at)})"),
         ("updated", ago(job.updated_at, opts.now)),
     ]
@@ -132,7 +133,7 @@ def _params(params: dict[str, Any]) -> str:
 
 def render_show(reply: ShowReply, opts: RenderOptions) -> list[str]:
     job = reply.job
-    lines = [f"job {job.id}  {job.name}"]
+    lines = [f"job {job.id}  {printable(job.name)}"]
     fields = _job_fields(job, opts)
     label = max(len(k) for k, _ in fields)
     lines += [f"  {k.ljust(label)}  {v}" for k, v in fields]
@@ -155,10 +156,10 @@ def render_tasks(tasks: list[TaskInfo], opts: RenderOptions) -> list[str]:
                 frames_text(task.frame_first, task.frame_last),
                 Cell(task.status.value, task.status.value),
                 str(task.attempt),
-                task.node or "-",
+                printable(task.node) or "-",
                 ago(task.started_at, opts.now),
                 took,
-                error,
+                printable(error),
             ]
         )
     return table(headers, rows, opts, flex=(7, 4), right=(0, 3))
@@ -167,25 +168,25 @@ def render_tasks(tasks: list[TaskInfo], opts: RenderOptions) -> list[str]:
 def render_history(reply: HistoryReply, opts: RenderOptions) -> list[str]:
     """Exact times here (not '2 min ago'): a history is read as a sequence, to the second."""
     job = reply.job
-    head = f"job {job.id}  {job.name}  " + colour(status_cell(job).text, status_cell(job).status, opts.color)
+    head = f"job {job.id}  {printable(job.name)}  " + colour(status_cell(job).text, status_cell(job).status, opts.color)
     if not reply.history:
         return [head, "no status changes recorded"]
     rows: list[list[str | Cell]] = []
     for entry in reply.history:
         what = "job" if entry.task is None else f"task {entry.task}"
         if entry.frames:
-            what += f" [{entry.frames}]"
+            what += f" [{printable(entry.frames)}]"
         if entry.attempt:
             what += f" #{entry.attempt}"
         rows.append(
             [
                 clock(entry.at),
                 what,
-                Cell(entry.from_ or "-", entry.from_),
+                Cell(printable(entry.from_) or "-", entry.from_),
                 "→",
-                Cell(entry.to, entry.to),
-                entry.reason,
-                entry.actor,
+                Cell(printable(entry.to), entry.to),
+                printable(entry.reason),
+                printable(entry.actor),
             ]
         )
     return [head, *table(["TIME", "WHAT", "FROM", "", "TO", "REASON", "ACTOR"], rows, opts, flex=(5, 1, 6))]
@@ -194,18 +195,25 @@ def render_history(reply: HistoryReply, opts: RenderOptions) -> list[str]:
 def render_job_changed(reply: JobReply, opts: RenderOptions) -> list[str]:
     job = reply.job
     status = colour(status_cell(job).text, status_cell(job).status, opts.color)
-    return [f"job {job.id} ({job.name}): {status}, priority {job.priority}"]
+    return [f"job {job.id} ({printable(job.name)}): {status}, priority {job.priority}"]
 
 
-def render_logs(reply: LogsReply, opts: RenderOptions) -> list[str]:
+def render_logs(reply: LogsReply, opts: RenderOptions, *, raw: bool = False) -> list[str]:
+    """Each line of output escaped; ``raw`` (`logs --raw`, asked for) prints it as the renderer wrote it."""
     if not reply.logs:
         return ["no output yet"]
     lines: list[str] = []
     for entry in reply.logs:
-        where = f" on {entry.node}" if entry.node else ""
-        lines.append(f"== task {entry.task}, frames {entry.frames}, attempt {entry.attempt}{where} ==")
-        lines += entry.output.rstrip("\n").splitlines() or ["(no output)"]
+        where = f" on {printable(entry.node)}" if entry.node else ""
+        lines.append(f"== task {entry.task}, frames {printable(entry.frames)}, attempt {entry.attempt}{where} ==")
+        output = entry.output.rstrip("\n")
+        shown = output.split("\n") if raw else [printable(line) for line in output.splitlines()]
+        lines += shown if output else ["(no output)"]
     return lines
+
+
+def render_raw_logs(reply: LogsReply, opts: RenderOptions) -> list[str]:
+    return render_logs(reply, opts, raw=True)
 
 
 def render_nodes(reply: NodesReply, opts: RenderOptions) -> list[str]:
@@ -214,13 +222,13 @@ def render_nodes(reply: NodesReply, opts: RenderOptions) -> list[str]:
     headers = ["NODE", "POOL", "STATE", "BUSY", "TAGS", "PROFILES", "VERSION", "SEEN"]
     rows: list[list[str | Cell]] = [
         [
-            node.id,
-            node.pool,
-            Cell(node.state, node.state),
+            printable(node.id),
+            printable(node.pool),
+            Cell(printable(node.state), node.state),
             f"{node.running}/{node.slots}",
-            ",".join(node.tags) or "-",
-            ",".join(node.profiles) or "-",
-            node.version,
+            printable(",".join(node.tags)) or "-",
+            printable(",".join(node.profiles)) or "-",
+            printable(node.version),
             ago(node.last_seen, opts.now),
         ]
         for node in reply.nodes
