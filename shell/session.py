@@ -26,6 +26,7 @@ from shell.credentials import CredentialStore
 from shell.errors import EXIT_OK, FarmError, HelpShown, ShellError, UsageError
 from shell.format import RenderOptions, inside_shell
 from shell.registry import Command, Registry
+from shell.safe import json_text, printable
 
 EXIT_INTERRUPTED = 130
 
@@ -154,7 +155,7 @@ class Session:
         if json_mode:
             print(json.dumps({"error": {"code": exc.code, "message": exc.message}}), file=self.out)
         else:
-            print(f"error: {exc.message}", file=self.err)
+            print(f"error: {printable(exc.message)}", file=self.err)
 
     def execute(self, argv: Sequence[str]) -> int:
         """Parse, ask the farm, print; returns the exit code (errors are raised as ShellError)."""
@@ -181,8 +182,10 @@ class Session:
         follows = command.follow is not None and bool(getattr(ns, "watch", False))
         if json_mode:
             if not follows:  # the follow prints the one JSON document
-                print(json.dumps(command.as_json(reply), ensure_ascii=False), file=self.out)
+                print(json_text(command.as_json(reply)), file=self.out)
         elif (render := command.renderer(ns)) is not None:
+            if command.render_raw and getattr(ns, "raw", False):
+                render = command.render_raw
             self._print_lines(render(reply, self._render_options()))
         if follows:
             assert command.follow is not None

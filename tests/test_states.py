@@ -78,13 +78,13 @@ def test_replay_finds_illegal_and_broken_chains() -> None:
     assert replay_is_legal([(None, "queued"), ("queued", "running"), ("running", "queued")], kind="job")[0]
 
 
-@pytest.mark.parametrize(("text", "first", "last"), [("1-100", 1, 100), ("7", 7, 7), (" -5 - 5 ", -5, 5)])
+@pytest.mark.parametrize(("text", "first", "last"), [("1-100", 1, 100), ("7", 7, 7), (" 0 - 5 ", 0, 5)])
 def test_frame_ranges(text: str, first: int, last: int) -> None:
     r = parse_frames(text)
     assert (r.first, r.last, r.count) == (first, last, last - first + 1)
 
 
-@pytest.mark.parametrize("text", ["10-1", "", "a-b", "1-2-3", "1-200000", "12345678"])
+@pytest.mark.parametrize("text", ["10-1", "", "a-b", "1-2-3", "1-200000", "12345678", " -5 - 5 ", "-3", "1-3\n"])
 def test_bad_frame_ranges_say_why(text: str) -> None:
     with pytest.raises(ValueError, match="frame range"):
         parse_frames(text)
