@@ -55,6 +55,11 @@ class Keys:
         return f"{self.prefix}:node:*"
 
     @property
+    def work_key(self) -> str:
+        """Set by the gateways: the public key their work items are signed with (32 bytes)."""
+        return f"{self.prefix}:workkey"
+
+    @property
     def farm_info(self) -> str:
         """Set by the gateway: the farm's name and version, read by shells to say where they are."""
         return f"{self.prefix}:farm"

@@ -15,12 +15,13 @@ from psycopg_pool import ConnectionPool
 
 from broker_contracts.codec import pack, unpack
 from broker_contracts.keys import NODES_GROUP
+from broker_contracts.signing import Signer, new_pair
 from broker_contracts.work import WorkItem
 from gateway.context import GatewayConfig
 from gateway.ledger import EventsApplied, Ledger
 from gateway.notices import publish_watch_notices
 from gateway.streams import WORK_MAXLEN, Backoff, ensure_group, entry_id
-from store import dispatch, jobs, outbox, tasks
+from store import credentials, dispatch, jobs, outbox, tasks
 from store.db import StoreUnavailable, transaction
 
 log = logging.getLogger("rfarm.dispatcher")
@@ -53,6 +54,7 @@ class Dispatcher:
         self.next_prune = time.monotonic() + 60
         self.next_statistics = 0.0
         self.known_groups: set[str] = set()
+        self.signer: Signer | None = None  # the gateways' work key, read from PostgreSQL when first needed
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -106,14 +108,27 @@ class Dispatcher:
                 sent += len(ready)
         return sent
 
+    def work_signer(self) -> Signer:
+        """The key every gateway signs work items with; made by the first that needs one."""
+        if self.signer is None:
+            with transaction(self.pool) as conn:
+                seed, _ = credentials.signing_key(conn, credentials.WORK_KEY, *new_pair())
+            self.signer = Signer(seed)
+        return self.signer
+
     def publish(self, pool: str, ready: list[dict]) -> None:
-        """After the commit that marked them dispatched: a crash here is healed by reconcile()."""
+        """After the commit that marked them dispatched: a crash here is healed by reconcile().
+
+        Each item is signed, and the key that checks the signatures is announced in the same round
+        trip, so a node that has none from its credential can read it before any item arrives."""
         stream = self.keys.work(pool)
         if stream not in self.known_groups:
             ensure_group(self.r, stream, NODES_GROUP)
             self.known_groups.add(stream)
+        signer, prefix = self.work_signer(), self.keys.prefix
         now = time.time()
         pipe = self.r.pipeline(transaction=False)
+        pipe.set(self.keys.work_key, signer.public_key)
         for t in ready:
             item = WorkItem(
                 task_id=t["task_id"],
@@ -128,8 +143,9 @@ class Dispatcher:
                 dispatched_at=now,
                 blocked_nodes=list(t["blocked_nodes"] or []),
             )
-            pipe.xadd(stream, {"m": pack(item.model_dump(mode="json"))}, maxlen=WORK_MAXLEN, approximate=True)
-        ids = pipe.execute()
+            data = pack(item.model_dump(mode="json"))
+            pipe.xadd(stream, {"m": data, "s": signer.sign_work(prefix, data)}, maxlen=WORK_MAXLEN, approximate=True)
+        ids = pipe.execute()[1:]
         with transaction(self.pool) as conn:
             dispatch.set_work_msgs(conn, [(t["task_id"], entry_id(i)) for t, i in zip(ready, ids, strict=True)])
 

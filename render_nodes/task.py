@@ -95,7 +95,10 @@ class TaskRun:
         the claim loop publishes with those of the rest of its batch in one round trip."""
         self.run_id = uuid.uuid4().hex
         self.started = True
-        return event("started", self.ctx.node, task_id=self.item.task_id, job_id=self.item.job_id, run=self.run_id)
+        item = self.item
+        return event(
+            "started", self.ctx.node, task_id=item.task_id, job_id=item.job_id, run=self.run_id, work=self.message_id
+        )
 
     def run(self) -> None:
         item = self.item
@@ -312,7 +315,15 @@ class TaskRun:
         item = self.item
         if isinstance(fields.get("error"), str):
             fields["error"] = fields["error"][:MAX_ERROR]  # type: ignore[index]
-        ev = event(kind, self.ctx.node, task_id=item.task_id, job_id=item.job_id, run=self.run_id, **fields)
+        ev = event(
+            kind,
+            self.ctx.node,
+            task_id=item.task_id,
+            job_id=item.job_id,
+            run=self.run_id,
+            work=self.message_id,
+            **fields,
+        )
         if ack is None:
             self.ctx.link.publish(ev)
         else:

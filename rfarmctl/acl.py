@@ -6,8 +6,9 @@ touches. Needs Redis >= 7 (read-only / write-only key patterns ``%R~`` and ``%W~
 - shell: XADD to ``<prefix>:req``; XREAD of ``<prefix>:reply:*`` (a reply stream is 128 random
   bits, so a shell can read only the one whose name it made). It cannot read requests, work or
   events, list keys, or run an admin command.
-- node: its consumer group on ``<prefix>:work:*``; XADD to events and dead letters; its liveness
-  key; reads the cancel and hold signals. It cannot read requests or reply streams.
+- node: its consumer group on ``<prefix>:work:*`` (it cannot add work); XADD to events and dead
+  letters; SET and DEL of its liveness key only; reads the cancel and hold signals and the gateways'
+  work key. It cannot read requests, reply streams, events or dead letters.
 - gateway: stream, hash, string and key commands on ``<prefix>:*``; nothing dangerous or admin.
 """
 
@@ -48,7 +49,8 @@ class AclUser:
         return ["reset", "resetchannels", "on", f">{self.password}", *self.rules]
 
     def command_line(self) -> str:
-        return " ".join(["ACL", "SETUSER", self.name, *self.setuser_args()])
+        """For redis-cli: a selector, which holds spaces, is quoted as one argument."""
+        return " ".join(f'"{a}"' if " " in a else a for a in ["ACL", "SETUSER", self.name, *self.setuser_args()])
 
 
 def glob_escape(text: str) -> str:
@@ -63,27 +65,23 @@ def role_rules(role: str, prefix: str, *, setinfo: bool = True) -> tuple[str, ..
         return (f"%W~{p}:req", f"%R~{p}:reply:*", "+xadd", "+xread", *connection)
     if role == "node":
         return (
-            f"~{p}:work:*",
             f"%W~{p}:events",
             f"%W~{p}:dead",
-            f"%W~{p}:node:*",
             f"%R~{p}:cancel:*",
             f"%R~{p}:hold:*",
-            "+xreadgroup",
-            "+xautoclaim",
-            "+xclaim",
-            "+xack",
-            "+xpending",
-            "+xgroup|create",
+            f"%R~{p}:workkey",
             "+xadd",
             "+exists",
-            "+set",
-            "+del",
+            "+get",
             # a task's last report and the ack of its work entry go in one MULTI/EXEC
             "+multi",
             "+exec",
             "+discard",
             *connection,
+            # selectors: work streams are only claimed from (never added to), and only the
+            # liveness keys may be set or deleted (never a stream)
+            f"(~{p}:work:* +xreadgroup +xautoclaim +xclaim +xack +xpending +xgroup|create)",
+            f"(%W~{p}:node:* +set +del)",
         )
     if role == "gateway":
         return (

@@ -181,6 +181,7 @@ def test_farm_runs_end_to_end_on_the_acl_users(
             [str(BIN / "rfarmctl"), "node", "--name", f"acl-{unique}", "--lease", "2", "--heartbeat", "0.5",
              "--output-root", str(farm.output_root)],
             RFARM_REDIS_URL=acl_users["node"],
+            RFARM_NODE_CREDENTIAL=farm.credential(f"acl-{unique}"),
         )
         name = farm.user(f"acl{unique}")
         res = farm.rfarm("submit", "on-acl", "--frames", "1-3", "--json", config=name)

@@ -31,6 +31,8 @@ EXPECTED = {
     "outbox": {"id", "stream", "payload"},
     "nodes": {"id", "pool", "slots", "tags", "profiles", "running", "version", "host", "lease", "specs", "state",
               "last_seen"},
+    "node_credentials": {"name", "public_key", "created_at", "revoked_at"},
+    "signing_keys": {"purpose", "private_key", "public_key", "created_at"},
 }
 
 
