@@ -98,13 +98,17 @@ class NodeIdentities:
         self._read_at = float("-inf")
         self._logged: dict[tuple[str, str], float] = {}
 
-    def refusal(self, node: str, data: bytes, signature: bytes | None) -> str | None:
-        """Why the report ``data`` is not accepted as node ``node``'s, or None."""
+    def refresh(self, names: set[str]) -> None:
+        """Read the credentials again if they are old, or if a name is not among them (a credential
+        issued a moment ago): at most once per batch of reports."""
         now = time.monotonic()
-        if now - self._read_at >= KEYS_FRESH:
+        if now - self._read_at >= KEYS_FRESH or not names <= self._keys.keys():
             with transaction(self.pool) as conn:
                 self._keys = credentials.node_keys(conn)
             self._read_at = now
+
+    def refusal(self, node: str, data: bytes, signature: bytes | None) -> str | None:
+        """Why the report ``data`` is not accepted as node ``node``'s, or None."""
         if node not in self._keys:
             if self.required:
                 return f"node {node} has no credential and this farm requires one"
@@ -195,14 +199,16 @@ class Ledger:
     def process(self, entries: list[tuple[str, dict[bytes, bytes]]]) -> None:
         events: list[NodeEvent] = []
         pipe = self.r.pipeline(transaction=False)
+        decoded: list[tuple[str, NodeEvent, bytes, bytes | None]] = []
         for eid, fields in entries:
-            payload = fields.get(b"m")
+            payload = fields.get(b"m") or b""
             try:
-                ev = NodeEvent.model_validate(unpack(payload or b""))
+                decoded.append((eid, NodeEvent.model_validate(unpack(payload)), payload, fields.get(b"s")))
             except (DecodeError, ValidationError) as exc:
                 dead_letter(pipe, self.keys, self.keys.events, eid, f"undecodable event: {exc}", payload)
-                continue
-            refused = self.identities.refusal(ev.node, payload or b"", fields.get(b"s"))
+        self.identities.refresh({ev.node for _, ev, _, _ in decoded})
+        for eid, ev, payload, signature in decoded:
+            refused = self.identities.refusal(ev.node, payload, signature)
             if refused is not None:
                 if self.identities.should_log(ev.node, refused):
                     log.warning("refused %s report (entry %s): %s", ev.kind, eid, refused)
