@@ -157,15 +157,29 @@ class Dispatcher:
         with transaction(self.pool) as conn:
             stale = dispatch.stale_dispatched(conn, lease)
         if stale:
+            # An entry still in its stream waits for a node, unless a node read it and acked it
+            # without the gateway applying its start (its reports were refused): that one is lost.
             lost, waiting = [], []
+            pools = sorted({t["pool"] for t in stale})
             pipe = self.r.pipeline(transaction=False)
+            for pool in pools:
+                pipe.xinfo_groups(self.keys.work(pool))
             for t in stale:
-                if t["work_msg"]:
-                    pipe.xrange(self.keys.work(t["pool"]), t["work_msg"], t["work_msg"])
-                else:
-                    pipe.echo(b"")
-            for t, found in zip(stale, pipe.execute(), strict=True):
-                (waiting if found else lost).append(t["id"])
+                stream, msg = self.keys.work(t["pool"]), t["work_msg"] or "0-0"
+                pipe.xrange(stream, msg, msg)
+                pipe.xpending_range(stream, NODES_GROUP, msg, msg, 1)
+            replies = pipe.execute(raise_on_error=False)
+            delivered = {
+                pool: _stream_id(g["last-delivered-id"])
+                for pool, groups in zip(pools, replies, strict=False)
+                if isinstance(groups, list)
+                for g in groups
+                if _text(g["name"]) == NODES_GROUP
+            }
+            for i, t in enumerate(stale):
+                found, pending = replies[len(pools) + 2 * i : len(pools) + 2 * i + 2]
+                acked = not pending and _stream_id(t["work_msg"]) <= delivered.get(t["pool"], (0, 0))
+                (waiting if t["work_msg"] and found and not acked else lost).append(t["id"])
             with transaction(self.pool) as conn:
                 dispatch.undispatch(conn, lost)
                 dispatch.still_waiting(conn, waiting)
@@ -209,3 +223,13 @@ class Dispatcher:
             job_ids = sorted({unpack(bytes(r["payload"]))["job"] for r in rows if r["stream"] == outbox.WATCH_STREAM})
             publish_watch_notices(conn, self.r, self.config, job_ids)
             outbox.done(conn, [r["id"] for r in rows])
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _stream_id(value: bytes | str | None) -> tuple[int, int]:
+    """A stream entry id as a pair that compares in stream order."""
+    ms, _, seq = _text(value or "0-0").partition("-")
+    return int(ms), int(seq or 0)

@@ -223,3 +223,8 @@ def test_a_revoked_node_is_refused(farm: Farm, unique: str, leftovers: list[tupl
     time.sleep(2)
     assert task_of(farm, second)["status"] == "queued"
     assert f"the credential of node {name} is revoked" in farm.logs()
+    # the work entry the revoked node took and acked is published again for a node that counts
+    farm.kill(name)
+    farm.start_node(f"new-{unique}")
+    wait_for(lambda: task_of(farm, second)["status"] == "succeeded", what="the task rendered by a credentialed node")
+    assert task_of(farm, second)["node"] == f"new-{unique}"
