@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from broker_contracts.keys import Keys
+from broker_contracts.keys import Keys, valid_name
 from rfarmctl.credentials import issue
 
 BIN = Path(sys.executable).parent
@@ -78,8 +78,10 @@ class Farm:
         return issue(self.database_url, name, replace=True).text()
 
     def start_node(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
-        """A node with a fresh credential of its own (unless ``env`` gives RFARM_NODE_CREDENTIAL)."""
-        env.setdefault("RFARM_NODE_CREDENTIAL", self.credential(name))
+        """A node with a fresh credential of its own (unless ``env`` gives RFARM_NODE_CREDENTIAL, or
+        the name is one a node refuses)."""
+        if valid_name(name):
+            env.setdefault("RFARM_NODE_CREDENTIAL", self.credential(name))
         argv = [sys.executable, "-m", "render_nodes", "--name", name, "--lease", str(self.lease),
                 "--output-root", str(self.output_root), "--heartbeat", "0.5", *args]
         return self._spawn(name, argv, **env)
