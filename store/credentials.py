@@ -29,7 +29,8 @@ def signing_key(
         (purpose, fresh_private, fresh_public),
     )
     row = conn.execute("SELECT private_key, public_key FROM signing_keys WHERE purpose = %s", (purpose,)).fetchone()
-    assert row is not None
+    if row is None:
+        raise RuntimeError(f"the {purpose} signing key was neither found nor stored")
     data = dict(row)  # type: ignore[call-overload]
     return bytes(data["private_key"]), bytes(data["public_key"])
 

@@ -6,6 +6,9 @@ nothing. The attacker writes to Redis directly, as a node's Redis user can.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -228,3 +231,23 @@ def test_a_revoked_node_is_refused(farm: Farm, unique: str, leftovers: list[tupl
     farm.start_node(f"new-{unique}")
     wait_for(lambda: task_of(farm, second)["status"] == "succeeded", what="the task rendered by a credentialed node")
     assert task_of(farm, second)["node"] == f"new-{unique}"
+
+
+@pytest.mark.parametrize(
+    ("args", "credential", "says"),
+    [
+        ([], "not-a-credential", "RFARM_NODE_CREDENTIAL: not an rfarm node credential"),
+        (["--name", "other"], "GOOD", "not the name the credential was issued to"),
+        (["--credential-file", "/nonexistent/node.cred"], "", "cannot read --credential-file"),
+    ],
+)
+def test_a_node_with_an_unusable_credential_exits_2_with_one_line(args: list[str], credential: str, says: str) -> None:
+    if credential == "GOOD":
+        credential = NodeCredential.new("render-07", new_pair()[1]).text()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RFARM_")}
+    env.update(RFARM_REDIS_URL="redis://127.0.0.1:1/0", RFARM_NODE_CREDENTIAL=credential)
+    done = subprocess.run(
+        [sys.executable, "-m", "render_nodes", *args], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2, done
+    assert done.stderr.count("\n") == 1 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
