@@ -363,19 +363,16 @@ class Ledger:
             log.info("ignored stale %s report of task %s (run %s, node %s)", ev.kind, task.id, ev.run, ev.node)
 
     def claim_refusal(self, conn: psycopg.Connection, ev: NodeEvent, task: tasks.Task) -> str | None:
-        """Why a node may not report on this task, or None: a start must name the task's own work
-        entry, and a running task takes reports only from the node that holds it (a start from
-        another node, a takeover, only once the holder's lease is about to lapse)."""
+        """Why a node may not report on this task, or None. A running task takes reports only from
+        the node that holds it, and a start from another node (a takeover) only once the holder's
+        lease is about to lapse; any other report must name the task's own work entry."""
         holder = task.node if task.status is TaskStatus.RUNNING else None
-        if ev.kind == "started":
-            if task.work_msg is not None and ev.work != task.work_msg:
-                return f"it names work entry {ev.work}, not the task's {task.work_msg}"
-            if holder is not None and holder != ev.node and tasks.lease_left(conn, task.id) > self.config.lease / 2:
-                return f"node {holder} holds it and keeps its lease"
-            return None
         if holder is not None and holder != ev.node:
-            return f"node {holder} holds it"
-        if ev.kind == "released" and task.work_msg is not None and ev.work != task.work_msg:
+            if ev.kind != "started":
+                return f"node {holder} holds it"
+            if tasks.lease_left(conn, task.id) > self.config.lease / 2:
+                return f"node {holder} holds it and keeps its lease"
+        if (ev.kind == "started" or holder is None) and task.work_msg is not None and ev.work != task.work_msg:
             return f"it names work entry {ev.work}, not the task's {task.work_msg}"
         return None
 

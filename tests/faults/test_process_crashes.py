@@ -155,5 +155,5 @@ def test_one_work_message_on_two_nodes_gives_one_accepted_result(farm: Farm, uni
     assert starts == [first], rows
     accepted = [r for r in rows if r["to_status"] == "succeeded"]
     assert len(accepted) == 1 and accepted[0]["actor"] == first, rows
-    assert f"ignored started report of task {task['id']} from node {second}: it names work entry" in farm.logs()
+    assert f"ignored started report of task {task['id']} from node {second}: node {first} holds it" in farm.logs()
 
