@@ -251,3 +251,22 @@ def test_a_node_with_an_unusable_credential_exits_2_with_one_line(args: list[str
     )
     assert done.returncode == 2, done
     assert done.stderr.count("\n") == 1 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_node_credential_add_list_revoke_from_the_command_line(farm: Farm, unique: str) -> None:
+    name = f"cli-{unique}"
+    added = farm.rfarmctl("node-credential", "add", name)
+    assert added.code == 0, added
+    credential = NodeCredential.parse(added.out)
+    stored = query(farm.database_url, "SELECT public_key FROM node_credentials WHERE name = %s", (name,))
+    assert bytes(stored[0]["public_key"]) == credential.public_key  # only the public key is kept
+    again = farm.rfarmctl("node-credential", "add", name)
+    assert again.code == 1 and "already has a credential" in again.err and again.out == "", again
+    assert farm.rfarmctl("node-credential", "add", name, "--replace").code == 0
+    bad = farm.rfarmctl("node-credential", "add", "no good")
+    assert bad.code == 2 and bad.err.count("\n") == 1, bad
+    assert farm.rfarmctl("node-credential", "revoke", name).code == 0
+    assert farm.rfarmctl("node-credential", "revoke", name).code == 1
+    assert farm.rfarmctl("node-credential", "add", name).code == 0  # a revoked name may get a new one
+    listed = farm.rfarmctl("node-credential", "list")
+    assert any(line.split()[:1] == [name] and line.endswith("active") for line in listed.out.splitlines()), listed
