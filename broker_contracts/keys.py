@@ -49,6 +49,11 @@ class Keys:
         """A hash of the shells watching a job: ``<client>:<sub>`` -> expiry time."""
         return f"{self.prefix}:watch:{job_id}"
 
+    def poisoned(self, stream: str) -> str:
+        """Where the gateway keeps a stream it replaced because its ids were poisoned (for operators:
+        under no pattern a shell or a node may use)."""
+        return f"{self.prefix}:poisoned:{stream.removeprefix(self.prefix + ':')}"
+
     @property
     def node_pattern(self) -> str:
         return f"{self.prefix}:node:*"

@@ -19,6 +19,7 @@ from broker_contracts.config import Settings
 from gateway.context import GatewayConfig
 from gateway.dispatcher import Dispatcher
 from gateway.ledger import Ledger
+from gateway.repair import Watchdog
 from gateway.transport import RequestLoop
 from store.db import open_pool
 
@@ -75,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     if args.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        print(f"rfarmctl gateway: --log-level must be DEBUG, INFO, WARNING or ERROR, not {args.log_level!r}",
-              file=sys.stderr)
+        print(
+            f"rfarmctl gateway: --log-level must be DEBUG, INFO, WARNING or ERROR, not {args.log_level!r}",
+            file=sys.stderr,
+        )
         return 2
     _keep_big_blocks_out_of_the_heaps()
     logging.basicConfig(
@@ -103,12 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    # each request thread holds a connection while it answers; the ledger and dispatcher one each
-    pool = open_pool(settings.database_url, max_size=max(args.pool_size, args.request_threads + 2), name="gateway")
+    # each request thread holds a connection while it answers; the ledger, dispatcher and watchdog one each
+    pool = open_pool(settings.database_url, max_size=max(args.pool_size, args.request_threads + 3), name="gateway")
     n = args.request_threads
     clients = [
         redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-        for _ in range(n + 2)
+        for _ in range(n + 3)
     ]
     # Several request loops, each its own consumer of the group: a batch is shared out among them
     # by Redis, and the PostgreSQL round trips of one overlap the Python work of another.
@@ -120,9 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     ledger = Ledger(clients[0], pool, config, consumer, stop, wake)
     dispatcher = Dispatcher(clients[1], pool, config, stop, wake, ledger)
+    watchdog = Watchdog(clients[n + 2], pool, config, stop)
     threads = [
         threading.Thread(target=ledger.run, name="ledger", daemon=True),
         threading.Thread(target=dispatcher.run, name="dispatcher", daemon=True),
+        threading.Thread(target=watchdog.run, name="watchdog", daemon=True),
     ] + [threading.Thread(target=loop.run, name=f"requests-{i}", daemon=True) for i, loop in enumerate(loops)]
     log.info("gateway %s serving prefix %r", consumer, settings.prefix)
     for t in threads:
