@@ -33,7 +33,7 @@ from psycopg_pool import ConnectionPool
 from broker_contracts.codec import unpack
 from broker_contracts.errors import DecodeError
 from broker_contracts.keys import GATEWAY_GROUP, LEDGER_GROUP, NODES_GROUP, Keys
-from broker_contracts.streamids import StreamId
+from broker_contracts.streamids import MAX_PART, StreamId
 from gateway.context import GatewayConfig
 from gateway.streams import Backoff, dead_letter, entry_id
 from store import dispatch
@@ -154,14 +154,19 @@ def unhandled(r: redis.Redis, stream: str, group: str) -> list[Entry]:
             pipe.xrange(stream, eid, eid)
         for found in pipe.execute():
             out += [(entry_id(i), f) for i, f in found]  # an entry deleted meanwhile is gone
-    cursor = last_delivered
-    while True:
-        page = r.xrange(stream, min=f"({cursor}", count=PAGE)
+    after = _next(StreamId.parse(last_delivered))
+    while after is not None:
+        page = r.xrange(stream, min=str(after), count=PAGE)
         out += [(entry_id(i), f) for i, f in page]
-        if len(page) < PAGE:
-            break
-        cursor = entry_id(page[-1][0])
+        after = _next(StreamId.parse(page[-1][0])) if len(page) == PAGE else None
     return sorted({eid: f for eid, f in out}.items(), key=lambda e: StreamId.parse(e[0]))
+
+
+def _next(sid: StreamId) -> StreamId | None:
+    """The id after ``sid`` (none after the largest: XRANGE's "(" refuses that one)."""
+    if sid.seq < MAX_PART:
+        return StreamId(sid.ms, sid.seq + 1)
+    return StreamId(sid.ms + 1, 0) if sid.ms < MAX_PART else None
 
 
 def _task_id(fields: dict[bytes, bytes]) -> int | None:
@@ -192,8 +197,14 @@ class Watchdog:
                 self.check()
                 self.backoff.ok()
                 self.stop.wait(CHECK_EVERY)
+            except redis.ResponseError as exc:  # refused (not a lost connection): say what
+                log.error("the stream watchdog's look was refused: %s", exc)
+                self.stop.wait(self.backoff.failed(exc))
             except redis.RedisError as exc:
                 self.stop.wait(self.backoff.failed(exc))
+            except Exception:
+                log.exception("the stream watchdog's look failed")
+                self.stop.wait(5 * CHECK_EVERY)
 
     def targets(self) -> list[Target]:
         k = self.keys
@@ -235,7 +246,9 @@ class Watchdog:
         self.next_pools = time.monotonic() + POOLS_EVERY
 
     def report(self, done: Repaired) -> None:
-        removed = ", ".join(done.removed) if done.removed else "none left in it"
+        removed = (
+            f"removed {', '.join(done.removed)} (dead-lettered)" if done.removed else "no forged entry was left in it"
+        )
         extra = ""
         if done.undelivered_tasks:
             extra = f"; {len(done.undelivered_tasks)} undelivered work item(s) to be published again"
@@ -245,9 +258,8 @@ class Watchdog:
             except StoreUnavailable:
                 extra += " after a lease (PostgreSQL is unavailable)"
         log.warning(
-            "stream %s was poisoned: its last id %s was %.3g s ahead of the Redis clock. Replaced it: removed "
-            "entries %s (dead-lettered); added %d unhandled entries again with new ids%s; the old stream is kept "
-            "as %s for %d days",
+            "stream %s was poisoned: its last id %s was %.3g s ahead of the Redis clock. Replaced it: %s; "
+            "%d unhandled entries added again with new ids%s; the old stream is kept as %s for %d days",
             done.stream,
             done.last,
             done.ahead_ms / 1000,
