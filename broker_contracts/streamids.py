@@ -27,7 +27,7 @@ class StreamId(NamedTuple):
         """An id as Redis prints it; ValueError for anything else."""
         text = value.decode() if isinstance(value, bytes) else value
         ms, sep, seq = text.partition("-")
-        if not sep or not ms.isdigit() or not seq.isdigit():
+        if not sep or not text.isascii() or not ms.isdigit() or not seq.isdigit():
             raise ValueError(f"not a stream id: {text!r}")
         parsed = cls(int(ms), int(seq))
         if parsed.ms > MAX_PART or parsed.seq > MAX_PART:
