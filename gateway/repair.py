@@ -106,7 +106,8 @@ def repair(r: redis.Redis, keys: Keys, target: Target, now_ms: int) -> Repaired 
                 last = StreamId.parse(info["last-generated-id"])
                 if last.ms <= horizon:
                     return None
-                pending = unhandled(r, stream, target.group) if target.group else []
+                # work a node has claimed stays with it: only what no node has read is published again
+                pending = unhandled(r, stream, target.group, claimed=target.copy) if target.group else []
                 suspects = [(entry_id(i), f) for i, f in r.xrange(stream, min=f"{horizon + 1}-0", count=SUSPECTS)]
                 deleted = StreamId.parse(info.get("max-deleted-entry-id") or "0-0")
                 jumps = {str(s) for s in forged((StreamId.parse(i) for i, _ in suspects), horizon, deleted)}
@@ -139,12 +140,13 @@ def repair(r: redis.Redis, keys: Keys, target: Target, now_ms: int) -> Repaired 
     return None
 
 
-def unhandled(r: redis.Redis, stream: str, group: str) -> list[Entry]:
-    """The entries ``group`` has not finished with: read and not acked, or not read yet; in id order."""
+def unhandled(r: redis.Redis, stream: str, group: str, *, claimed: bool = True) -> list[Entry]:
+    """The entries ``group`` has not finished with, in id order: not read yet, and (``claimed``)
+    read and not acked."""
     groups = [g for g in r.xinfo_groups(stream) if entry_id(g["name"]) == group]
     last_delivered = entry_id(groups[0]["last-delivered-id"]) if groups else "0-0"
     ids: list[str] = []
-    if groups and int(groups[0]["pending"]):
+    if claimed and groups and int(groups[0]["pending"]):
         waiting = r.xpending_range(stream, group, min="-", max="+", count=int(groups[0]["pending"]))
         ids = [entry_id(p["message_id"]) for p in waiting]
     out: list[Entry] = []

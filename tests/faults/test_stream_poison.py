@@ -9,8 +9,8 @@ import time
 import pytest
 import redis
 
-from broker_contracts.codec import unpack
-from broker_contracts.keys import GATEWAY_GROUP, Keys
+from broker_contracts.codec import pack, unpack
+from broker_contracts.keys import GATEWAY_GROUP, NODES_GROUP, Keys
 from broker_contracts.streamids import MAX_PART, StreamId
 from gateway.repair import HORIZON_MS, Target, repair
 from tests.farm import Farm, Result, wait_for
@@ -148,3 +148,18 @@ def test_a_poisoned_dead_letter_stream_is_kept_aside_and_starts_again(redis_url:
     assert done is not None and done.removed == [MAX_ID]
     assert [unpack(f[b"m"])["id"] for _, f in r.xrange(keys.dead)] == [MAX_ID]
     assert [f[b"m"] for _, f in r.xrange(keys.poisoned(keys.dead))] == [b"an old dead letter", b"forged"]
+
+
+def test_work_no_node_has_read_goes_back_to_the_backlog_and_claimed_work_stays(redis_url: str, prefix: str) -> None:
+    keys = Keys(prefix)
+    work = keys.work("default")
+    r = redis.Redis.from_url(redis_url)
+    r.xgroup_create(work, NODES_GROUP, id="0", mkstream=True)
+    for task_id in (11, 12, 13):
+        r.xadd(work, {"m": pack({"task_id": task_id})})
+    r.xreadgroup(NODES_GROUP, "node-1", {work: ">"}, count=1)  # task 11 is being rendered
+    r.xadd(work, {"m": pack({"task_id": 99})}, id=MAX_ID)
+    done = repair(r, keys, Target(work, NODES_GROUP, copy=False), redis_ms(r))
+    assert done is not None and done.removed == [MAX_ID], done
+    assert done.undelivered_tasks == [12, 13] and done.added_again == 0, done
+    assert r.xlen(work) == 0 and r.xinfo_groups(work)[0]["name"] == NODES_GROUP.encode()
