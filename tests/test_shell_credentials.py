@@ -12,7 +12,6 @@ from broker_contracts.config import Settings
 from shell.credentials import CredentialStore
 from shell.errors import FarmError
 
-
 FARM = "7d0f3b6e-0000-4000-8000-000000000001"
 OTHER_FARM = "7d0f3b6e-0000-4000-8000-000000000002"
 
