@@ -150,8 +150,8 @@ class Refresher:
             )
         return self._client
 
-    def _farm_id(self) -> str | None:
-        return self._connected().farm_id()
+    def _farm_id(self, wait: bool) -> str | None:
+        return self._connected().farm_id(wait=REQUEST_TIMEOUT if wait else 0.0)
 
     def _fetch(self) -> Snapshot:
         client = self._connected()

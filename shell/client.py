@@ -25,6 +25,7 @@ REQUEST_MAXLEN = 100_000
 DEFAULT_TIMEOUT = 10.0
 _BLOCK_SLICE_MS = 1000
 _RECONNECT_PAUSE = 0.5
+_ANNOUNCE_POLL = 0.2
 
 T = TypeVar("T")
 
@@ -82,14 +83,24 @@ class Client:
                 return reply
         raise NoAnswer(f"the farm is unavailable: no answer within {wait:g}s at {self.where}: is a gateway running?")
 
-    def farm_id(self) -> str | None:
+    def farm_id(self, *, wait: float = 0.0) -> str | None:
         """The identity the farm's gateways announce, or None where none is announced (no gateway
-        ran lately, or an ACL user made before shells could read it). NoAnswer if Redis is unreachable."""
-        try:
-            value = self._guard(lambda: self._redis.get(self.keys.farm_info))
-        except Refused:
-            return None
-        return value.decode("utf-8", "replace") if isinstance(value, bytes) else None
+        ran lately, or an ACL user made before shells could read it). With ``wait``, wait that long
+        for a farm that is starting, then NoAnswer. NoAnswer too if Redis is unreachable."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                value = self._retrying(lambda: self._guard(lambda: self._redis.get(self.keys.farm_info)), deadline)
+            except Refused:
+                return None
+            if isinstance(value, bytes):
+                return value.decode("utf-8", "replace")
+            if time.monotonic() + _ANNOUNCE_POLL >= deadline:
+                break
+            time.sleep(_ANNOUNCE_POLL)
+        if wait:
+            raise NoAnswer(f"no farm announced itself within {wait:g}s at {self.where}: is a gateway running?")
+        return None
 
     def ping(self) -> bool:
         """Whether Redis answers right now (never raises)."""

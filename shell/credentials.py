@@ -32,18 +32,19 @@ class Credentials:
     farm_id: str | None = None
 
 
-def _no_identity() -> str | None:
+def _no_identity(_wait: bool) -> str | None:
     return None
 
 
 class CredentialStore:
     """Reads and writes ``<config_dir>/credentials``; the token is only used on the farm that issued it.
 
-    ``identify`` returns the identity of the farm the shell talks to (None where none is announced);
-    it is asked only when there is a saved session to match or one to save.
+    ``identify(wait)`` returns the identity of the farm the shell talks to, None where none is
+    announced; with ``wait`` it waits (for a farm that is starting) and raises NoAnswer if none comes.
+    It is asked only when there is a saved session to match or one to save.
     """
 
-    def __init__(self, settings: Settings, identify: Callable[[], str | None] = _no_identity) -> None:
+    def __init__(self, settings: Settings, identify: Callable[[bool], str | None] = _no_identity) -> None:
         self.settings = settings
         self.identify = identify
         self.path = Path(settings.config_dir) / FILE_NAME
@@ -68,7 +69,9 @@ class CredentialStore:
         creds = self.saved()
         if creds is None:
             return None
-        farm_id = self.identify()
+        farm_id = self.identify(False)
+        if farm_id is None and creds.farm_id and not self._same_address(creds):
+            farm_id = self.identify(True)  # a farm (re)starting at a new address: it will say who it is
         if not self._matches(creds, farm_id):
             return None
         if farm_id and creds.farm_id is None:
@@ -80,6 +83,9 @@ class CredentialStore:
     def _matches(self, creds: Credentials, farm_id: str | None) -> bool:
         if farm_id and creds.farm_id:
             return creds.farm_id == farm_id
+        return self._same_address(creds)
+
+    def _same_address(self, creds: Credentials) -> bool:
         return creds.redis_url == self.settings.redis_url and creds.prefix == self.settings.prefix
 
     def token(self) -> str | None:
@@ -97,7 +103,7 @@ class CredentialStore:
 
     def save(self, username: str, token: str) -> Path:
         """Write atomically; the file is created 0600 inside a 0700 directory, never world-readable."""
-        farm_id = self.identify()
+        farm_id = self.identify(False)
         return self._write(Credentials(username, token, self.settings.redis_url, self.settings.prefix, farm_id))
 
     def _write(self, creds: Credentials) -> Path:

@@ -140,8 +140,8 @@ class Session:
             )
         return self._client
 
-    def _farm_id(self) -> str | None:
-        return self.client.farm_id()
+    def _farm_id(self, wait: bool) -> str | None:
+        return self.client.farm_id(wait=self.timeout if wait else 0.0)
 
     def close(self) -> None:
         if self._client is not None:
