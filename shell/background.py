@@ -22,7 +22,7 @@ from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec
 from shell.client import Client
 from shell.complete import JobBrief, Known
 from shell.credentials import CredentialStore
-from shell.errors import FarmError, NoAnswer, Unreachable
+from shell.errors import FarmError, NoAnswer, Refused, Unreachable
 from shell.session import relocated
 
 REFRESH_EVERY = 5.0
@@ -151,7 +151,10 @@ class Refresher:
         return self._client
 
     def _farm_id(self, wait: bool) -> str | None:
-        return self._connected().farm_id(wait=REQUEST_TIMEOUT if wait else 0.0)
+        try:
+            return self._connected().farm_id(wait=REQUEST_TIMEOUT if wait else 0.0)
+        except Refused:  # an ACL user made before shells could read the farm's identity
+            return None
 
     def _fetch(self) -> Snapshot:
         client = self._connected()
@@ -160,6 +163,7 @@ class Refresher:
             if not client.ping():
                 raise Unreachable(f"cannot reach Redis at {client.where}")
             return Snapshot(state=SIGNED_OUT, known=Known(profiles=self.snapshot.known.profiles))
+        self._farm_id(wait=True)  # the token goes only where a farm announces itself
         who = UserReply.model_validate(client.call("auth.whoami", {}, token))
         listed = ListReply.model_validate(client.call("job.list", {"limit": 200}, token))
         jobs = tuple(JobBrief(j.id, j.name, "paused" if j.paused else j.status.value) for j in listed.jobs)

@@ -85,14 +85,11 @@ class Client:
 
     def farm_id(self, *, wait: float = 0.0) -> str | None:
         """The identity the farm's gateways announce, or None where none is announced (no gateway
-        ran lately, or an ACL user made before shells could read it). With ``wait``, wait that long
-        for a farm that is starting, then NoAnswer. NoAnswer too if Redis is unreachable."""
+        ran lately). With ``wait``, wait that long for a farm that is starting, then NoAnswer.
+        Refused where the ACL user was made before shells could read it; Unreachable without Redis."""
         deadline = time.monotonic() + wait
         while True:
-            try:
-                value = self._retrying(lambda: self._guard(lambda: self._redis.get(self.keys.farm_info)), deadline)
-            except Refused:
-                return None
+            value = self._retrying(lambda: self._guard(lambda: self._redis.get(self.keys.farm_info)), deadline)
             if isinstance(value, bytes):
                 return value.decode("utf-8", "replace")
             if time.monotonic() + _ANNOUNCE_POLL >= deadline:

@@ -23,7 +23,7 @@ from broker_contracts.envelope import first_error
 from broker_contracts.errors import ErrorCode
 from shell.client import DEFAULT_TIMEOUT, Client
 from shell.credentials import CredentialStore
-from shell.errors import EXIT_OK, FarmError, HelpShown, ShellError, UsageError
+from shell.errors import EXIT_OK, FarmError, HelpShown, Refused, ShellError, UsageError
 from shell.format import RenderOptions
 from shell.registry import Command, Registry
 
@@ -141,7 +141,18 @@ class Session:
         return self._client
 
     def _farm_id(self, wait: bool) -> str | None:
-        return self.client.farm_id(wait=self.timeout if wait else 0.0)
+        return self._announced(self.timeout if wait else 0.0)
+
+    def _announced(self, wait: float) -> str | None:
+        try:
+            return self.client.farm_id(wait=wait)
+        except Refused:  # an ACL user made before shells could read the farm's identity
+            return None
+
+    def _farm_is_there(self, timeout: float) -> None:
+        """Nothing (no password, no token) is sent where no farm announces itself: a farm that is
+        starting is waited for, up to ``timeout``; then NoAnswer says which address was tried."""
+        self._announced(timeout)
 
     def close(self) -> None:
         if self._client is not None:
@@ -202,6 +213,7 @@ class Session:
             return command.live(body, ns, self)
         timeout = getattr(ns, "timeout", None) or self.timeout
         token = self.store.require_token() if command.needs_auth else None
+        self._farm_is_there(timeout)
         assert command.request is not None
         try:
             raw = self.client.call(command.request, body, token, timeout=timeout)
@@ -225,7 +237,9 @@ class Session:
     # --- what following a job needs (shell.watch.Host) ----------------------------------------
 
     def token(self) -> str:
-        return self.store.require_token()
+        token = self.store.require_token()
+        self._farm_is_there(self.timeout)
+        return token
 
     def options(self) -> RenderOptions:
         return self._render_options()

@@ -37,6 +37,7 @@ class Responder:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self) -> Responder:
+        self.redis.set(self.keys.farm_info, "responder-farm", ex=60)  # as a gateway announces its farm
         self._thread.start()
         return self
 

@@ -163,11 +163,26 @@ def test_no_farm_answers_says_which_address_and_where_it_came_from(tmp_path: Pat
 
 
 def test_timeout_is_the_whole_wait_resend_included(tmp_path: Path, redis_url: str, prefix: str) -> None:
-    """A Redis that answers and no gateway: the command gives up at --timeout (the resend is inside it)."""
-    env = {k: v for k, v in Farm(tmp_path, redis_url, "", prefix).env().items() if k != "RFARM_DATABASE_URL"}
+    """A Redis that answers and no gateway (the last one died a moment ago, its farm still announced):
+    the command gives up at --timeout, the resend inside it."""
+    farm = Farm(tmp_path, redis_url, "", prefix)
+    env = {k: v for k, v in farm.env().items() if k != "RFARM_DATABASE_URL"}
     env.update(RFARM_TOKEN="t")
+    with farm.redis() as r:
+        r.set(farm.keys.farm_info, "00000000-0000-4000-8000-0000000000aa", ex=60)
     started = time.monotonic()
     res = rfarm(["--timeout", "3", "whoami"], env, tmp_path)
     took = time.monotonic() - started
     assert res.code == 3 and "no answer within 3s" in res.err, res
     assert 3.0 <= took < 3.0 + 1.5, took
+
+
+def test_nothing_is_sent_where_no_farm_announces_itself(tmp_path: Path, redis_url: str, prefix: str) -> None:
+    """`rfarm login` at an address where no farm is leaves no password in a stream nobody reads."""
+    farm = Farm(tmp_path, redis_url, "", prefix)
+    env = {k: v for k, v in farm.env().items() if k != "RFARM_DATABASE_URL"}
+    res = rfarm(["--timeout", "0.5", "login", "dan", "--password-stdin"], env, tmp_path, stdin="secret-pw\n")
+    assert res.code == 3 and res.err.count("\n") == 1
+    assert res.err.startswith(f"error: no farm announced itself within 0.5s at {redis_url} (from RFARM_REDIS_URL")
+    with farm.redis() as r:
+        assert r.xlen(farm.keys.requests) == 0
