@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
@@ -69,10 +70,13 @@ def whoami(env: dict[str, str], cwd: Path) -> Result:
 
 
 def move_the_farm(farm: Farm, new_url: str) -> None:
-    """Stop the gateway, start one on another Redis (same database: the same farm), and say so in farm.env."""
+    """Stop the gateway, start one on another Redis (same database: the same farm), say so in
+    farm.env, and wait until the new gateway announces the farm there (so it is serving)."""
     farm.kill("gateway")
     write_farm_file(farm.root, new_url, farm.prefix)
     farm.start_gateway(RFARM_REDIS_URL=new_url)
+    with redis.Redis.from_url(new_url) as r:
+        wait_for(lambda: r.get(farm.keys.farm_info), timeout=60, what="the gateway on the new Redis")
 
 
 def test_a_subfolder_finds_farm_env_and_the_session_survives_a_new_address(
@@ -123,13 +127,15 @@ def test_an_open_shell_follows_the_farm_to_its_new_address(farm: Farm, second_re
     with create_pipe_input() as pipe:
 
         def type_and_move() -> None:
-            pipe.send_text("whoami --json\r")
-            wait_for(lambda: out.getvalue().count(name) >= 1, what="whoami on the first address")
-            move_the_farm(farm, second_redis)
-            wait_for(lambda: refresher.settings.redis_url == second_redis, what="the shell to find the farm")
-            pipe.send_text("whoami --json\r")
-            wait_for(lambda: out.getvalue().count(name) >= 2, what="whoami on the new address")
-            pipe.send_text("exit\r")
+            try:
+                pipe.send_text("whoami --json\r")
+                wait_for(lambda: out.getvalue().count(name) >= 1, timeout=60, what="whoami on the first address")
+                move_the_farm(farm, second_redis)
+                wait_for(lambda: refresher.settings.redis_url == second_redis, timeout=60, what="the shell to move")
+                pipe.send_text("whoami --json\r")
+                wait_for(lambda: out.getvalue().count(name) >= 2, timeout=60, what="whoami on the new address")
+            finally:
+                pipe.send_text("exit\r")  # whatever happened, the shell ends and the test reports it
 
         typist = threading.Thread(target=type_and_move, daemon=True)
         typist.start()
@@ -171,10 +177,13 @@ def test_timeout_is_the_whole_wait_resend_included(tmp_path: Path, redis_url: st
     with farm.redis() as r:
         r.set(farm.keys.farm_info, "00000000-0000-4000-8000-0000000000aa", ex=60)
     started = time.monotonic()
+    assert rfarm(["show", "abc"], env, tmp_path).code == 2  # how long starting `rfarm` takes on this machine now
+    startup = time.monotonic() - started
+    started = time.monotonic()
     res = rfarm(["--timeout", "3", "whoami"], env, tmp_path)
     took = time.monotonic() - started
     assert res.code == 3 and "no answer within 3s" in res.err, res
-    assert 3.0 <= took < 3.0 + 1.5, took
+    assert took >= 3.0 and took - startup < 3.0 + 1.5, (took, startup)
 
 
 def test_nothing_is_sent_where_no_farm_announces_itself(tmp_path: Path, redis_url: str, prefix: str) -> None:
