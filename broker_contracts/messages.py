@@ -1,7 +1,8 @@
-"""Request and reply bodies, one pydantic model each, and the table of request types."""
+"""Request and reply bodies, one pydantic model each, and the registry of request types."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -235,7 +236,7 @@ class NodesReply(Out):
 
 class WatchRequest(Body):
     id: JobId
-    sub: str = Field(min_length=1, max_length=64)
+    sub: Keyword  # the shell's subscription id, part of a Redis hash field
 
 
 class WatchReply(Out):
@@ -244,24 +245,86 @@ class WatchReply(Out):
     sub: str
 
 
-# --- the table ----------------------------------------------------------------------------------
+class RunningTaskInfo(Out):
+    task: int
+    node: str | None = None
+    frames: str
+    done: int = 0
 
-# type -> (request body model, reply body model, needs a logged-in user, changes state)
-REQUEST_TYPES: dict[str, tuple[type[Body], type[Body], bool, bool]] = {
-    "auth.register": (RegisterRequest, UserReply, False, True),
-    "auth.login": (LoginRequest, LoginReply, False, True),
-    "auth.logout": (EmptyRequest, EmptyRequest, True, True),
-    "auth.whoami": (EmptyRequest, UserReply, True, False),
-    "job.submit": (SubmitRequest, SubmitReply, True, True),
-    "job.list": (ListRequest, ListReply, True, False),
-    "job.show": (JobRef, ShowReply, True, False),
-    "job.history": (HistoryRequest, HistoryReply, True, False),
-    "job.cancel": (JobRef, JobReply, True, True),
-    "job.pause": (JobRef, JobReply, True, True),
-    "job.resume": (JobRef, JobReply, True, True),
-    "job.retry": (JobRef, JobReply, True, True),
-    "job.priority": (PriorityRequest, JobReply, True, True),
-    "job.logs": (LogsRequest, LogsReply, True, False),
-    "job.watch": (WatchRequest, WatchReply, True, False),
-    "node.list": (EmptyRequest, NodesReply, True, False),
-}
+
+class WatchNotice(Out):
+    """The body of a watch notice (``Notice(topic="job")``): a watched job's committed state, pushed
+    after each change: its summary, task counts by status, its running tasks and its latest changes."""
+
+    job: JobSummary
+    counts: dict[str, int] = Field(default_factory=dict)
+    running: list[RunningTaskInfo] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+
+
+# --- the registry -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestType:
+    """One request type as the gateway answers it and the shell sends it.
+
+    ``needs_user``: refused without a valid login. ``writes``: changes state, so its answer is
+    recorded in the inbox and a resend with the same id gets that answer again. The rest name the
+    gateway's fast paths (docs/PERFORMANCE.md):
+
+    ``session_in_statement``: the handler's own statement checks the caller's session along with
+    its answer (one round trip instead of two); the gateway still refuses a missing token first.
+    ``records_own_answer``: a write whose effect is ONE statement that also records its answer
+    (``{"id": N}``): no transaction block, no inbox lookup first (a repeated id fails on the inbox's
+    key, and the stored answer is read then); it refuses only before that statement.
+    ``answers_together``: several plain requests of this type in one batch are answered by one
+    statement.
+    """
+
+    name: str
+    body: type[Body]
+    reply: type[Body]
+    needs_user: bool = True
+    writes: bool = False
+    session_in_statement: bool = False
+    records_own_answer: bool = False
+    answers_together: bool = False
+
+    def __post_init__(self) -> None:
+        if self.records_own_answer and not (self.writes and self.session_in_statement):
+            raise ValueError(f"{self.name}: an answer recorded by its own statement is a write's, with its session")
+        if self.session_in_statement and not self.needs_user:
+            raise ValueError(f"{self.name}: a session checked in the statement needs a user")
+
+    @property
+    def in_transaction(self) -> bool:
+        """A write in a transaction block: its inbox entry and the caller's session are read by
+        one statement first, its answer recorded before the commit."""
+        return self.writes and not self.records_own_answer
+
+
+def _registry(*rows: RequestType) -> dict[str, RequestType]:
+    return {row.name: row for row in rows}
+
+
+REQUEST_TYPES: dict[str, RequestType] = _registry(
+    RequestType("auth.register", RegisterRequest, UserReply, needs_user=False, writes=True),
+    RequestType("auth.login", LoginRequest, LoginReply, needs_user=False, writes=True),
+    RequestType("auth.logout", EmptyRequest, EmptyRequest, writes=True),
+    RequestType("auth.whoami", EmptyRequest, UserReply),
+    RequestType(
+        "job.submit", SubmitRequest, SubmitReply, writes=True, session_in_statement=True, records_own_answer=True
+    ),
+    RequestType("job.list", ListRequest, ListReply, session_in_statement=True, answers_together=True),
+    RequestType("job.show", JobRef, ShowReply),
+    RequestType("job.history", HistoryRequest, HistoryReply),
+    RequestType("job.cancel", JobRef, JobReply, writes=True),
+    RequestType("job.pause", JobRef, JobReply, writes=True),
+    RequestType("job.resume", JobRef, JobReply, writes=True),
+    RequestType("job.retry", JobRef, JobReply, writes=True),
+    RequestType("job.priority", PriorityRequest, JobReply, writes=True),
+    RequestType("job.logs", LogsRequest, LogsReply),
+    RequestType("job.watch", WatchRequest, WatchReply),
+    RequestType("node.list", EmptyRequest, NodesReply),
+)

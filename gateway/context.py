@@ -1,11 +1,11 @@
-"""What a request handler is given: its transaction, the caller, and effects to run after commit."""
+"""What a request handler is given (its connection and caller) and what it gives back (an Outcome)."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -13,6 +13,7 @@ import redis
 
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.keys import Keys
+from broker_contracts.messages import Body
 from store import nodes
 from store.inbox import Answer
 from store.users import User
@@ -64,19 +65,21 @@ class Specs:
         return spec
 
 
-@dataclass
+Effect = Callable[[redis.Redis], None]
+
+
+@dataclass(frozen=True)
 class Context:
+    """What the pipeline gives a handler. ``user``: the caller as the pipeline authenticated them
+    (None for a request that needs no user, or whose statement checks the session itself)."""
+
     conn: psycopg.Connection
     config: GatewayConfig
     token: str | None
     reply_to: str
     user: User | None = None
-    # Redis writes that must follow the commit (cancel signals, pause holds, watch subscriptions).
-    after_commit: list[Callable[[redis.Redis], None]] = field(default_factory=list)
-    # For a handler that records its own answer (handlers.RECORDS_OWN_ANSWER): what it records,
-    # and whether it did.
+    # for a write that records its own answer (RequestType.records_own_answer): what it records
     answer: Answer | None = None
-    answered: bool = False
     specs: Specs | None = None  # the gateway's (a fresh lookup each time without)
 
     @property
@@ -84,6 +87,17 @@ class Context:
         if self.user is None:
             raise RfarmError(ErrorCode.AUTH_REQUIRED, "not logged in: run `rfarm login USER`")
         return self.user
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a handler decided, when it is more than its reply body: the Redis writes that must
+    follow the commit (cancel signals, pause holds, watch subscriptions), and whether its own
+    statement recorded its answer (RequestType.records_own_answer)."""
+
+    body: Body | dict[str, Any]
+    after_commit: tuple[Effect, ...] = ()
+    recorded: bool = False
 
 
 class KeepWrites(RfarmError):

@@ -1,20 +1,21 @@
-"""One function per request type: (context, validated body) -> reply body. No Redis, no I/O but SQL."""
+"""One function per request type: (context, validated body) -> its reply body, or an Outcome (the body
+and the Redis writes to make after the commit). No Redis, no I/O but SQL."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from pydantic import ValidationError
 
 from broker_contracts import messages as m
-from broker_contracts.envelope import Envelope, Reply, decode_envelope
-from broker_contracts.errors import DecodeError, ErrorCode, RfarmError
+from broker_contracts.envelope import Envelope, Reply
+from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec, validate_params
 from gateway import control, wire
-from gateway.context import Context, KeepWrites, Specs
+from gateway.context import Context, KeepWrites, Outcome, Specs
 from gateway.passwords import hash_password, needs_rehash, verify_password
 from store import history, jobs, nodes, users
 
@@ -50,21 +51,19 @@ def whoami(ctx: Context, req: m.EmptyRequest) -> m.UserReply:
     return m.UserReply(username=ctx.caller.username, is_admin=ctx.caller.is_admin)
 
 
-def submit(ctx: Context, req: m.SubmitRequest) -> m.SubmitReply:
-    # The session is checked by the statement that makes the job (SELF_AUTHENTICATING); a refusal
+def submit(ctx: Context, req: m.SubmitRequest) -> Outcome:
+    # The session is checked by the statement that makes the job (session_in_statement); a refusal
     # before it first checks the caller is logged in, so a stranger is told only that.
     try:
         req = _with_valid_params(ctx, req)
     except RfarmError:
-        ctx.user = users.authenticate(ctx.conn, ctx.token or "")
+        users.authenticate(ctx.conn, ctx.token or "")
         raise
     if req.after is None:
-        ctx.user, job_id = jobs.submit_in_session(ctx.conn, ctx.token or "", req, answer=ctx.answer)
+        _, job_id = jobs.submit_in_session(ctx.conn, ctx.token or "", req, answer=ctx.answer)
     else:  # the dependency is checked against the caller first: a round trip more
-        ctx.user = users.authenticate(ctx.conn, ctx.token or "")
-        job_id = jobs.submit(ctx.conn, ctx.user, req, answer=ctx.answer)
-    ctx.answered = ctx.answer is not None
-    return m.SubmitReply(id=job_id)
+        job_id = jobs.submit(ctx.conn, users.authenticate(ctx.conn, ctx.token or ""), req, answer=ctx.answer)
+    return Outcome(m.SubmitReply(id=job_id), recorded=ctx.answer is not None)
 
 
 def _with_valid_params(ctx: Context, req: m.SubmitRequest) -> m.SubmitRequest:
@@ -84,28 +83,17 @@ def _with_valid_params(ctx: Context, req: m.SubmitRequest) -> m.SubmitRequest:
 
 
 def list_jobs(ctx: Context, req: m.ListRequest) -> dict[str, Any]:
-    # the session is checked in the same statement as the page (see SELF_AUTHENTICATING)
-    ctx.user, columns, rows = jobs.list_page(
+    # the session is checked in the same statement as the page (session_in_statement)
+    _, columns, rows = jobs.list_page(
         ctx.conn, ctx.token or "", everyone=req.all, status=req.status, limit=req.limit, before=req.before
     )
     return {"columns": columns, "jobs": rows}  # an m.ListReply dump, made without the model (see gateway/wire.py)
 
 
-def plain_page(payload: bytes | None) -> tuple[Envelope, m.ListRequest] | None:
-    """The envelope and body of a `jobs` request for the caller's own newest jobs (no status, no
-    `before`, not --all, with a token), or None for anything else (answered one by one)."""
-    if not payload or b"job.list" not in payload:
-        return None
-    try:
-        env = decode_envelope(payload)
-        if env.type != "job.list" or not env.token:
-            return None
-        body = m.ListRequest.model_validate(env.body)
-    except (DecodeError, ValidationError):
-        return None
-    if body.all or body.status is not None or body.before is not None:
-        return None
-    return env, body
+def plain_page(env: Envelope, body: m.ListRequest) -> bool:
+    """A `jobs` request for the caller's own newest jobs (no status, no `before`, not --all, with a
+    token): one plain_pages answers together with others like it."""
+    return bool(env.token) and not body.all and body.status is None and body.before is None
 
 
 def plain_pages(conn: psycopg.Connection, asked: list[tuple[Envelope, m.ListRequest]]) -> list[Reply]:
@@ -141,18 +129,17 @@ def node_list(ctx: Context, req: m.EmptyRequest) -> m.NodesReply:
     return m.NodesReply(nodes=[m.NodeInfo.model_validate(r) for r in nodes.list_nodes(ctx.conn)])
 
 
-Handler = Callable[[Context, Any], m.Body | dict[str, Any]]
+Handler = Callable[[Context, Any], m.Body | dict[str, Any] | Outcome]
 
-# Handlers that check the caller's session themselves, in the statement that reads their answer
-# (one round trip to PostgreSQL instead of two); the request loop still refuses a missing token.
-SELF_AUTHENTICATING = frozenset({"job.list", "job.submit"})
 
-# Writes that make their effect in ONE statement and record their answer in it (ctx.answer): they
-# run without a transaction block (the statement is atomic by itself), refuse only before it, and
-# answer {"id": N}; no stored answer is looked up first (a repeated request id makes the
-# statement fail on the inbox's key, and the stored answer is read then). A submit was BEGIN,
-# lookup, insert, answer, COMMIT: now one statement.
-RECORDS_OWN_ANSWER = frozenset({"job.submit"})
+@dataclass(frozen=True)
+class Together:
+    """The fast path of a request type with RequestType.answers_together: which of its requests
+    qualify, and the one statement that answers several of them."""
+
+    plain: Callable[[Envelope, Any], bool]
+    answer: Callable[[psycopg.Connection, list[tuple[Envelope, Any]]], list[Reply]]
+
 
 HANDLERS: dict[str, Handler] = {
     "auth.register": register,
@@ -172,3 +159,19 @@ HANDLERS: dict[str, Handler] = {
     "job.watch": control.watch,
     "node.list": node_list,
 }
+
+TOGETHER: dict[str, Together] = {"job.list": Together(plain_page, plain_pages)}
+
+
+def missing_handlers() -> list[str]:
+    """Registry rows the gateway cannot answer: a type with no handler, or answered together
+    without the statement that does it; and handlers of no registered type."""
+    rows = m.REQUEST_TYPES
+    missing = [f"{name}: no handler" for name in rows if name not in HANDLERS]
+    missing += [f"{name}: no row in the registry" for name in HANDLERS if name not in rows]
+    missing += [
+        f"{name}: answered together, but by no statement"
+        for name, row in rows.items()
+        if row.answers_together and name not in TOGETHER
+    ]
+    return missing

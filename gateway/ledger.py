@@ -33,8 +33,9 @@ TRANSITIONS = frozenset({"started", "succeeded", "failed", "released"})
 
 
 @dataclass
-class Batch:
-    """What one transaction changed, and the Redis writes that must follow its commit."""
+class EventsApplied:
+    """The node events one transaction applied: what they changed, and the Redis writes that must
+    follow its commit."""
 
     effects: list[Effect] = field(default_factory=list)
     changed_jobs: set[int] = field(default_factory=set)
@@ -150,7 +151,7 @@ class Ledger:
                 dead_letter(pipe, self.keys, self.keys.events, eid, f"undecodable event: {exc}", payload)
         # one job's events stay in order; jobs are locked in ascending order, so batches never deadlock
         events.sort(key=lambda e: e.job_id or 0)
-        batch = Batch(pending=tasks.Pending(self.config.lease))
+        batch = EventsApplied(pending=tasks.Pending(self.config.lease))
         try:
             with transaction(self.pool) as conn:
                 reports = [e for e in events if e.task_id and e.kind in TRANSITIONS]
@@ -173,10 +174,10 @@ class Ledger:
         if batch.wake_dispatcher or batch.changed_jobs:
             self.wake.set()
 
-    def one_by_one(self, events: list[NodeEvent], pipe: redis.client.Pipeline) -> Batch:
-        total = Batch()
+    def one_by_one(self, events: list[NodeEvent], pipe: redis.client.Pipeline) -> EventsApplied:
+        total = EventsApplied()
         for ev in events:
-            batch = Batch()
+            batch = EventsApplied()
             try:
                 with transaction(self.pool) as conn:
                     self.apply(conn, ev, batch)
@@ -199,7 +200,7 @@ class Ledger:
             total.wake_dispatcher |= batch.wake_dispatcher
         return total
 
-    def finish(self, conn: psycopg.Connection, batch: Batch) -> None:
+    def finish(self, conn: psycopg.Connection, batch: EventsApplied) -> None:
         """Once per batch: job statuses from their tasks, frame counts, and notices to watchers."""
         if batch.pending is not None:
             batch.pending.flush(conn)
@@ -214,7 +215,7 @@ class Ledger:
 
     # --- one event -----------------------------------------------------------------------------
 
-    def apply(self, conn: psycopg.Connection, ev: NodeEvent, batch: Batch) -> None:
+    def apply(self, conn: psycopg.Connection, ev: NodeEvent, batch: EventsApplied) -> None:
         lease = self.config.lease
         pending = batch.pending
         if pending is not None and not (
@@ -288,17 +289,17 @@ class Ledger:
         else:  # a duplicate delivery, or the report of a run that lost its lease: counted, changes nothing
             log.info("ignored stale %s report of task %s (run %s, node %s)", ev.kind, task.id, ev.run, ev.node)
 
-    def settle_job(self, conn: psycopg.Connection, job_id: int, reason: str, actor: str, batch: Batch) -> None:
+    def settle_job(self, conn: psycopg.Connection, job_id: int, reason: str, actor: str, batch: EventsApplied) -> None:
         batch.changed_jobs.add(job_id)
         new = jobs.refresh_status(conn, job_id, reason, actor)
         if new == JobStatus.FAILED:
             jobs.cancel_rest(conn, job_id, f"job failed: {reason}")
 
-    def _signal_cancel(self, batch: Batch, job_id: int) -> None:
+    def _signal_cancel(self, batch: EventsApplied, job_id: int) -> None:
         key = self.keys.cancel(job_id)
         batch.effects.append(lambda p: p.set(key, "farm", ex=3600))
 
-    def _dead_work(self, batch: Batch, task: tasks.Task, reason: str) -> None:
+    def _dead_work(self, batch: EventsApplied, task: tasks.Task, reason: str) -> None:
         msg = task.work_msg or "-"
         stream = self.keys.work(task.pool)
         batch.effects.append(

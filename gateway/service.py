@@ -20,7 +20,7 @@ from gateway.announce import Announcer
 from gateway.context import GatewayConfig
 from gateway.dispatcher import Dispatcher
 from gateway.ledger import Ledger
-from gateway.requests import RequestLoop
+from gateway.transport import RequestLoop
 from store.db import open_pool
 
 log = logging.getLogger("rfarm.gateway")

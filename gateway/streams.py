@@ -46,7 +46,7 @@ def no_group(exc: redis.RedisError) -> bool:
     return isinstance(exc, redis.ResponseError) and str(exc).startswith("NOGROUP")
 
 
-class Batch:
+class PackedPipeline:
     """Redis commands written in one go and their answers read in order: what
     ``pipeline(transaction=False)`` does for the request loop's replies and acks, at a fraction of
     its CPU. redis-py walks every argument of every command through several layers (a third of the

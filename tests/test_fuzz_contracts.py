@@ -228,7 +228,7 @@ def _check_model(model: type[BaseModel], raw: Any) -> BaseModel | None:
     return parsed
 
 
-BODY_MODELS = sorted({spec[0] for spec in REQUEST_TYPES.values()}, key=lambda m: m.__name__)
+BODY_MODELS = sorted({row.body for row in REQUEST_TYPES.values()}, key=lambda m: m.__name__)
 
 
 @st.composite

@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from broker_contracts.envelope import Envelope, encode
 from gateway.context import GatewayConfig
 from gateway.passwords import needs_rehash
-from gateway.requests import RequestLoop
+from gateway.transport import RequestLoop
 from store import users
 from tests.farm import Farm, wait_for
 from tests.test_fuzz_gateway import PASSWORD, Gw, open_gw
@@ -74,7 +74,7 @@ def test_tokens_expire_after_the_configured_ttl_in_process(gw: Gw, unique: str) 
     short = RequestLoop(gw.r, gw.pool, GatewayConfig(prefix=gw.config.prefix, token_ttl=1), "ttl", gw.loop.stop)
     gw.ok("auth.register", {"username": f"ttl{unique}", "password": PASSWORD})
     env = Envelope.new("auth.login", {"username": f"ttl{unique}", "password": PASSWORD}, secrets.token_hex(16))
-    reply, _ = short.handle(encode(env))
+    reply, _ = short.pipeline.handle(encode(env))
     assert reply is not None and reply.ok and reply.body is not None
     token = reply.body["token"]
     assert gw.ok("auth.whoami", {}, token)

@@ -54,7 +54,7 @@ def _job_row(gw: Gw, job_id: int) -> tuple:
 
 
 def test_every_job_command_is_covered() -> None:
-    named = {t for t, spec in REQUEST_TYPES.items() if "id" in spec[0].model_fields}
+    named = {t for t, row in REQUEST_TYPES.items() if "id" in row.body.model_fields}
     assert named <= set(JOB_COMMANDS), named - set(JOB_COMMANDS)
 
 
@@ -114,8 +114,8 @@ def test_the_owner_may_do_everything_to_their_own_job(gw: Gw, unique: str) -> No
 def test_commands_without_a_login_are_refused(gw: Gw, unique: str) -> None:
     alice = gw.user(f"alice{unique}")
     job_id = gw.ok("job.submit", {"name": "x"}, alice)["id"]
-    for type_, spec in REQUEST_TYPES.items():
-        if not spec[2]:
+    for type_, row in REQUEST_TYPES.items():
+        if not row.needs_user:
             continue
         body = _body(JOB_COMMANDS.get(type_, {}), job_id)
         for token in (None, "not-a-token"):

@@ -8,6 +8,7 @@ statement that makes the job (no transaction block): its refusals come before th
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +18,8 @@ import pytest
 
 from broker_contracts.envelope import decode_reply
 from broker_contracts.errors import ErrorCode, RfarmError
-from gateway import handlers, requests
+from broker_contracts.messages import REQUEST_TYPES
+from gateway import handlers
 from gateway.context import Context, KeepWrites
 from tests.test_fuzz_gateway import Gw, open_gw
 
@@ -53,7 +55,8 @@ def test_a_refusal_after_a_write_undoes_it_unless_kept(
     name = f"refused-{unique}-{int(kept)}"
     body = {"name": name, "frames": "1-4", "renderer": "noop", "pool": "refusals"}
     monkeypatch.setitem(handlers.HANDLERS, "job.submit", _submit_then(error))
-    monkeypatch.setattr(requests, "RECORDS_OWN_ANSWER", frozenset())  # a write in a transaction block
+    in_block = dataclasses.replace(REQUEST_TYPES["job.submit"], records_own_answer=False)
+    monkeypatch.setitem(REQUEST_TYPES, "job.submit", in_block)  # a write in a transaction block
     rid = str(uuid.uuid4())
     first = gw.call("job.submit", body, token, rid=rid)
     assert not first.ok and first.error is not None and first.error.message == "refused after writing"

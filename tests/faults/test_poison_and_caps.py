@@ -10,8 +10,8 @@ import pytest
 from broker_contracts.codec import pack, unpack
 from broker_contracts.envelope import Envelope, encode
 from gateway.context import GatewayConfig
-from gateway.requests import REQUESTS_MAXLEN
 from gateway.streams import DEAD_MAXLEN, WORK_MAXLEN
+from gateway.transport import REQUESTS_MAXLEN
 from render_nodes.link import EVENTS_MAXLEN
 from tests.farm import Farm, wait_for
 from tests.faults.helpers import Wire, all_terminal, login, start_gateway, submit
