@@ -56,7 +56,8 @@ class Keys:
 
     @property
     def farm_info(self) -> str:
-        """Set by the gateway: the farm's name and version, read by shells to say where they are."""
+        """Set by every gateway: the farm's identity (its id in PostgreSQL), read by shells to know
+        which farm answers at an address and so which saved session is theirs there."""
         return f"{self.prefix}:farm"
 
 

@@ -16,6 +16,7 @@ import threading
 import redis
 
 from broker_contracts.config import Settings
+from gateway.announce import Announcer
 from gateway.context import GatewayConfig
 from gateway.dispatcher import Dispatcher
 from gateway.ledger import Ledger
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.request_threads
     clients = [
         redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-        for _ in range(n + 2)
+        for _ in range(n + 3)
     ]
     # Several request loops, each its own consumer of the group: a batch is shared out among them
     # by Redis, and the PostgreSQL round trips of one overlap the Python work of another.
@@ -120,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     ledger = Ledger(clients[0], pool, config, consumer, stop, wake)
     dispatcher = Dispatcher(clients[1], pool, config, stop, wake, ledger)
+    announcer = Announcer(clients[n + 2], pool, config.keys, stop)
+    announcer.announce()  # before the first request is answered, where the servers allow it
     threads = [
         threading.Thread(target=ledger.run, name="ledger", daemon=True),
         threading.Thread(target=dispatcher.run, name="dispatcher", daemon=True),
+        threading.Thread(target=announcer.run, name="announcer", daemon=True),
     ] + [threading.Thread(target=loop.run, name=f"requests-{i}", daemon=True) for i, loop in enumerate(loops)]
     log.info("gateway %s serving prefix %r", consumer, settings.prefix)
     for t in threads:
