@@ -150,6 +150,26 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- unlock -----------------------------------------------------------------------------------------
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    """Forget a user's failed logins: whoever made them, the user may log in at once."""
+    from store import users
+
+    url = Settings.from_env().database_url
+    try:
+        with psycopg.connect(url, row_factory=dict_row, connect_timeout=10) as conn, conn.transaction():
+            removed = users.unlock(conn, args.user)
+    except psycopg.OperationalError as exc:
+        raise unreachable("PostgreSQL", url, exc) from exc
+    except psycopg.errors.UndefinedTable as exc:
+        raise CtlError(EXIT_REFUSED, "the database has no rfarm schema yet: run `rfarmctl migrate`") from exc
+    shown = args.user.encode("unicode_escape").decode("ascii")
+    print(f"unlocked {shown}" if removed else f"{shown} had no failed logins to forget")
+    return EXIT_OK
+
+
 # --- redis-acl --------------------------------------------------------------------------------------
 
 
@@ -222,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user")
     p.add_argument("--password-stdin", action="store_true", help="read the password as one line of stdin")
     p.set_defaults(run=cmd_create_admin)
+
+    p = sub.add_parser("unlock", help="forget a user's failed logins, so that they may log in at once")
+    p.add_argument("user")
+    p.set_defaults(run=cmd_unlock)
 
     p = sub.add_parser("redis-acl", help="print, or --apply, least-privilege Redis ACL users for each role")
     p.add_argument("--apply", action="store_true", help="create the users (connects as RFARM_REDIS_URL's user)")
