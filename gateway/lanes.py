@@ -40,16 +40,27 @@ class AuthLane:
         self.replies = replies
         self.pipeline = Pipeline(r, pool, config)
         self.queue: queue.Queue[tuple[str, Request]] = queue.Queue(maxsize=max(1, config.auth_queue))
+        self.held: set[str] = set()  # entries queued or being answered: not to be taken over here
+        self.lock = threading.Lock()
         self.store_backoff = Backoff("postgresql (auth lane)")
         self.redis_backoff = Backoff("redis (auth lane)")
 
     def offer(self, eid: str, request: Request) -> bool:
         """Queue the entry to be answered and acked by the lane; False when the queue is full."""
-        try:
-            self.queue.put_nowait((eid, request))
-        except queue.Full:
-            return False
+        with self.lock:
+            if eid in self.held:
+                return True
+            try:
+                self.queue.put_nowait((eid, request))
+            except queue.Full:
+                return False
+            self.held.add(eid)
         return True
+
+    def holds(self, eid: str) -> bool:
+        """The entry waits in the lane (idle in Redis, but not abandoned)."""
+        with self.lock:
+            return eid in self.held
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -57,7 +68,11 @@ class AuthLane:
                 eid, request = self.queue.get(timeout=0.5)
             except queue.Empty:
                 continue
-            self.answer(eid, request)
+            try:
+                self.answer(eid, request)
+            finally:
+                with self.lock:
+                    self.held.discard(eid)
 
     def answer(self, eid: str, request: Request) -> None:
         """Answer, send and ack one entry; on an outage it is left unacked, to be taken over."""

@@ -90,9 +90,7 @@ class Pipeline:
         self.config = config
         self.specs = Specs()
 
-    def answer(
-        self, decoded: list[tuple[str, Request | Answered]]
-    ) -> Iterator[tuple[str, Reply | None, str | None]]:
+    def answer(self, decoded: list[tuple[str, Request | Answered]]) -> Iterator[tuple[str, Reply | None, str | None]]:
         """(entry id, reply, where to) for each of a batch's decoded payloads, as each is answered:
         those answered together first, then the rest in stream order. Raises StoreUnavailable when
         the database is away (the entries not yet answered are to stay unacked)."""

@@ -125,6 +125,8 @@ class RequestLoop:
             if self.stop.is_set():
                 return
             eid = entry_id(p["message_id"])
+            if self.lane is not None and self.lane.holds(eid):  # idle because the lane is busy, not abandoned
+                continue
             claimed = bounded.xclaim(
                 self.r, self.keys.requests, GATEWAY_GROUP, self.consumer, idle_ms, [eid], limit=ENTRY_LIMIT
             )
