@@ -37,7 +37,7 @@ class GatewayConfig:
     watches_per_user: int = 16
     watchers_per_job: int = 32
     # password-hashing requests waiting for the auth lane; more are refused at once
-    auth_queue: int = 16
+    auth_queue: int = 64
     inbox_keep: float = 7 * 24 * 3600
     fault: str | None = None
     # entries one request thread takes per read: a few, so that a burst is shared among the threads

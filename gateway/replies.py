@@ -5,7 +5,9 @@ address for each request. So each gateway counts the streams it keeps alive: per
 that has had a successful answer) at most ``reply_streams_per_login``, and for everyone else
 (strangers logging in or registering, bad tokens) at most ``anonymous_reply_streams`` together.
 A request that would make one stream too many is refused before it is answered. A stream that
-only ever got errors lives ``error_reply_ttl`` seconds instead of ``reply_ttl``.
+only ever got errors, or answers to requests without a login (a login's own answer: the shell
+reads it at once, and no notice ever follows), lives ``error_reply_ttl`` seconds instead of
+``reply_ttl``.
 """
 
 from __future__ import annotations
@@ -57,16 +59,17 @@ class ReplyStreams:
         stream = self.keys.reply(to)
         out.xadd(stream, {"m": encode_reply(reply)}, maxlen=self.config.reply_maxlen, approximate=True)
         now = time.monotonic()
-        if reply.ok:
+        login = token if reply.ok else None  # a token is known good once it had a successful answer
+        if login:
             out.expire(stream, self.config.reply_ttl)
             keep = self.config.reply_ttl
-        else:  # an error keeps a stream alive a short while, and never shortens a longer life
+        else:  # keeps a stream alive a short while, and never shortens a longer life
             keep = min(self.config.error_reply_ttl, self.config.reply_ttl)
             out.expire(stream, keep, "NX")
             out.expire(stream, keep, "GT")
         with self.lock:
-            if reply.ok and token:
-                self.logins.setdefault(token, {})[to] = now + keep
+            if login:
+                self.logins.setdefault(login, {})[to] = now + keep
             elif to in self.strangers or len(self.strangers) < self.config.anonymous_reply_streams:
                 self.strangers[to] = max(self.strangers.get(to, 0.0), now + keep)
 
