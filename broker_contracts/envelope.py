@@ -138,12 +138,72 @@ def decode_reply(data: bytes) -> Reply | Notice:
         raise DecodeError(ErrorCode.REQUEST_INVALID, f"bad reply: {first_error(exc)}") from None
 
 
-def first_error(exc: ValidationError) -> str:
-    """One line naming the first thing wrong, fit for a user: 'frames: must be …'."""
+def first_error(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line naming the first thing wrong, in rfarm's words: 'priority must be between 0 and 100'.
+
+    ``model`` (the model that refused the data) lets a range name both of its bounds."""
     err = exc.errors(include_url=False)[0]
-    where = _printable(".".join(str(p) for p in err.get("loc", ()) if p != "__root__"))
-    msg = _printable(str(err.get("msg", "invalid")).removeprefix("Value error, "))
-    return f"{where}: {msg}" if where else msg
+    loc = [str(p) for p in err.get("loc", ()) if p != "__root__"]
+    where = _printable(".".join(loc))
+    kind = err.get("type", "")
+    ctx = err.get("ctx") or {}
+    if kind in _BOUNDS:
+        said = _range(model, loc, ctx) or _BOUNDS[kind].format(**ctx)
+    elif kind == "string_too_short" and ctx.get("min_length") == 1:
+        said = "must not be empty"
+    elif kind in _WORDS:
+        said = _WORDS[kind].format(**ctx)
+    elif kind in ("enum", "literal_error"):
+        said = "must be one of " + str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+    else:
+        said = _printable(str(err.get("msg", "invalid")).removeprefix("Value error, "), 200)
+        if where and not said.startswith(("must ", "is ")):
+            return f"{where}: {said}"
+    return f"{where} {said}" if where else said
+
+
+# pydantic's error types in rfarm's words (the field's name goes before them)
+_BOUNDS = {
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+}
+_WORDS = {
+    "missing": "is required",
+    "extra_forbidden": "is not a field rfarm knows here",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be text",
+    "string_too_short": "must be at least {min_length} characters long",
+    "string_too_long": "must be at most {max_length} characters long",
+    "too_short": "must have at least {min_length} items",
+    "too_long": "must have at most {max_length} items",
+    "dict_type": "must be a map of names to values",
+    "list_type": "must be a list",
+    "model_type": "must be a map",
+    "model_attributes_type": "must be a map",
+    "datetime_type": "must be a time",
+    "datetime_parsing": "must be a time",
+}
+
+
+def _range(model: type[BaseModel] | None, loc: list[str], ctx: dict[str, Any]) -> str | None:
+    """'must be between 0 and 100' when the field declares both bounds (pydantic says only one)."""
+    if model is None or len(loc) != 1 or loc[0] not in model.model_fields:
+        return None
+    low = high = None
+    for rule in model.model_fields[loc[0]].metadata:
+        low = getattr(rule, "ge", None) if getattr(rule, "ge", None) is not None else low
+        high = getattr(rule, "le", None) if getattr(rule, "le", None) is not None else high
+    if low is None or high is None:
+        return None
+    return f"must be between {low} and {high}"
 
 
 def _printable(text: str, limit: int = 80) -> str:

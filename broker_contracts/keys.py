@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-CLIENT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# whole strings: used with fullmatch only (``$`` would let a trailing newline through)
+CLIENT_ID_RE = re.compile(r"[0-9a-f]{32}")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 GATEWAY_GROUP = "gateway"
 LEDGER_GROUP = "ledger"
@@ -65,9 +66,9 @@ class Keys:
 
 def valid_client_id(value: str) -> bool:
     """A reply address is exactly 128 random bits in hex: nothing else may name a stream."""
-    return bool(CLIENT_ID_RE.match(value))
+    return CLIENT_ID_RE.fullmatch(value) is not None
 
 
 def valid_name(value: str) -> bool:
     """Pool, node, tag and profile names: short, printable, safe inside a key."""
-    return bool(NAME_RE.match(value))
+    return NAME_RE.fullmatch(value) is not None

@@ -236,7 +236,7 @@ class NodesReply(Out):
 
 class WatchRequest(Body):
     id: JobId
-    sub: str = Field(min_length=1, max_length=64)
+    sub: Keyword  # the shell's subscription id, part of a Redis hash field
 
 
 class WatchReply(Out):

@@ -122,7 +122,7 @@ class Pipeline:
         try:
             body = row.body.model_validate(env.body)
         except ValidationError as exc:
-            return Answered(Reply.failure(env.id, ErrorCode.REQUEST_INVALID, first_error(exc)), env.reply_to)
+            return Answered(Reply.failure(env.id, ErrorCode.REQUEST_INVALID, first_error(exc, row.body)), env.reply_to)
         return Request(env, row, body)
 
     def dead(self, payload: bytes | None, reason: str) -> None:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 from typing import Any
 
 from broker_contracts.frames import parse_frames
 from broker_contracts.states import JobStatus
+from shell import completion
 from shell import renderers as r
 from shell.errors import UsageError
-from shell.registry import Arg, Command, Context, Registry, positive_seconds
+from shell.registry import Arg, Command, Context, Registry, Renderer, positive_seconds
+from shell.safe import printable
 from shell.watch import Follow, follow
 
 # --- argument types (raise ArgumentTypeError: argparse names the argument in the message) -------
 
 
 def job_id(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
+    if not re.fullmatch(r"[0-9]+", text.strip()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a job id (a whole number from 1)")
     value = int(text)
     if value > 2**63 - 1:
@@ -52,7 +55,7 @@ def key_value(text: str) -> tuple[str, str]:
 def _password(ns: argparse.Namespace, ctx: Context, *, twice: bool) -> str:
     if ns.password_stdin:
         return ctx.read_stdin_line()
-    password = ctx.ask_password(f"password for {ns.user}: ")
+    password = ctx.ask_password(f"password for {printable(ns.user)}: ")
     if twice and ctx.ask_password("again: ") != password:
         raise UsageError("the two passwords differ")
     return password
@@ -116,6 +119,10 @@ def _list(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     return {"status": ns.status, "all": ns.all, "limit": ns.limit}
 
 
+def _jobs_view(ns: argparse.Namespace) -> Renderer:
+    return r.render_all_jobs if ns.all else r.render_jobs
+
+
 def _history(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     return {"id": ns.job, "tasks": not ns.job_only}
 
@@ -149,6 +156,10 @@ def _help(ns: argparse.Namespace, registry: Registry) -> list[str]:
     if ns.command:
         return registry.parser(ns.command).format_help().rstrip("\n").splitlines()
     return registry.overview()
+
+
+def _completion(ns: argparse.Namespace, registry: Registry) -> list[str]:
+    return completion.script(ns.shell, registry).rstrip("\n").splitlines()
 
 
 def _control(name: str, help_: str) -> Command:
@@ -271,6 +282,7 @@ COMMANDS: tuple[Command, ...] = (
         request="job.list",
         build=_list,
         render=r.render_jobs,
+        view=_jobs_view,
         as_json=r.jobs_json,
     ),
     Command(
@@ -322,10 +334,15 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         name="logs",
         help="the renderer's output for a job's tasks",
-        args=(_JOB, Arg("--frame", "only the task that renders this frame", type=whole, metavar="N")),
+        args=(
+            _JOB,
+            Arg("--frame", "only the task that renders this frame", type=whole, metavar="N"),
+            Arg("--raw", "print the output as the renderer wrote it, control characters included", flag=True),
+        ),
         request="job.logs",
         build=_logs,
         render=r.render_logs,
+        render_raw=r.render_raw_logs,
     ),
     Command(
         name="nodes",
@@ -339,6 +356,17 @@ COMMANDS: tuple[Command, ...] = (
         help="list the commands, or explain one",
         args=(Arg("command", "a command name", metavar="COMMAND", optional=True, completes="command"),),
         local=_help,
+    ),
+    Command(
+        name="completion",
+        help="print a completion script for bash, zsh or fish",
+        args=(Arg("shell", "the shell", metavar="SHELL", choices=completion.SHELLS),),
+        local=_completion,
+        examples=(
+            'eval "$(rfarm completion bash)"   # in ~/.bashrc',
+            'rfarm completion zsh > "${fpath[1]}/_rfarm"',
+            "rfarm completion fish > ~/.config/fish/completions/rfarm.fish",
+        ),
     ),
 )
 

@@ -1,9 +1,12 @@
-"""Pure text helpers for renderers: tables fitted to a width, relative times, status colours."""
+"""Pure text helpers for renderers: tables fitted to a width (in terminal columns: a CJK character or
+an emoji takes two), relative times, status colours."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from wcwidth import wcswidth, wcwidth
 
 ELLIPSIS = "…"
 
@@ -28,6 +31,17 @@ class RenderOptions:
     width: int = 100
     color: bool = False
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    inside_shell: bool = False  # in the interactive shell a hint says `login alice`, not `rfarm login alice`
+
+
+def hint(command: str, opts: RenderOptions) -> str:
+    """A command to type next, quoted as the user would type it where they are."""
+    return f"`{command}`" if opts.inside_shell else f"`rfarm {command}`"
+
+
+def inside_shell(text: str, prog: str = "rfarm") -> str:
+    """A message's hints as typed inside the interactive shell: `rfarm login USER` → `login USER`."""
+    return text.replace(f"`{prog} ", "`")
 
 
 @dataclass(frozen=True)
@@ -45,13 +59,34 @@ def colour(text: str, status: str | None, enabled: bool) -> str:
     return f"\x1b[{code}m{text}\x1b[0m"
 
 
+def width_of(text: str) -> int:
+    """The columns ``text`` takes on a terminal: 2 for a CJK character or an emoji, 0 for a
+    combining mark. A character of unknown width (a control character) counts as one."""
+    columns = wcswidth(text)
+    if columns >= 0:
+        return columns
+    return sum(1 if wcwidth(c) < 0 else wcwidth(c) for c in text)
+
+
 def cut(text: str, width: int) -> str:
-    """At most ``width`` characters; a cut text ends with an ellipsis."""
-    if len(text) <= width:
+    """At most ``width`` columns; a cut text ends with an ellipsis."""
+    if width_of(text) <= width:
         return text
     if width <= 1:
         return ELLIPSIS[:width]
-    return text[: width - 1] + ELLIPSIS
+    room, kept = width - 1, []
+    for char in text:
+        room -= width_of(char)
+        if room < 0:
+            break
+        kept.append(char)
+    return "".join(kept) + ELLIPSIS
+
+
+def pad(text: str, width: int, *, right: bool = False) -> str:
+    """``text`` filled with spaces to ``width`` columns (on the left when ``right``)."""
+    fill = " " * max(width - width_of(text), 0)
+    return fill + text if right else text + fill
 
 
 def table(
@@ -69,16 +104,16 @@ def table(
     table is too wide; the others keep their width. ``right`` columns are right-aligned.
     """
     cells = [[c if isinstance(c, Cell) else Cell(c) for c in row] for row in rows]
-    widths = [len(h) for h in headers]
+    widths = [width_of(h) for h in headers]
     for row in cells:
         for i, c in enumerate(row):
-            widths[i] = max(widths[i], len(_flat(c.text)))
+            widths[i] = max(widths[i], width_of(_flat(c.text)))
     gap = 2
     excess = sum(widths) + gap * (len(widths) - 1) - opts.width
     for i in flex:
         if excess <= 0:
             break
-        floor = max(min_flex, len(headers[i]))
+        floor = max(min_flex, width_of(headers[i]))
         give = min(excess, max(0, widths[i] - floor))
         widths[i] -= give
         excess -= give
@@ -88,10 +123,8 @@ def table(
         parts = []
         for i, c in enumerate(row):
             text = cut(_flat(c.text), widths[i])
-            pad = " " * (widths[i] - len(text))
-            if i == last and i not in right:
-                pad = ""
-            text = pad + text if i in right else text + pad
+            if i != last or i in right:
+                text = pad(text, widths[i], right=i in right)
             parts.append(colour(text, c.status, opts.color) if c.status else text)
         return (" " * gap).join(parts).rstrip()
 

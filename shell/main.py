@@ -12,9 +12,11 @@ from pydantic import ValidationError
 
 from broker_contracts.config import Settings
 from broker_contracts.envelope import first_error
+from broker_contracts.version import rfarm_version
 from shell.commands import default_registry
 from shell.errors import EXIT_OK, HelpShown, ShellError, UsageError
 from shell.registry import Registry, _Parser, positive_seconds
+from shell.safe import printable
 from shell.session import Session, timeout_from_env
 
 EXIT_FAILED = 1
@@ -23,6 +25,7 @@ EXIT_FAILED = 1
 def _top_parser(registry: Registry) -> argparse.ArgumentParser:
     parser = _Parser(prog=registry.prog, add_help=False, allow_abbrev=False)
     parser.add_argument("-h", "--help", action="store_true")
+    parser.add_argument("--version", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--timeout", type=positive_seconds)
     parser.add_argument("--keep-going", action="store_true")
@@ -37,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(args, registry)
     except ShellError as exc:  # errors before a Session exists (bad global options, settings)
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {printable(exc.message)}", file=sys.stderr)
         return exc.exit_code
     except HelpShown as shown:
         print(shown.text)
@@ -59,6 +62,8 @@ def _main(args: list[str], registry: Registry) -> int:
     top = _top_parser(registry).parse_args(args)
     if top.help:
         raise HelpShown("\n".join(registry.overview()))
+    if top.version:
+        raise HelpShown(f"{registry.prog} {rfarm_version()}")
     try:
         settings = Settings.from_env()
     except ValidationError as exc:

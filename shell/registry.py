@@ -79,13 +79,19 @@ class Command:
     request: str | None = None  # a name in REQUEST_TYPES; None for a local command (help)
     build: Builder | None = None
     render: Renderer | None = None
+    render_raw: Renderer | None = None  # with --raw: what the farm holds, control characters and all
     as_json: JsonView = _dump
     after: AfterHook | None = None  # on success, e.g. login stores the token
     always: Callable[[Context], None] | None = None  # after the request whatever happened
     local: LocalRunner | None = None
     live: LiveRunner | None = None  # runs instead of one request/reply (it talks to the farm itself)
     follow: FollowHook | None = None  # after the reply, when --watch was given (submit --watch)
+    view: Callable[[argparse.Namespace], Renderer] | None = None  # the renderer the arguments ask for
     examples: tuple[str, ...] = ()
+
+    def renderer(self, ns: argparse.Namespace) -> Renderer | None:
+        """``render``, or the one ``view`` picks from the arguments (`jobs --all` shows owners)."""
+        return self.view(ns) if self.view is not None else self.render
 
     @property
     def row(self) -> RequestType:
@@ -154,6 +160,7 @@ def positive_seconds(text: str) -> float:
 class Registry:
     def __init__(self, commands: Sequence[Command], *, prog: str = "rfarm") -> None:
         self.prog = prog
+        self.inside_shell = False  # set by the interactive shell: hints there name commands without `rfarm `
         self.commands: dict[str, Command] = {}
         for command in commands:
             if command.name in self.commands:
@@ -221,5 +228,6 @@ class Registry:
         width = max(len(n) for n in self.commands)
         lines = [f"usage: {self.prog} [--json] [--timeout SECS] COMMAND [ARGS]", "", "commands:"]
         lines += [f"  {name.ljust(width)}  {cmd.help}" for name, cmd in self.commands.items()]
-        lines += ["", f"`{self.prog} help COMMAND` or `{self.prog} COMMAND --help` for one command."]
+        prog = "" if self.inside_shell else f"{self.prog} "
+        lines += ["", f"`{prog}help COMMAND` or `{prog}COMMAND --help` for one command."]
         return lines

@@ -18,7 +18,9 @@ from broker_contracts.messages import (
     TaskInfo,
     UserReply,
 )
-from shell.format import Cell, RenderOptions, ago, clock, colour, duration, table
+from broker_contracts.states import TaskStatus
+from shell.format import Cell, RenderOptions, ago, clock, colour, duration, hint, table
+from shell.safe import printable
 
 
 def status_cell(job: JobSummary) -> Cell:
@@ -35,16 +37,40 @@ def frames_text(first: int, last: int) -> str:
     return str(first) if first == last else f"{first}-{last}"
 
 
+def frames_label(frames: str) -> str:
+    """What an artist calls a task: "frame 3", or "frames 1-5" for a chunk ("1-5", "-3", "-5--1")."""
+    single = frames.removeprefix("-").isdigit()
+    return f"frame {printable(frames)}" if single else f"frames {printable(frames)}"
+
+
+def change_subject(task: int | None, frames: str | None, attempt: int | None) -> str:
+    """Whose status changed, in a history or a watch: "job", "frames 1-5, try 2" (the task's id
+    only when its frames are not known)."""
+    if task is None:
+        return "job"
+    what = frames_label(frames) if frames else f"task {task}"
+    return f"{what}, try {attempt}" if attempt else what
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+
+
+def progress_text(job: JobDetail) -> str:
+    """The progress as a person says it: "4/4 frames done, in 4 tasks of 1 frame"."""
+    return f"{progress(job)} frames done, in {_count(job.tasks_total, 'task')} of {_count(job.chunk, 'frame')}"
+
+
 # --- auth -----------------------------------------------------------------------------------------
 
 
 def render_registered(reply: UserReply, opts: RenderOptions) -> list[str]:
-    return [f"registered {reply.username}: now run `rfarm login {reply.username}`"]
+    return [f"registered {printable(reply.username)}: now run {hint(f'login {printable(reply.username)}', opts)}"]
 
 
 def render_login(reply: LoginReply, opts: RenderOptions) -> list[str]:
     role = " (admin)" if reply.is_admin else ""
-    return [f"logged in as {reply.username}{role}; the session lasts until {clock(reply.expires_at)}"]
+    return [f"logged in as {printable(reply.username)}{role}; the session lasts until {clock(reply.expires_at)}"]
 
 
 def login_json(reply: LoginReply) -> dict[str, Any]:
@@ -61,7 +87,7 @@ def logout_json(reply: Any) -> dict[str, Any]:
 
 
 def render_whoami(reply: UserReply, opts: RenderOptions) -> list[str]:
-    return [f"{reply.username}{' (admin)' if reply.is_admin else ''}"]
+    return [f"{printable(reply.username)}{' (admin)' if reply.is_admin else ''}"]
 
 
 # --- jobs -----------------------------------------------------------------------------------------
@@ -71,27 +97,33 @@ def render_submitted(reply: SubmitReply, opts: RenderOptions) -> list[str]:
     return [str(reply.id)]
 
 
-def render_jobs(reply: ListReply, opts: RenderOptions) -> list[str]:
+def render_jobs(reply: ListReply, opts: RenderOptions, *, everyone: bool = False) -> list[str]:
+    """The jobs table; an OWNER column when ``everyone`` (`jobs --all`) or the jobs have several owners."""
     if not reply.jobs:
         return ["no jobs"]
     owners = {job.owner for job in reply.jobs}
+    show_owner = everyone or len(owners) > 1
     headers = ["ID", "NAME", "STATUS", "PROGRESS", "CREATED"]
-    if len(owners) > 1:
+    if show_owner:
         headers.insert(2, "OWNER")
     rows: list[list[str | Cell]] = []
     for job in reply.jobs:
         row: list[str | Cell] = [
             str(job.id),
-            job.name,
+            printable(job.name),
             status_cell(job),
             progress(job),
             ago(job.created_at, opts.now),
         ]
-        if len(owners) > 1:
-            row.insert(2, job.owner)
+        if show_owner:
+            row.insert(2, printable(job.owner))
         rows.append(row)
-    flex = (1, 2) if len(owners) > 1 else (1,)
+    flex = (1, 2) if show_owner else (1,)
     return table(headers, rows, opts, flex=flex, right=(0,))
+
+
+def render_all_jobs(reply: ListReply, opts: RenderOptions) -> list[str]:
+    return render_jobs(reply, opts, everyone=True)
 
 
 def jobs_json(reply: ListReply) -> list[dict[str, Any]]:
@@ -101,23 +133,23 @@ def jobs_json(reply: ListReply) -> list[dict[str, Any]]:
 def _job_fields(job: JobDetail, opts: RenderOptions) -> list[tuple[str, str]]:
     status = colour(status_cell(job).text, status_cell(job).status, opts.color)
     fields = [
-        ("status", status + (f" ({job.reason})" if job.reason else "")),
-        ("owner", job.owner),
-        ("progress", f"{progress(job)} frames, {job.tasks_total} tasks of {job.chunk}"),
-        ("frames", job.frames),
-        ("renderer", job.renderer + _params(job.params)),
+        ("status", status + (f" ({printable(job.reason)})" if job.reason else "")),
+        ("owner", printable(job.owner)),
+        ("progress", progress_text(job)),
+        ("frames", printable(job.frames)),
+        ("renderer", printable(job.renderer + _params(job.params))),
         ("priority", str(job.priority)),
-        ("pool", job.pool + (f", requires {', '.join(job.requires)}" if job.requires else "")),
+        ("pool", printable(job.pool + (f", requires {', '.join(job.requires)}" if job.requires else ""))),
         ("attempts", f"up to {job.max_attempts} per task"),
     ]
     if job.after is not None:
         fields.append(("after", f"job {job.after}"))
     if job.waiting:
-        fields.append(("waiting", job.waiting))
+        fields.append(("waiting", printable(job.waiting)))
     if job.blocked_nodes:
-        fields.append(("blocked on", ", ".join(job.blocked_nodes)))
+        fields.append(("blocked on", printable(", ".join(job.blocked_nodes))))
     fields += [
-        ("output", job.output),
+        ("output", printable(job.output)),
         ("created", f"{ago(job.created_at, opts.now)} ({clock(job.created_at)})"),
         ("updated", ago(job.updated_at, opts.now)),
     ]
@@ -132,7 +164,7 @@ def _params(params: dict[str, Any]) -> str:
 
 def render_show(reply: ShowReply, opts: RenderOptions) -> list[str]:
     job = reply.job
-    lines = [f"job {job.id}  {job.name}"]
+    lines = [f"job {job.id}  {printable(job.name)}"]
     fields = _job_fields(job, opts)
     label = max(len(k) for k, _ in fields)
     lines += [f"  {k.ljust(label)}  {v}" for k, v in fields]
@@ -144,48 +176,54 @@ def render_show(reply: ShowReply, opts: RenderOptions) -> list[str]:
 def render_tasks(tasks: list[TaskInfo], opts: RenderOptions) -> list[str]:
     if not tasks:
         return ["no tasks"]
-    headers = ["TASK", "FRAMES", "STATUS", "TRY", "NODE", "STARTED", "TOOK", "ERROR"]
+    headers = ["FRAMES", "STATUS", "TRY", "NODE", "STARTED", "TOOK", "ERROR"]
     rows: list[list[str | Cell]] = []
     for task in tasks:
-        took = duration(task.started_at, task.finished_at, opts.now) if task.started_at else "-"
         error = task.error or (f"exit {task.exit_code}" if task.exit_code not in (None, 0) else "")
         rows.append(
             [
-                str(task.id),  # the id, as in `history` and `logs`
                 frames_text(task.frame_first, task.frame_last),
                 Cell(task.status.value, task.status.value),
                 str(task.attempt),
-                task.node or "-",
+                printable(task.node) or "-",
                 ago(task.started_at, opts.now),
-                took,
-                error,
+                took(task, opts),
+                printable(error),
             ]
         )
-    return table(headers, rows, opts, flex=(7, 4), right=(0, 3))
+    return table(headers, rows, opts, flex=(6, 3), right=(2,))
+
+
+def took(task: TaskInfo, opts: RenderOptions) -> str:
+    """How long the task's last attempt ran, from the task's own times: a running task up to now,
+    an ended one to its end. A task back in the queue (its node lost, the farm restarted) shows
+    "-": the time it waited is not time it took."""
+    if task.started_at is None:
+        return "-"
+    if task.finished_at is not None:
+        return duration(task.started_at, task.finished_at, opts.now)
+    if task.status is TaskStatus.RUNNING:
+        return duration(task.started_at, None, opts.now)
+    return "-"
 
 
 def render_history(reply: HistoryReply, opts: RenderOptions) -> list[str]:
     """Exact times here (not '2 min ago'): a history is read as a sequence, to the second."""
     job = reply.job
-    head = f"job {job.id}  {job.name}  " + colour(status_cell(job).text, status_cell(job).status, opts.color)
+    head = f"job {job.id}  {printable(job.name)}  " + colour(status_cell(job).text, status_cell(job).status, opts.color)
     if not reply.history:
         return [head, "no status changes recorded"]
     rows: list[list[str | Cell]] = []
     for entry in reply.history:
-        what = "job" if entry.task is None else f"task {entry.task}"
-        if entry.frames:
-            what += f" [{entry.frames}]"
-        if entry.attempt:
-            what += f" #{entry.attempt}"
         rows.append(
             [
                 clock(entry.at),
-                what,
-                Cell(entry.from_ or "-", entry.from_),
+                change_subject(entry.task, entry.frames, entry.attempt),
+                Cell(printable(entry.from_) or "-", entry.from_),
                 "→",
-                Cell(entry.to, entry.to),
-                entry.reason,
-                entry.actor,
+                Cell(printable(entry.to), entry.to),
+                printable(entry.reason),
+                printable(entry.actor),
             ]
         )
     return [head, *table(["TIME", "WHAT", "FROM", "", "TO", "REASON", "ACTOR"], rows, opts, flex=(5, 1, 6))]
@@ -194,18 +232,25 @@ def render_history(reply: HistoryReply, opts: RenderOptions) -> list[str]:
 def render_job_changed(reply: JobReply, opts: RenderOptions) -> list[str]:
     job = reply.job
     status = colour(status_cell(job).text, status_cell(job).status, opts.color)
-    return [f"job {job.id} ({job.name}): {status}, priority {job.priority}"]
+    return [f"job {job.id} ({printable(job.name)}): {status}, priority {job.priority}"]
 
 
-def render_logs(reply: LogsReply, opts: RenderOptions) -> list[str]:
+def render_logs(reply: LogsReply, opts: RenderOptions, *, raw: bool = False) -> list[str]:
+    """Each line of output escaped; ``raw`` (`logs --raw`, asked for) prints it as the renderer wrote it."""
     if not reply.logs:
         return ["no output yet"]
     lines: list[str] = []
     for entry in reply.logs:
-        where = f" on {entry.node}" if entry.node else ""
-        lines.append(f"== task {entry.task}, frames {entry.frames}, attempt {entry.attempt}{where} ==")
-        lines += entry.output.rstrip("\n").splitlines() or ["(no output)"]
+        where = f" on {printable(entry.node)}" if entry.node else ""
+        lines.append(f"== {frames_label(entry.frames)}, try {entry.attempt}{where} ==")
+        output = entry.output.rstrip("\n")
+        shown = output.split("\n") if raw else [printable(line) for line in output.splitlines()]
+        lines += shown if output else ["(no output)"]
     return lines
+
+
+def render_raw_logs(reply: LogsReply, opts: RenderOptions) -> list[str]:
+    return render_logs(reply, opts, raw=True)
 
 
 def render_nodes(reply: NodesReply, opts: RenderOptions) -> list[str]:
@@ -214,13 +259,13 @@ def render_nodes(reply: NodesReply, opts: RenderOptions) -> list[str]:
     headers = ["NODE", "POOL", "STATE", "BUSY", "TAGS", "PROFILES", "VERSION", "SEEN"]
     rows: list[list[str | Cell]] = [
         [
-            node.id,
-            node.pool,
-            Cell(node.state, node.state),
+            printable(node.id),
+            printable(node.pool),
+            Cell(printable(node.state), node.state),
             f"{node.running}/{node.slots}",
-            ",".join(node.tags) or "-",
-            ",".join(node.profiles) or "-",
-            node.version,
+            printable(",".join(node.tags)) or "-",
+            printable(",".join(node.profiles)) or "-",
+            printable(node.version),
             ago(node.last_seen, opts.now),
         ]
         for node in reply.nodes

@@ -112,6 +112,7 @@ def run(
     """Read commands until `exit`, `quit` or Ctrl-D; each runs through ``session.run``. Returns 0,
     or the exit code of the last command when the shell ends. ``input``/``output`` are for tests."""
     refresher = refresher or Refresher(session.settings)
+    session.registry.inside_shell = True
     prompt = build_prompt(session, refresher, input=input, output=output)
     refresher.on_change = prompt.app.invalidate
     refresher.start()

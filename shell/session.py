@@ -24,8 +24,9 @@ from broker_contracts.errors import ErrorCode
 from shell.client import DEFAULT_TIMEOUT, Client
 from shell.credentials import CredentialStore
 from shell.errors import EXIT_OK, FarmError, HelpShown, ShellError, UsageError
-from shell.format import RenderOptions
+from shell.format import RenderOptions, inside_shell
 from shell.registry import Command, Registry
+from shell.safe import json_text, printable
 
 EXIT_INTERRUPTED = 130
 
@@ -149,10 +150,12 @@ class Session:
         return exc.exit_code
 
     def report(self, exc: ShellError, *, json_mode: bool) -> None:
+        if self.registry.inside_shell:
+            exc.message = inside_shell(exc.message, self.registry.prog)
         if json_mode:
             print(json.dumps({"error": {"code": exc.code, "message": exc.message}}), file=self.out)
         else:
-            print(f"error: {exc.message}", file=self.err)
+            print(f"error: {printable(exc.message)}", file=self.err)
 
     def execute(self, argv: Sequence[str]) -> int:
         """Parse, ask the farm, print; returns the exit code (errors are raised as ShellError)."""
@@ -179,9 +182,11 @@ class Session:
         follows = command.follow is not None and bool(getattr(ns, "watch", False))
         if json_mode:
             if not follows:  # the follow prints the one JSON document
-                print(json.dumps(command.as_json(reply), ensure_ascii=False), file=self.out)
-        elif command.render is not None:
-            self._print_lines(command.render(reply, self._render_options()))
+                print(json_text(command.as_json(reply)), file=self.out)
+        elif (render := command.renderer(ns)) is not None:
+            if command.render_raw and getattr(ns, "raw", False):
+                render = command.render_raw
+            self._print_lines(render(reply, self._render_options()))
         if follows:
             assert command.follow is not None
             return command.follow(reply, ns, self)
@@ -213,7 +218,8 @@ class Session:
         try:
             model = command.request_model.model_validate(raw)
         except ValidationError as exc:
-            raise UsageError(f"{self.registry.prog} {command.name}: {first_error(exc)}") from None
+            said = first_error(exc, command.request_model)
+            raise UsageError(f"{self.registry.prog} {command.name}: {said}") from None
         return model.model_dump(mode="json", by_alias=True)
 
     def _validated_reply(self, command: Command, raw: Any) -> Any:
@@ -234,4 +240,4 @@ class Session:
         is_tty = hasattr(self.out, "isatty") and self.out.isatty()
         color = is_tty and "NO_COLOR" not in os.environ
         width = shutil.get_terminal_size((100, 24)).columns
-        return RenderOptions(width=max(width, 40), color=color)
+        return RenderOptions(width=max(width, 40), color=color, inside_shell=self.registry.inside_shell)

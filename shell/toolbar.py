@@ -5,6 +5,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from shell.background import CONNECTED, CONNECTING, NO_GATEWAY, REDIS_DOWN, SIGNED_OUT, Snapshot
+from shell.format import cut, width_of
+from shell.safe import printable
 
 Fragments = list[tuple[str, str]]
 
@@ -29,7 +31,7 @@ def farm_name(redis_url: str, prefix: str) -> str:
 
 
 def prompt_fragments(user: str | None, farm: str) -> Fragments:
-    who = user or "(not logged in)"
+    who = printable(user) or "(not logged in)"
     return [("class:prompt.user", who), ("", "@"), ("class:prompt.farm", farm), ("", "> ")]
 
 
@@ -48,7 +50,7 @@ def toolbar_fragments(snap: Snapshot, width: int = 80) -> Fragments:
     parts: Fragments = [("class:toolbar", " "), state]
     if snap.user and snap.state != SIGNED_OUT:
         role = " (admin)" if snap.admin else ""
-        parts += [("class:toolbar", f" │ {snap.user}{role}")]
+        parts += [("class:toolbar", f" │ {printable(snap.user)}{role}")]
     if snap.state in (CONNECTED, REDIS_DOWN, NO_GATEWAY) and snap.user:
         stale = "" if snap.state == CONNECTED else " (last seen)"
         parts += [
@@ -64,16 +66,15 @@ def toolbar_fragments(snap: Snapshot, width: int = 80) -> Fragments:
 
 
 def fit(parts: Fragments, width: int) -> Fragments:
-    """Cut the fragments so the text is at most ``width - 1`` characters (never wraps)."""
+    """Cut the fragments so the text is at most ``width - 1`` columns (never wraps)."""
     room = max(width - 1, 1)
     out: Fragments = []
     for style, text in parts:
         if room <= 0:
             break
-        if len(text) > room:
-            text = text[: max(room - 1, 0)] + "…"
+        text = cut(text, room)
         out.append((style, text))
-        room -= len(text)
+        room -= width_of(text)
     return out
 
 

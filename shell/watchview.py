@@ -13,8 +13,9 @@ from typing import Any
 
 from broker_contracts.messages import HistoryEntry, JobSummary, WatchNotice, WatchReply
 from broker_contracts.states import JOB_TERMINAL, JobStatus, TaskStatus
-from shell.format import RenderOptions, colour, cut, duration
-from shell.renderers import frames_text, status_cell
+from shell.format import RenderOptions, colour, cut, duration, width_of
+from shell.renderers import change_subject, frames_label, frames_text, status_cell
+from shell.safe import printable
 
 BAR_MAX = 30
 RUNNING_SHOWN = 6
@@ -89,7 +90,7 @@ class WatchState:
         self.changes += new
         if self.started is None:
             starts = [e.at for e in new if e.to == TaskStatus.RUNNING.value and e.task is not None]
-            self.started = min(starts) if starts else (now if self.running else None)
+            self.started = min(starts) if starts else (self.job.updated_at if self.running else None)
         return new
 
     @property
@@ -138,9 +139,9 @@ def render_status(state: WatchState, opts: RenderOptions) -> list[str]:
     head = f"job {job.id} "
     tail = f" {job.frames_done}/{job.frames_total} frames {pct:3d}%"
     name_room = max(8, width // 4)
-    name = cut(job.name, name_room)
+    name = cut(printable(job.name), name_room)
     status_text = cell.text
-    bar_room = width - len(head) - len(name) - len(status_text) - len(tail) - 4
+    bar_room = width - len(head) - width_of(name) - len(status_text) - len(tail) - 4
     bar_width = min(BAR_MAX, bar_room)
     first = f"{head}{name}  {colour(status_text, cell.status, opts.color)}"
     if bar_width >= 5:
@@ -148,14 +149,12 @@ def render_status(state: WatchState, opts: RenderOptions) -> list[str]:
     else:
         first += tail
     lines = [first]
-    parts = [
-        colour(f"{state.counts[s]} {s}", s, opts.color) for s in STATUS_ORDER if state.counts.get(s)
-    ]
+    parts = [colour(f"{state.counts[s]} {s}", s, opts.color) for s in STATUS_ORDER if state.counts.get(s)]
     lines.append("tasks: " + (", ".join(parts) if parts else "none"))
     for task in state.running[:RUNNING_SHOWN]:
-        where = f"on {task.node}" if task.node else "starting"
-        lines.append(cut(f"  task {task.task} [{task.frames}] {where}" + (f", {task.done} done" if task.done else ""),
-                         width))
+        where = f"on {printable(task.node)}" if task.node else "starting"
+        what = frames_label(task.frames) if task.frames else f"task {task.task}"
+        lines.append(cut(f"  {what} {where}" + (f", {task.done} done" if task.done else ""), width))
     if len(state.running) > RUNNING_SHOWN:
         lines.append(f"  … and {len(state.running) - RUNNING_SHOWN} more running")
     lines.append(time_line(state, opts.now))
@@ -173,26 +172,24 @@ def time_line(state: WatchState, now: datetime) -> str:
     elif job.paused:
         text += ", paused"
     elif job.status is JobStatus.QUEUED:
-        text += ", waiting for a node" if not job.reason else f", {job.reason}"
+        text += ", waiting for a node" if not job.reason else f", {printable(job.reason)}"
     return text
 
 
 def render_change(entry: HistoryEntry, opts: RenderOptions) -> str:
     """One status change as it happens: local time, what, from → to, reason."""
     when = entry.at.astimezone().strftime("%H:%M:%S")
-    what = "job" if entry.task is None else f"task {entry.task}"
-    if entry.frames:
-        what += f" [{entry.frames}]"
-    if entry.attempt:
-        what += f" #{entry.attempt}"
-    src = entry.from_ or "new"
-    plain = f"{when}  {what}  {src} → {entry.to}  {entry.reason}"
-    if len(plain) > opts.width:
-        room = max(0, opts.width - (len(plain) - len(entry.reason)))
-        plain_reason = cut(entry.reason, room)
+    what = change_subject(entry.task, entry.frames, entry.attempt)
+    src = printable(entry.from_) or "new"
+    to = printable(entry.to)
+    reason = printable(entry.reason)
+    plain = f"{when}  {what}  {src} → {to}  {reason}"
+    if width_of(plain) > opts.width:
+        room = max(0, opts.width - (width_of(plain) - width_of(reason)))
+        plain_reason = cut(reason, room)
     else:
-        plain_reason = entry.reason
-    arrow = f"{colour(src, entry.from_, opts.color)} → {colour(entry.to, entry.to, opts.color)}"
+        plain_reason = reason
+    arrow = f"{colour(src, entry.from_, opts.color)} → {colour(to, entry.to, opts.color)}"
     return f"{when}  {what}  {arrow}  {plain_reason}".rstrip()
 
 
@@ -207,7 +204,7 @@ def render_outcome(state: WatchState, opts: RenderOptions, outcome: str) -> str:
         return f"job {job.id} is still {job.status.value} ({frames})"
     if outcome == "paused":
         return f"job {job.id} is paused and nothing is running ({frames}): `resume {job.id}` to go on"
-    reason = f": {job.reason}" if job.reason and job.status is not JobStatus.SUCCEEDED else ""
+    reason = f": {printable(job.reason)}" if job.reason and job.status is not JobStatus.SUCCEEDED else ""
     status = colour(job.status.value, job.status.value, opts.color)
     return f"job {job.id} {status} ({frames} in {took}){reason}"
 

@@ -24,7 +24,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from gateway.embedded import (
+from rfarmctl.embedded import (
     RedisProcess,
     free_port,
     redis_server_binary,
@@ -86,7 +86,7 @@ def _postgres_binaries() -> Path:
         return Path(initdb).resolve().parent
     import stat
 
-    from gateway.embedded import _quiet_import
+    from rfarmctl.embedded import _quiet_import
 
     pgserver = _quiet_import("pgserver")
     bin_dir = Path(pgserver.__file__).resolve().parent / "pginstall" / "bin"

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from broker_contracts.keys import Keys
-from gateway import acl
+from rfarmctl import acl
 from tests.farm import BIN, Farm
 
 

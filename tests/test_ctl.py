@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
+import importlib.metadata
 import importlib.util
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,11 +26,11 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from broker_contracts.config import read_farm_file
-from gateway.embedded import free_port
 from gateway.passwords import hash_password
+from rfarmctl.embedded import free_port
 from store import users
 
-CTL = [sys.executable, "-m", "gateway.ctl"]
+CTL = [sys.executable, "-m", "rfarmctl"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -134,6 +139,58 @@ def test_create_admin_creates_promotes_and_refuses(tmp_path: Path, database_url:
     assert_one_line_error(ctl("create-admin", "okname", "--password-stdin", cwd=tmp_path, stdin="short\n", **db), 2)
     assert_one_line_error(ctl("create-admin", "okname", cwd=tmp_path, **db), 2, "--password-stdin")
     assert _user(database_url, "okname") is None
+
+
+def _read_until(fd: int, needle: bytes, timeout: float = 30) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise AssertionError(f"no {needle!r} within {timeout} s, only {seen!r}")
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # the child closed the terminal
+            chunk = b""
+        if not chunk:
+            raise AssertionError(f"the terminal closed before {needle!r}, after {seen!r}")
+        seen += chunk
+    return seen
+
+
+def test_create_admin_asks_for_the_password_in_the_words_of_rfarm_register(
+    tmp_path: Path, database_url: str, run_id: str
+) -> None:
+    name = f"tty{run_id}"
+    main, terminal = pty.openpty()
+
+    def take_the_terminal() -> None:  # the new session's controlling terminal, which getpass opens
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [*CTL, "create-admin", name],
+        cwd=tmp_path,
+        env=clean_env(RFARM_DATABASE_URL=database_url),
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+        preexec_fn=take_the_terminal,
+    )
+    os.close(terminal)
+    try:
+        _read_until(main, f"password for {name}: ".encode())
+        os.write(main, b"correct horse\n")
+        _read_until(main, b"again: ")
+        os.write(main, b"correct horse\n")
+        _read_until(main, f"created admin {name}".encode())
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
+    assert _user(database_url, name).is_admin is True  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(("command", "module"), [("gateway", "gateway"), ("node", "render_nodes")])
@@ -284,3 +341,33 @@ def test_up_with_given_servers_starts_none_of_its_own(
         farm.close()
     assert _wait_gone(started) == []
     assert not (tmp_path / ".rfarm" / "farm.env").exists()
+
+
+@pytest.mark.timeout(180)
+def test_up_again_keeps_the_redis_address_and_asks_to_log_in_once_users_exist(tmp_path: Path, scratch_db: str) -> None:
+    def run_once() -> tuple[str, str]:
+        """Start the farm, note its Redis URL and its hint, stop it."""
+        farm = Farm(tmp_path, "--nodes", "0", "--data-dir", str(tmp_path / "data"), RFARM_DATABASE_URL=scratch_db)
+        try:
+            farm.wait_for(lambda ls: any(line.startswith("rfarm is up") for line in ls), 60, "'rfarm is up'")
+            url = read_farm_file(tmp_path / ".rfarm" / "farm.env")["RFARM_REDIS_URL"]
+            hint = next(line for line in farm.lines if line.startswith("rfarm is up"))
+            assert farm.stop(signal.SIGINT) == 0, "\n".join(farm.lines)
+        finally:
+            farm.close()
+        assert not any("is taken" in line for line in farm.lines), farm.lines
+        return url, hint
+
+    first_url, first_hint = run_once()
+    assert "try: rfarm register alice" in first_hint
+    with psycopg.connect(scratch_db, row_factory=dict_row) as conn, conn.transaction():
+        users.create_user(conn, "alice", hash_password("alice password"))
+    again_url, again_hint = run_once()
+    assert again_url == first_url
+    assert "try: rfarm login USER" in again_hint and "register" not in again_hint
+
+
+def test_version_is_the_package_version(tmp_path: Path) -> None:
+    result = ctl("--version", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"rfarmctl {importlib.metadata.version('rfarm')}"

@@ -60,6 +60,10 @@ def test_other_users_job_is_not_found_but_admin_sees_it(farm: Farm, unique: str)
         assert farm.rfarm(cmd, str(job_id), config=admin).code == 0
     everyone = farm.rfarm("jobs", "--all", "--json", config=admin)
     assert job_id in [j["id"] for j in everyone.json()]
+    assert {j["owner"] for j in everyone.json() if j["id"] == job_id} == {alice}
+    table = farm.rfarm("jobs", "--all", config=admin).out.splitlines()
+    assert table[0].split()[:3] == ["ID", "NAME", "OWNER"]
+    assert any(line.split()[:3] == [str(job_id), "secret", alice] for line in table[1:]), table
     refused = farm.rfarm("jobs", "--all", config=bob)
     assert refused.code == 1 and "admin" in refused.err
 

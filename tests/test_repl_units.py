@@ -106,3 +106,16 @@ def test_repl_loop_ctrl_c_clears_ctrl_d_leaves_and_keeps_history(tmp_path: Path)
 
 def test_split_line() -> None:
     assert repl.split_line("rfarm submit 'my job' --frames 1-3", "rfarm") == ["submit", "my job", "--frames", "1-3"]
+
+
+def test_hints_inside_the_shell_leave_out_rfarm(tmp_path: Path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", prefix="rfx", config_dir=tmp_path)
+    session = Session(settings, default_registry(), out=out, err=err)
+    with create_pipe_input() as pipe:
+        pipe.send_text("help\rfrobnicate\rjobs\r\x04")
+        repl.run(session, input=pipe, output=DummyOutput(), refresher=Refresher(settings, every=60))
+    assert "`help COMMAND` or `COMMAND --help`" in out.getvalue()
+    assert "error: unknown command 'frobnicate' (try `help`)" in err.getvalue()
+    assert "error: not logged in: run `login USER`" in err.getvalue()
+    assert "`rfarm " not in out.getvalue() + err.getvalue()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 
-from gateway.embedded import start_embedded_postgres, start_embedded_redis
+from rfarmctl.embedded import MAX_BULK, start_embedded_postgres, start_embedded_redis
 from tests.servers import embedded_postgres, embedded_redis, private_postgres, private_redis
 
 
@@ -104,7 +105,9 @@ def test_embedded_servers_of_up_keep_their_data_between_runs(tmp_path: Path) -> 
     client.xadd("rf:req", {"m": b"kept"})
     client.close()
     server.stop()
+    url = server.url
     server = start_embedded_redis(tmp_path / "redis")
+    assert server.url == url  # the same address: shells that knew the farm still find it
     client = redis.Redis.from_url(server.url)
     assert client.xlen("rf:req") == 1
     client.close()
@@ -119,3 +122,36 @@ def test_embedded_servers_of_up_keep_their_data_between_runs(tmp_path: Path) -> 
     with psycopg.connect(pg.url()) as conn:
         assert conn.execute("SELECT to_regclass('kept') IS NOT NULL").fetchone() == (True,)
     pg.stop()
+
+
+def test_embedded_redis_of_up_moves_only_when_its_port_is_taken_and_says_so(tmp_path: Path) -> None:
+    said: list[str] = []
+    server = start_embedded_redis(tmp_path / "redis", say=said.append)
+    port = server.port
+    server.stop()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        server = start_embedded_redis(tmp_path / "redis", say=said.append)
+        try:
+            assert server.port != port and _redis_answers(server.url)
+        finally:
+            server.stop()
+    assert said == [f"port {port}, where this Redis listened last time, is taken: it listens on {server.port} now"]
+    server = start_embedded_redis(tmp_path / "redis", say=said.append)  # the new port is the one kept now
+    server.stop()
+    assert server.port != port and len(said) == 1
+
+
+def test_embedded_redis_of_up_refuses_a_value_over_1_mib(tmp_path: Path) -> None:
+    server = start_embedded_redis(tmp_path / "redis")
+    client = redis.Redis.from_url(server.url)
+    try:
+        assert MAX_BULK == "1mb" and client.config_get("proto-max-bulk-len") == {"proto-max-bulk-len": "1048576"}
+        client.xadd("rf:req", {"m": b"x" * (1024 * 1024 - 64)})
+        with pytest.raises(redis.ResponseError, match="invalid bulk length"):
+            client.xadd("rf:req", {"m": b"x" * (2 * 1024 * 1024)})
+        assert client.xlen("rf:req") == 1
+    finally:
+        client.close()
+        server.stop()

@@ -183,3 +183,52 @@ def test_help_command_lists_and_explains(tmp_path: Path) -> None:
     assert "submit" in session.out.getvalue()  # type: ignore[attr-defined]
     assert session.run(["help", "history"]) == 0
     assert "--job-only" in session.out.getvalue()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["submit", "x", "--frames", "1-2", "--priority", "200"], "rfarm submit: priority must be between 0 and 100"),
+        (["submit", "x", "--chunk", "0"], "rfarm submit: chunk must be between 1 and 10000"),
+        (["submit", "x", "--max-attempts", "101"], "rfarm submit: max_attempts must be between 1 and 100"),
+        (["submit", "   "], "rfarm submit: name must not be empty"),
+        (["submit", "x" * 201], "rfarm submit: name must be at most 200 characters long"),
+        (["jobs", "--limit", "501"], "rfarm jobs: limit must be between 1 and 500"),
+        (["priority", "1", "-1"], "rfarm priority: priority must be between 0 and 100"),
+        (
+            ["login", "a"],
+            "rfarm login: username must be 2-32 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        ),
+    ],
+)  # fmt: skip
+def test_refusals_are_in_rfarms_own_words(tmp_path: Path, argv: list[str], message: str) -> None:
+    session = make_session(tmp_path, passwords=["whatever12"])
+    with pytest.raises(UsageError) as caught:
+        session.request_for(argv)
+    assert caught.value.message == message
+    assert "Input should" not in caught.value.message
+
+
+def test_a_short_password_is_refused_in_rfarms_words(tmp_path: Path) -> None:
+    session = make_session(tmp_path, passwords=["short", "short"])
+    with pytest.raises(UsageError) as caught:
+        session.request_for(["register", "alice"])
+    assert caught.value.message == "rfarm register: password must be at least 8 characters long"
+
+
+def test_hints_outside_the_shell_say_rfarm(tmp_path: Path) -> None:
+    session = make_session(tmp_path)
+    assert session.run(["frobnicate"]) == 2
+    assert session.run(["help"]) == 0
+    assert "(try `rfarm help`)" in session.err.getvalue()  # type: ignore[attr-defined]
+    assert "`rfarm help COMMAND`" in session.out.getvalue()  # type: ignore[attr-defined]
+
+
+def test_jobs_all_picks_the_renderer_with_owners() -> None:
+    from shell import renderers
+
+    registry = default_registry()
+    command, ns = registry.parse(["jobs", "--all"])
+    assert command.renderer(ns) is renderers.render_all_jobs
+    command, ns = registry.parse(["jobs"])
+    assert command.renderer(ns) is renderers.render_jobs

@@ -122,7 +122,8 @@ def test_history_lists_every_change() -> None:
     assert "failed" in lines[0]
     assert "REASON" in lines[1]
     assert "submitted" in lines[2] and "alice" in lines[2]
-    assert "task 2 [2-3] #1" in lines[3] and "queued" in lines[3] and "→" in lines[3]
+    assert "frames 2-3, try 1" in lines[3] and "queued" in lines[3] and "→" in lines[3]
+    assert "task 2" not in lines[3]  # the task's global id means nothing to an artist
     doc = reply.model_dump(mode="json", by_alias=True)
     assert doc["history"][1]["from"] == "queued" and set(doc) == {"job", "history"}
 
@@ -139,7 +140,7 @@ def test_job_changed_logs_and_nodes() -> None:
     logs = LogsReply.model_validate(
         {"logs": [{"task": 1, "frames": "1", "attempt": 1, "node": "n-1", "output": "a\nb\n"}]}
     )
-    assert r.render_logs(logs, RenderOptions()) == ["== task 1, frames 1, attempt 1 on n-1 ==", "a", "b"]
+    assert r.render_logs(logs, RenderOptions()) == ["== frame 1, try 1 on n-1 ==", "a", "b"]
     nodes = NodesReply.model_validate({"nodes": [{
         "id": "n-1", "pool": "default", "slots": 4, "tags": ["cuda"], "profiles": ["fractal"],
         "running": 2, "state": "up", "version": "0.1.0", "last_seen": NOW.isoformat()}]})  # fmt: skip

@@ -24,7 +24,7 @@ def test_submit_watch_prints_each_change_and_ends_with_the_job(farm: Farm, uniqu
     assert res.code == 0, res
     lines = res.out.splitlines()
     job_id = int(lines[0])
-    assert any("task" in line and "queued → running" in line for line in lines)
+    assert any("frames 1-2, try 1  queued → running" in line for line in lines)
     assert any(line.endswith("running → succeeded") is False and "job  running → succeeded" in line for line in lines)
     assert "progress 4/4 frames, succeeded" in lines
     assert lines[-1].startswith(f"job {job_id} succeeded (4/4 frames in ")

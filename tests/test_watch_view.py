@@ -69,7 +69,7 @@ def test_status_block_fits_80_columns_with_bar_nodes_and_times() -> None:
     assert all(len(line) <= 80 for line in lines), lines
     assert lines[0].startswith("job 7 a-rather-long-shot-…  running  █") and lines[0].endswith("4/10 frames  40%")
     assert lines[1] == "tasks: 1 queued, 2 running, 2 succeeded"
-    assert lines[2:4] == ["  task 70 [1-2] on node-0, 1 done", "  task 71 [1-2] on node-1, 1 done"]
+    assert lines[2:4] == ["  frames 1-2 on node-0, 1 done", "  frames 1-2 on node-1, 1 done"]
     assert lines[-1] == "elapsed 5 s, about 6 s left"
 
 
@@ -85,7 +85,7 @@ def test_change_line_and_outcomes() -> None:
     change = state.apply(notice(2, 0, "running", [entry(2, "running", "queued", 71, "node n1 started attempt 1")]),
                          T0)[0]
     line = render_change(change, RenderOptions(width=80))
-    assert line.endswith("task 71 [1-2] #1  queued → running  node n1 started attempt 1")
+    assert line.endswith("frames 1-2, try 1  queued → running  node n1 started attempt 1")
     narrow = render_change(change, RenderOptions(width=50))
     assert len(narrow) <= 50 and narrow.endswith("…")
     state.apply(notice(9, 10, "succeeded", [], running=0), T0)

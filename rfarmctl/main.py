@@ -1,63 +1,29 @@
-"""`rfarmctl`: the operator's command. Every failure is one line on stderr and an exit code.
-
-Exit codes: 0 done; 1 refused (wrong password, a migration changed after it was applied);
-2 the command line was wrong; 3 a server (PostgreSQL, Redis) could not be reached.
+"""`rfarmctl`: the operator's command line. Every failure is one line on stderr and an exit code
+(see rfarmctl/errors.py); `up` lives in rfarmctl/up.py, the embedded servers in rfarmctl/embedded.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.metadata
 import importlib.util
 import os
 import sys
+import tomllib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
-import psycopg
-from psycopg.rows import dict_row
 from pydantic import TypeAdapter, ValidationError
 
 from broker_contracts.config import Settings
 from broker_contracts.config import redact_url as redact
 from broker_contracts.types import Password, Username
-
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
-
-
-class CtlError(Exception):
-    """Ends the command with ``message`` on one line and ``code`` as the exit status."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def unreachable(what: str, url: str, exc: BaseException) -> CtlError:
-    reason = " ".join(str(exc).split()) or type(exc).__name__
-    return CtlError(EXIT_UNREACHABLE, f"cannot reach {what} at {redact(url)}: {reason}")
-
+from rfarmctl.database import create_admin, migrate_database, unlock_user
+from rfarmctl.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CtlError, unreachable
 
 # --- migrate ----------------------------------------------------------------------------------------
-
-
-def migrate_database(url: str) -> list[str]:
-    """Create the database if needed and apply pending migrations; the names of those applied."""
-    from store.migrate import ensure_database, migrate
-
-    try:
-        ensure_database(url)
-        return [f"{m.version:04d}_{m.name}" for m in migrate(url)]
-    except psycopg.OperationalError as exc:
-        raise unreachable("PostgreSQL", url, exc) from exc
-    except psycopg.Error as exc:
-        raise CtlError(EXIT_REFUSED, f"migration failed: {' '.join(str(exc).split())}") from exc
-    except RuntimeError as exc:
-        raise CtlError(EXIT_REFUSED, f"migration refused: {exc}") from exc
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
@@ -93,7 +59,7 @@ def exec_module(module: str, args: Sequence[str]) -> NoReturn:
 # --- create-admin -----------------------------------------------------------------------------------
 
 
-def read_password(from_stdin: bool) -> str:
+def read_password(username: str, from_stdin: bool) -> str:
     if from_stdin:
         line = sys.stdin.readline()
         if not line:
@@ -103,8 +69,8 @@ def read_password(from_stdin: bool) -> str:
         if not sys.stdin.isatty():
             raise CtlError(EXIT_USAGE, "no terminal to ask for the password: use --password-stdin")
         try:
-            password = getpass.getpass("Password: ")
-            again = getpass.getpass("Password (again): ")
+            password = getpass.getpass(f"password for {username}: ")
+            again = getpass.getpass("again: ")
         except (EOFError, KeyboardInterrupt) as exc:
             raise CtlError(EXIT_USAGE, "no password given") from exc
         if password != again:
@@ -116,36 +82,13 @@ def read_password(from_stdin: bool) -> str:
         raise CtlError(EXIT_USAGE, f"password refused: {problem}") from exc
 
 
-def create_admin(url: str, username: str, password: str) -> str:
-    """Create ``username`` as an admin, or promote it when ``password`` is its password."""
-    from gateway.passwords import hash_password, verify_password
-    from store import users
-
-    try:
-        with psycopg.connect(url, row_factory=dict_row, connect_timeout=10) as conn, conn.transaction():
-            found = users.credentials(conn, username)
-            if found is None:
-                users.create_user(conn, username, hash_password(password), is_admin=True)
-                return f"created admin {username}"
-            if not verify_password(found.password_hash, password):
-                raise CtlError(EXIT_REFUSED, f"{username} exists and that is not its password; nothing changed")
-            if found.user.is_admin:
-                return f"{username} is already an admin"
-            users.set_admin(conn, found.user.id, True)
-            return f"{username} is now an admin"
-    except psycopg.OperationalError as exc:
-        raise unreachable("PostgreSQL", url, exc) from exc
-    except psycopg.errors.UndefinedTable as exc:
-        raise CtlError(EXIT_REFUSED, "the database has no rfarm schema yet: run `rfarmctl migrate`") from exc
-
-
 def cmd_create_admin(args: argparse.Namespace) -> int:
     try:
         username = TypeAdapter(Username).validate_python(args.user)
     except ValidationError as exc:
         problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
         raise CtlError(EXIT_USAGE, f"username refused: {problem}") from exc
-    password = read_password(args.password_stdin)
+    password = read_password(username, args.password_stdin)
     print(create_admin(Settings.from_env().database_url, username, password))
     return EXIT_OK
 
@@ -155,18 +98,13 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
 
 def cmd_unlock(args: argparse.Namespace) -> int:
     """Forget a user's failed logins: whoever made them, the user may log in at once."""
-    from store import users
-
-    url = Settings.from_env().database_url
     try:
-        with psycopg.connect(url, row_factory=dict_row, connect_timeout=10) as conn, conn.transaction():
-            removed = users.unlock(conn, args.user)
-    except psycopg.OperationalError as exc:
-        raise unreachable("PostgreSQL", url, exc) from exc
-    except psycopg.errors.UndefinedTable as exc:
-        raise CtlError(EXIT_REFUSED, "the database has no rfarm schema yet: run `rfarmctl migrate`") from exc
-    shown = args.user.encode("unicode_escape").decode("ascii")
-    print(f"unlocked {shown}" if removed else f"{shown} had no failed logins to forget")
+        username = TypeAdapter(Username).validate_python(args.user)
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise CtlError(EXIT_USAGE, f"username refused: {problem}") from exc
+    removed = unlock_user(Settings.from_env().database_url, username)
+    print(f"unlocked {username}" if removed else f"{username} had no failed logins to forget")
     return EXIT_OK
 
 
@@ -176,7 +114,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 def cmd_redis_acl(args: argparse.Namespace) -> int:
     import redis
 
-    from gateway import acl
+    from rfarmctl import acl
 
     settings = Settings.from_env()
     url = args.redis_url or settings.redis_url
@@ -204,7 +142,7 @@ def cmd_redis_acl(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from gateway.ctl_up import UpOptions, run_up
+    from rfarmctl.up import UpOptions, run_up
 
     if args.nodes < 0 or args.slots < 1:
         raise CtlError(EXIT_USAGE, "--nodes must be 0 or more and --slots 1 or more")
@@ -221,6 +159,18 @@ def cmd_up(args: argparse.Namespace) -> int:
 # --- the command line -------------------------------------------------------------------------------
 
 
+def rfarm_version() -> str:
+    """The installed rfarm's version; from a checkout that was never installed, its pyproject.toml's."""
+    try:
+        return importlib.metadata.version("rfarm")
+    except importlib.metadata.PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        try:
+            return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a wrong command line in one line with exit code 2."""
 
@@ -230,6 +180,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rfarmctl", description="Operate an rfarm render farm.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {rfarm_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("migrate", help="create the database if needed and apply pending migrations")
@@ -293,9 +244,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_REFUSED
-
-
-if __name__ == "__main__":  # `python -m gateway.ctl`: run the imported module, not a second copy of it
-    from gateway.ctl import main as _main
-
-    sys.exit(_main())

@@ -26,8 +26,9 @@ from typing import IO
 import redis
 
 from broker_contracts.config import FARM_FILE, read_farm_file
-from gateway.ctl import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, CtlError, migrate_database, redact, unreachable
-from gateway.embedded import (
+from broker_contracts.config import redact_url as redact
+from rfarmctl.database import has_users, migrate_database
+from rfarmctl.embedded import (
     EmbeddedError,
     EmbeddedPostgres,
     RedisProcess,
@@ -36,6 +37,7 @@ from gateway.embedded import (
     start_embedded_postgres,
     start_embedded_redis,
 )
+from rfarmctl.errors import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, CtlError, unreachable
 
 STOP_GRACE = 40.0  # seconds a child has after SIGTERM (a node gives its running tasks 30 s by default)
 STABLE_AFTER = 30.0  # a child that ran this long had no "quick failure"
@@ -187,7 +189,7 @@ def _is_farm_supervisor(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True
-    return b"up" in cmdline.split(b"\0") and (b"rfarmctl" in cmdline or b"gateway.ctl" in cmdline)
+    return b"up" in cmdline.split(b"\0") and b"rfarmctl" in cmdline
 
 
 def write_farm_file(path: Path, values: dict[str, str]) -> None:
@@ -304,7 +306,7 @@ def _run_locked(
             if redis_url:
                 check_redis(redis_url)
             else:
-                redis_server = start_embedded_redis(data_dir / "redis")
+                redis_server = start_embedded_redis(data_dir / "redis", say=lambda text: printer.line("redis", text))
                 redis_url = redis_server.url
             database_url = os.environ.get("RFARM_DATABASE_URL") or ""
             if not database_url:
@@ -347,7 +349,8 @@ def _run_locked(
         printer.say(f"  farm file   {farm_file} (rfarm run from {cwd} finds this farm)")
         supervisor = Supervisor(build_children(opts, urls, output_root), printer, cwd)
         supervisor.start_all()
-        printer.say("rfarm is up. try: rfarm register alice   (Ctrl-C stops the farm)")
+        first_step = "rfarm login USER" if has_users(database_url) else "rfarm register alice"
+        printer.say(f"rfarm is up. try: {first_step}   (Ctrl-C stops the farm)")
         while not stop.wait(0.2):
             supervisor.tick()
         printer.say("stopping the farm… (once more to stop it at once)")

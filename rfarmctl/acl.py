@@ -24,7 +24,7 @@ ROLES = ("gateway", "node", "shell")
 MIN_REDIS_MAJOR = 7
 MIN_PASSWORD_LENGTH = 16
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
-_PASSWORD_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces: safe in URLs and commands
+_PASSWORD_RE = re.compile(r"[\x21-\x7e]+")  # printable ASCII without spaces: safe in URLs and commands
 
 # Commands every role's client may send while connecting or checking the link. redis-py names its
 # library with CLIENT SETINFO on connect (Redis >= 7.2; it ignores a refusal, but Redis logs it).
@@ -105,7 +105,7 @@ def default_name(role: str, prefix: str) -> str:
 
 
 def check_password(role: str, password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH or not _PASSWORD_RE.match(password):
+    if len(password) < MIN_PASSWORD_LENGTH or not _PASSWORD_RE.fullmatch(password):
         raise AclError(
             f"the {role} password must be at least {MIN_PASSWORD_LENGTH} printable characters without spaces"
         )

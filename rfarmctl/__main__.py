@@ -1,0 +1,5 @@
+import sys
+
+from rfarmctl.main import main
+
+sys.exit(main())
