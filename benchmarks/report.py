@@ -126,7 +126,8 @@ def table(res: dict[str, Any]) -> str:
     flood = res.get("login_flood")
     if flood:
         idle, during = flood["jobs_idle"], flood["jobs_during_flood"]
-        add(f"jobs during {flood['bursts']} bursts of {flood['logins_per_burst']} strangers' logins: p50 "
+        add(f"jobs during bursts of {flood['logins_per_burst']} strangers' logins ({flood['bursts']} answered whole, "
+            f"the slowest in {flood['burst_answered_s_max']} s): p50 "
             f"{during['p50_ms']} ms, p99 {during['p99_ms']} ms "
             f"(idle: p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms)")
         add("")
