@@ -31,7 +31,7 @@ class GatewayConfig:
     # a reply stream that only ever got errors (a stranger's, a bad token's) lives this long
     error_reply_ttl: int = 10
     # distinct live reply streams (shells) one login may have answers on, per gateway
-    reply_streams_per_login: int = 256
+    reply_streams_per_login: int = 1024
     # live reply streams of callers not known by a login (strangers logging in), per gateway
     anonymous_reply_streams: int = 1000
     watches_per_user: int = 16
