@@ -71,6 +71,10 @@ class _Wire:
         """The next value's type and length; -1 for a null."""
         line = self._line()
         kind = line[:1]
+        while kind == b">":  # a RESP3 push (not a reply): passed over
+            self._skip_values(int(line[1:]))
+            line = self._line()
+            kind = line[:1]
         if kind in (b"-", b"!"):  # an error (RESP3's bulk error has its text on the next line)
             text = line[1:] if kind == b"-" else self._line()
             raise redis.ResponseError(text.decode("utf-8", "replace"))
@@ -79,6 +83,17 @@ class _Wire:
         if kind not in kinds:
             raise redis.ConnectionError(f"unexpected reply {kind!r} from redis")
         return kind, int(line[1:])
+
+    def _skip_values(self, n: int) -> None:
+        for _ in range(n):
+            line = self._line()
+            kind, size = line[:1], int(line[1:] or 0) if line[:1] in b"*>~%|$=!" else 0
+            if kind in (b"*", b">", b"~"):
+                self._skip_values(size)
+            elif kind in (b"%", b"|"):
+                self._skip_values(2 * size)
+            elif kind in (b"$", b"=", b"!") and size >= 0:
+                self._skip(size + 2)
 
     def array(self) -> int:
         """An array's length; -1 for a null array."""
