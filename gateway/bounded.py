@@ -2,8 +2,8 @@
 
 A stream entry has no size limit of its own in Redis (a field value up to ``proto-max-bulk-len``,
 512 MB by default, and any number of fields), and XREADGROUP and XCLAIM return entries whole:
-redis-py reads each reply whole before the gateway sees it, so one 200 MB entry on the request
-stream took the gateway past a gigabyte. These two commands are sent on a connection of the
+redis-py reads each reply whole before the gateway sees it, so one huge entry on the request
+stream would be held several times over. These two commands are sent on a connection of the
 client's pool and their replies parsed here as they arrive: a field value longer than the limit
 is read past in chunks and never kept, and the entry it belongs to comes back as ``Oversize`` (its
 id and size), to be dead-lettered without being decoded.

@@ -1,8 +1,8 @@
 """The auth lane: requests that hash a password (argon2), answered apart from all others.
 
-One argon2 hash takes tens of milliseconds of CPU and 19 MiB; a stranger can ask for hundreds of
-them without an account. Answered in stream order by the request threads, 300 of them kept every
-logged-in user waiting for seconds. So a request whose registry row ``hashes_password`` is handed
+An argon2 hash is slow and memory-hard by design, and a stranger can ask for any number of them
+without an account: answered in stream order by the request threads, a burst of them would keep
+every logged-in user waiting. So a request whose registry row ``hashes_password`` is handed
 to this lane: one thread (argon2-cffi releases the GIL, so the request threads go on meanwhile)
 and a queue of ``auth_queue`` entries. When the queue is full the request is refused at once with
 ``rate_limited``; it never waits behind the others.
