@@ -50,6 +50,10 @@ class Keys:
         """A hash of the shells watching a job: ``<client>:<sub>`` -> expiry time."""
         return f"{self.prefix}:watch:{job_id}"
 
+    def watching(self, user_id: int) -> str:
+        """A hash of one user's watch subscriptions: ``<job>:<client>:<sub>`` -> expiry time."""
+        return f"{self.prefix}:watching:{user_id}"
+
     @property
     def node_pattern(self) -> str:
         return f"{self.prefix}:node:*"

@@ -83,9 +83,10 @@ class Dispatcher:
         self.publish_outbox()
         if now >= self.next_prune:
             with transaction(self.pool) as conn:
-                from store import inbox
+                from store import inbox, users
 
                 inbox.prune(conn, self.config.inbox_keep)
+                users.prune_throttle(conn)
             self.next_prune = now + 600
 
     # --- the ready window ----------------------------------------------------------------------

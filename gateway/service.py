@@ -19,7 +19,9 @@ from broker_contracts.config import Settings
 from gateway.announce import Announcer
 from gateway.context import GatewayConfig
 from gateway.dispatcher import Dispatcher
+from gateway.lanes import AuthLane
 from gateway.ledger import Ledger
+from gateway.replies import ReplyStreams
 from gateway.transport import RequestLoop
 from store.db import open_pool
 
@@ -104,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    # each request thread holds a connection while it answers; the ledger and dispatcher one each
-    pool = open_pool(settings.database_url, max_size=max(args.pool_size, args.request_threads + 2), name="gateway")
+    # each request thread holds a connection while it answers; the auth lane, the ledger and the
+    # dispatcher one each
+    pool = open_pool(settings.database_url, max_size=max(args.pool_size, args.request_threads + 3), name="gateway")
     n = args.request_threads
     clients = [
         redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
@@ -115,8 +118,20 @@ def main(argv: list[str] | None = None) -> int:
     # by Redis, and the PostgreSQL round trips of one overlap the Python work of another.
     names = [consumer] + [f"{consumer}.{i}" for i in range(1, n)]
     outages: dict[str, int] = {}
+    replies = ReplyStreams(config)
+    lane = AuthLane(clients[n + 2], pool, config, stop, replies)
     loops = [
-        RequestLoop(clients[2 + i], pool, config, name, stop, reclaims=i == 0, outage_deliveries=outages)
+        RequestLoop(
+            clients[2 + i],
+            pool,
+            config,
+            name,
+            stop,
+            reclaims=i == 0,
+            outage_deliveries=outages,
+            replies=replies,
+            lane=lane,
+        )
         for i, name in enumerate(names)
     ]
     ledger = Ledger(clients[0], pool, config, consumer, stop, wake)
@@ -127,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=ledger.run, name="ledger", daemon=True),
         threading.Thread(target=dispatcher.run, name="dispatcher", daemon=True),
         threading.Thread(target=announcer.run, name="announcer", daemon=True),
+        threading.Thread(target=lane.run, name="auth-lane", daemon=True),
     ] + [threading.Thread(target=loop.run, name=f"requests-{i}", daemon=True) for i, loop in enumerate(loops)]
     log.info("gateway %s serving prefix %r", consumer, settings.prefix)
     for t in threads:
