@@ -21,6 +21,7 @@ class ErrorCode(StrEnum):
     JOB_NOT_FOUND = "job.not_found"
     JOB_INVALID_STATE = "job.invalid_state"
     PROFILE_UNKNOWN = "profile.unknown"
+    QUOTA_EXCEEDED = "quota.exceeded"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"

@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 
 MAX_FRAMES = 100_000
-_RANGE = re.compile(r"^\s*(-?\d{1,7})\s*(?:-\s*(-?\d{1,7}))?\s*$")
+# the whole text (fullmatch), ASCII digits and spaces only; a minus sign is read to be refused clearly
+_RANGE = re.compile(r" *(-?[0-9]{1,7}) *(?:- *(-?[0-9]{1,7}))? *")
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,17 @@ class FrameRange:
 
 
 def parse_frames(text: str) -> FrameRange:
-    """'1-100' or '7' to a FrameRange; ValueError with a message fit for a user."""
-    match = _RANGE.match(text or "")
+    """'1-100' or '7' to a FrameRange; ValueError with a message fit for a user.
+
+    Frames are numbered from 0: a negative frame would reach a renderer's command line as an option.
+    """
+    match = _RANGE.fullmatch(text or "")
     if not match:
         raise ValueError(f"frame range {text!r} is not like '1-100' or '7'")
     first = int(match.group(1))
     last = int(match.group(2)) if match.group(2) is not None else first
+    if first < 0 or last < 0:
+        raise ValueError(f"frame range {text!r} has a negative frame: frames are numbered from 0")
     if last < first:
         raise ValueError(f"frame range {text!r} ends before it starts")
     if last - first + 1 > MAX_FRAMES:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-CLIENT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# whole strings: used with fullmatch only (``$`` would let a trailing newline through)
+CLIENT_ID_RE = re.compile(r"[0-9a-f]{32}")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 GATEWAY_GROUP = "gateway"
 LEDGER_GROUP = "ledger"
@@ -54,21 +55,26 @@ class Keys:
         under no pattern a shell or a node may use)."""
         return f"{self.prefix}:poisoned:{stream.removeprefix(self.prefix + ':')}"
 
+    def watching(self, user_id: int) -> str:
+        """A hash of one user's watch subscriptions: ``<job>:<client>:<sub>`` -> expiry time."""
+        return f"{self.prefix}:watching:{user_id}"
+
     @property
     def node_pattern(self) -> str:
         return f"{self.prefix}:node:*"
 
     @property
     def farm_info(self) -> str:
-        """Set by the gateway: the farm's name and version, read by shells to say where they are."""
+        """Set by every gateway: the farm's identity (its id in PostgreSQL), read by shells to know
+        which farm answers at an address and so which saved session is theirs there."""
         return f"{self.prefix}:farm"
 
 
 def valid_client_id(value: str) -> bool:
     """A reply address is exactly 128 random bits in hex: nothing else may name a stream."""
-    return bool(CLIENT_ID_RE.match(value))
+    return CLIENT_ID_RE.fullmatch(value) is not None
 
 
 def valid_name(value: str) -> bool:
     """Pool, node, tag and profile names: short, printable, safe inside a key."""
-    return bool(NAME_RE.match(value))
+    return NAME_RE.fullmatch(value) is not None

@@ -236,7 +236,7 @@ class NodesReply(Out):
 
 class WatchRequest(Body):
     id: JobId
-    sub: str = Field(min_length=1, max_length=64)
+    sub: Keyword  # the shell's subscription id, part of a Redis hash field
 
 
 class WatchReply(Out):
@@ -280,6 +280,8 @@ class RequestType:
     key, and the stored answer is read then); it refuses only before that statement.
     ``answers_together``: several plain requests of this type in one batch are answered by one
     statement.
+    ``hashes_password``: answered on the gateway's auth lane (one thread, a bounded queue), so that
+    argon2 never keeps other requests waiting; when the lane is full it is refused at once.
     """
 
     name: str
@@ -290,6 +292,7 @@ class RequestType:
     session_in_statement: bool = False
     records_own_answer: bool = False
     answers_together: bool = False
+    hashes_password: bool = False
 
     def __post_init__(self) -> None:
         if self.records_own_answer and not (self.writes and self.session_in_statement):
@@ -309,8 +312,8 @@ def _registry(*rows: RequestType) -> dict[str, RequestType]:
 
 
 REQUEST_TYPES: dict[str, RequestType] = _registry(
-    RequestType("auth.register", RegisterRequest, UserReply, needs_user=False, writes=True),
-    RequestType("auth.login", LoginRequest, LoginReply, needs_user=False, writes=True),
+    RequestType("auth.register", RegisterRequest, UserReply, needs_user=False, writes=True, hashes_password=True),
+    RequestType("auth.login", LoginRequest, LoginReply, needs_user=False, writes=True, hashes_password=True),
     RequestType("auth.logout", EmptyRequest, EmptyRequest, writes=True),
     RequestType("auth.whoami", EmptyRequest, UserReply),
     RequestType(

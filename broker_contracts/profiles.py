@@ -10,15 +10,17 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from broker_contracts.keys import valid_name
+from broker_contracts.text import escape_char, first_unsafe
 
 RESERVED = ("frame", "first", "last", "output")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+PARAM_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")  # whole string: used with fullmatch only
 MAX_VALUE_CHARS = 1024
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -39,6 +41,8 @@ class ParamSpec(BaseModel):
     default: str | None = None
     required: bool = False
     help: str = ""
+    # For a path parameter: absolute folders its value must lie in (none: any path the other rules allow).
+    roots: list[str] = Field(default_factory=list)
 
     @field_validator("default", mode="before")
     @classmethod
@@ -61,6 +65,11 @@ class ParamSpec(BaseModel):
                 raise ValueError(f"pattern {self.pattern!r} is not a valid regular expression: {exc}") from None
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("min is greater than max")
+        if self.roots and self.type != "path":
+            raise ValueError("only a path parameter can have 'roots'")
+        for root in self.roots:
+            if not root.startswith("/") or first_unsafe(root) is not None or ".." in PurePosixPath(root).parts:
+                raise ValueError(f"root {root!r} must be an absolute path without '..' or control characters")
         return self
 
 
@@ -85,7 +94,7 @@ class ProfileSpec(BaseModel):
         if not self.argv or not self.argv[0].strip():
             raise ValueError(f"profile {self.name!r} needs a non-empty argv")
         for pname in self.params:
-            if not PARAM_NAME.match(pname):
+            if not PARAM_NAME.fullmatch(pname):
                 raise ValueError(f"profile {self.name!r}: parameter name {pname!r} is not lowercase a-z0-9_")
             if pname in RESERVED:
                 raise ValueError(f"profile {self.name!r}: parameter name {pname!r} is reserved")
@@ -151,18 +160,40 @@ def normalise_value(name: str, raw: str, spec: ParamSpec) -> str:
         if value not in spec.choices:
             raise ValueError(f"parameter {name!r} must be one of {', '.join(spec.choices)}; not {raw!r}")
         return value
+    if spec.type in ("str", "path"):
+        _check_text(name, value)
     if spec.type == "path":
-        if not value:
-            raise ValueError(f"parameter {name!r} must not be empty")
-        if ".." in value:
-            raise ValueError(f"parameter {name!r} must not contain '..'")
-        if value.startswith("-"):
-            raise ValueError(f"parameter {name!r} must not start with '-'")
+        _check_path(name, value, spec)
     if spec.pattern is not None and not re.fullmatch(spec.pattern, value):
         raise ValueError(f"parameter {name!r} does not match the pattern {spec.pattern}")
     if spec.type == "str" and (spec.min is not None or spec.max is not None):
         _check_number(name, len(value), spec)
     return value
+
+
+def _check_text(name: str, value: str) -> None:
+    """A text value becomes one argv element: it may not read as an option nor carry controls."""
+    bad = first_unsafe(value)
+    if bad is not None:
+        found = escape_char(bad)
+        raise ValueError(f"parameter {name!r} must not contain control or invisible characters (found {found})")
+    if value.lstrip().startswith("-"):
+        raise ValueError(f"parameter {name!r} must not start with '-' (it would read as an option)")
+
+
+def _check_path(name: str, value: str, spec: ParamSpec) -> None:
+    if not value.strip():
+        raise ValueError(f"parameter {name!r} must not be empty")
+    if ".." in re.split(r"[/\\]", value):
+        raise ValueError(f"parameter {name!r} must not contain '..' components")
+    if spec.roots and not under_roots(value, spec.roots):
+        raise ValueError(f"parameter {name!r} must be an absolute path under {', '.join(spec.roots)}")
+
+
+def under_roots(path: str, roots: list[str]) -> bool:
+    """Whether ``path`` is absolute and lies in one of ``roots`` (by its components, not by text)."""
+    pure = PurePosixPath(path)
+    return pure.is_absolute() and any(pure.is_relative_to(root) for root in roots)
 
 
 def validate_params(spec: ProfileSpec, params: dict[str, str]) -> dict[str, str]:

@@ -55,6 +55,23 @@ def job_may(src: JobStatus | None, dst: JobStatus) -> bool:
     return dst in JOB_TRANSITIONS[src]
 
 
+def task_sources(dst: TaskStatus) -> frozenset[TaskStatus]:
+    """Every status the table lets a task leave for ``dst``: the guard of a move to it."""
+    return frozenset(s for s in TaskStatus if task_may(s, dst))
+
+
+def job_sources(dst: JobStatus) -> frozenset[JobStatus]:
+    """Every status the table lets a job leave for ``dst``."""
+    return frozenset(s for s in JobStatus if job_may(s, dst))
+
+
+# what a user's retry brings back: the finished tasks and jobs that may return to the queue
+TASK_RETRYABLE = TASK_TERMINAL & task_sources(TaskStatus.QUEUED)
+JOB_RETRYABLE = JOB_TERMINAL & job_sources(JobStatus.QUEUED)
+# finished without success: a job that depends on one of these cannot run until it is retried
+JOB_UNSUCCESSFUL = JOB_TERMINAL - {JobStatus.SUCCEEDED}
+
+
 def derive_job_status(current: JobStatus, task_statuses: Iterable[TaskStatus]) -> JobStatus:
     """The job's status that its tasks imply. A cancelled job stays cancelled until retried."""
     if current is JobStatus.CANCELLED:

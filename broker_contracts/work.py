@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from broker_contracts.text import no_unsafe
+from broker_contracts.types import Keyword
+
+# what a node announces about itself is shown to admins (`rfarm nodes`): names only, no controls
+Label = Annotated[str, Field(max_length=200), AfterValidator(no_unsafe)]
 
 
 class WorkItem(BaseModel):
@@ -35,7 +41,7 @@ class NodeEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["started", "progress", "log", "succeeded", "failed", "released", "heartbeat", "bye"]
-    node: str
+    node: Keyword
     ts: float
     task_id: int | None = None
     job_id: int | None = None
@@ -53,14 +59,14 @@ class NodeHeartbeat(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    node: str
-    pool: str
+    node: Keyword
+    pool: Keyword
     slots: int
-    tags: list[str]
-    profiles: list[str]
+    tags: list[Keyword]
+    profiles: list[Keyword]
     running: list[int]
-    version: str
-    host: str
+    version: Label
+    host: Label
     lease: float
     # profile name -> its ProfileSpec as a dict (see broker_contracts.profiles)
     specs: dict[str, Any] = Field(default_factory=dict)

@@ -28,6 +28,16 @@ class GatewayConfig:
     max_deliveries: int = 5
     reply_ttl: int = 300
     reply_maxlen: int = 500
+    # a reply stream that only ever got errors (a stranger's, a bad token's) lives this long
+    error_reply_ttl: int = 10
+    # distinct live reply streams (shells) one login may have answers on, per gateway
+    reply_streams_per_login: int = 1024
+    # live reply streams of callers not known by a login (strangers logging in), per gateway
+    anonymous_reply_streams: int = 1000
+    watches_per_user: int = 16
+    watchers_per_job: int = 32
+    # password-hashing requests waiting for the auth lane; more are refused at once
+    auth_queue: int = 64
     inbox_keep: float = 7 * 24 * 3600
     fault: str | None = None
     # entries one request thread takes per read: a few, so that a burst is shared among the threads

@@ -10,9 +10,9 @@ import redis
 
 from broker_contracts import messages as m
 from broker_contracts.errors import ErrorCode, RfarmError
-from broker_contracts.states import JOB_TERMINAL, JobStatus
+from broker_contracts.states import JOB_RETRYABLE, JOB_TERMINAL, JobStatus
 from gateway.context import Context, Outcome
-from store import jobs, nodes, outbox
+from store import jobs, nodes, outbox, tasks
 
 CANCEL_TTL = 3600
 WATCH_TTL = 120
@@ -34,19 +34,7 @@ def cancel(ctx: Context, req: m.JobRef) -> Outcome:
     if job["status"] in JOB_TERMINAL:
         raise _refuse(job, "cancelled")
     who = ctx.caller.username
-    ctx.conn.execute(
-        """WITH old AS (
-             SELECT id, status, attempt FROM tasks
-             WHERE job_id = %(job)s AND status IN ('queued', 'running') FOR UPDATE),
-           moved AS (
-             UPDATE tasks t SET status = 'cancelled', finished_at = now(), run_id = NULL, lease_until = NULL,
-                    dispatched_at = NULL, work_msg = NULL
-             FROM old WHERE t.id = old.id AND t.status = old.status RETURNING t.id, old.status AS src, old.attempt)
-           INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
-           SELECT id, %(job)s, attempt, src, 'cancelled', %(reason)s, %(who)s FROM moved""",
-        {"job": req.id, "reason": f"cancelled by {who}", "who": who},
-    )
-    jobs.set_status(ctx.conn, req.id, JobStatus(job["status"]), JobStatus.CANCELLED, f"cancelled by {who}", who)
+    jobs.cancel(ctx.conn, req.id, JobStatus(job["status"]), who)
     keys = ctx.config.keys
 
     def signal(r: redis.Redis) -> None:
@@ -62,7 +50,7 @@ def pause(ctx: Context, req: m.JobRef) -> Outcome:
     job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
     if job["status"] in JOB_TERMINAL or job["paused"]:
         raise _refuse(job, "paused")
-    ctx.conn.execute("UPDATE jobs SET paused = true, updated_at = now() WHERE id = %s", (req.id,))
+    jobs.set_paused(ctx.conn, req.id, True)
     hold, who = ctx.config.keys.hold(req.id), ctx.caller.username
     return Outcome(_summary(ctx.conn, ctx, req.id), after_commit=(lambda r: r.set(hold, who, ex=30 * 24 * 3600),))
 
@@ -71,31 +59,16 @@ def resume(ctx: Context, req: m.JobRef) -> Outcome:
     job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
     if not job["paused"]:
         raise RfarmError(ErrorCode.JOB_INVALID_STATE, f"job {req.id} is not paused")
-    ctx.conn.execute("UPDATE jobs SET paused = false, updated_at = now() WHERE id = %s", (req.id,))
+    jobs.set_paused(ctx.conn, req.id, False)
     hold = ctx.config.keys.hold(req.id)
     return Outcome(_summary(ctx.conn, ctx, req.id), after_commit=(lambda r: r.delete(hold),))
 
 
 def retry(ctx: Context, req: m.JobRef) -> Outcome:
     job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
-    if job["status"] not in (JobStatus.FAILED, JobStatus.CANCELLED):
+    if job["status"] not in JOB_RETRYABLE:
         raise _refuse(job, "retried (only failed or cancelled jobs can)")
-    who = ctx.caller.username
-    ctx.conn.execute(
-        """WITH old AS (
-             SELECT id, status, attempt FROM tasks
-             WHERE job_id = %(job)s AND status IN ('failed', 'cancelled') FOR UPDATE),
-           moved AS (
-             UPDATE tasks t SET status = 'queued', failures = 0, finished_at = NULL, exit_code = NULL, done_frames = 0,
-                    error = NULL, dispatched_at = NULL, work_msg = NULL, run_id = NULL
-             FROM old WHERE t.id = old.id AND t.status = old.status RETURNING t.id, old.status AS src, old.attempt)
-           INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
-           SELECT id, %(job)s, attempt, src, 'queued', %(reason)s, %(who)s FROM moved""",
-        {"job": req.id, "reason": f"retried by {who}", "who": who},
-    )
-    ctx.conn.execute("DELETE FROM task_blocklist WHERE job_id = %s", (req.id,))
-    jobs.set_status(ctx.conn, req.id, JobStatus(job["status"]), JobStatus.QUEUED, f"retried by {who}", who)
-    jobs.refresh_status(ctx.conn, req.id, f"retried by {who}", who)
+    jobs.retry(ctx.conn, job, ctx.caller.username)
     cancel_key = ctx.config.keys.cancel(req.id)
     return Outcome(_summary(ctx.conn, ctx, req.id), after_commit=(lambda r: r.delete(cancel_key),))
 
@@ -104,23 +77,13 @@ def priority(ctx: Context, req: m.PriorityRequest) -> m.JobReply:
     job = jobs.get(ctx.conn, ctx.caller, req.id, lock=True)
     if job["status"] in JOB_TERMINAL:
         raise _refuse(job, "reprioritised")
-    ctx.conn.execute("UPDATE jobs SET priority = %s, updated_at = now() WHERE id = %s", (req.priority, req.id))
-    ctx.conn.execute("UPDATE tasks SET priority = %s WHERE job_id = %s AND status = 'queued'", (req.priority, req.id))
+    jobs.set_priority(ctx.conn, req.id, req.priority)
     return _summary(ctx.conn, ctx, req.id)
 
 
 def logs(ctx: Context, req: m.LogsRequest) -> m.LogsReply:
     jobs.get(ctx.conn, ctx.caller, req.id)
-    rows = ctx.conn.execute(
-        """SELECT t.id AS task, CASE WHEN t.frame_first = t.frame_last THEN t.frame_first::text
-                  ELSE t.frame_first || '-' || t.frame_last END AS frames, l.attempt, l.node, l.output
-           FROM task_logs l JOIN tasks t ON t.id = l.task_id
-           WHERE t.job_id = %(job)s
-             AND (%(frame)s::int IS NULL OR %(frame)s::int BETWEEN t.frame_first AND t.frame_last)
-           ORDER BY t.seq, l.attempt
-           LIMIT 200""",
-        {"job": req.id, "frame": req.frame},
-    ).fetchall()
+    rows = tasks.logs_of(ctx.conn, req.id, req.frame)
     entries = [m.LogEntry.model_validate(r) for r in rows]
     # keep the reply inside one message: the newest output of each attempt, trimmed to fit
     budget = 48 * 1024
@@ -133,27 +96,53 @@ def logs(ctx: Context, req: m.LogsRequest) -> m.LogsReply:
 
 def watch(ctx: Context, req: m.WatchRequest) -> Outcome:
     job = jobs.get(ctx.conn, ctx.caller, req.id)
-    key = ctx.config.keys.watch(req.id)
+    keys, config, user = ctx.config.keys, ctx.config, ctx.caller
+    key, mine = keys.watch(req.id), keys.watching(user.id)
     member = f"{ctx.reply_to}:{req.sub}"
+    own = f"{req.id}:{member}"
 
     def subscribe(r: redis.Redis) -> None:
+        """Subscribe, within the caps: a refusal here is the reply (a watch writes nothing else)."""
+        now = time.time()
+        watchers, subscriptions = _live(r, key, now), _live(r, mine, now)
+        if member not in watchers and len(watchers) >= config.watchers_per_job:
+            raise RfarmError(
+                ErrorCode.QUOTA_EXCEEDED, f"job {req.id} already has {config.watchers_per_job} watchers: try later"
+            )
+        if own not in subscriptions and len(subscriptions) >= config.watches_per_user:
+            raise RfarmError(
+                ErrorCode.QUOTA_EXCEEDED,
+                f"you already watch {config.watches_per_user} times: stop a watch, or wait {WATCH_TTL} s",
+            )
+        until = str(now + WATCH_TTL)
         pipe = r.pipeline(transaction=False)
-        pipe.hset(key, member, str(time.time() + WATCH_TTL))
+        pipe.hset(key, member, until)
         pipe.expire(key, WATCH_TTL)
+        pipe.hset(mine, own, until)
+        pipe.expire(mine, WATCH_TTL)
         pipe.execute()
 
     tasks = [m.TaskInfo.model_validate(t) for t in jobs.tasks_of(ctx.conn, req.id)]
     return Outcome(m.WatchReply(job=detail(ctx.conn, job), tasks=tasks, sub=req.sub), after_commit=(subscribe,))
 
 
+def _live(r: redis.Redis, key: str, now: float) -> set[str]:
+    """The members of a subscription hash whose expiry is still ahead; the lapsed ones are removed."""
+    live: set[str] = set()
+    lapsed = []
+    for member, until in r.hgetall(key).items():
+        if float(until) > now:
+            live.add(member.decode())
+        else:
+            lapsed.append(member)
+    if lapsed:
+        r.hdel(key, *lapsed)
+    return live
+
+
 def detail(conn: psycopg.Connection, job: dict[str, Any]) -> m.JobDetail:
     """A job with what a user needs to know about why it is (not) moving."""
-    blocked = [
-        r["node"]  # type: ignore[call-overload]
-        for r in conn.execute(
-            "SELECT node FROM task_blocklist WHERE job_id = %s AND failures >= 3 ORDER BY node", (job["id"],)
-        ).fetchall()
-    ]
+    blocked = tasks.blocked_nodes(conn, job["id"])
     return m.JobDetail.model_validate({**job, "waiting": waiting_reason(conn, job), "blocked_nodes": blocked})
 
 
@@ -163,9 +152,9 @@ def waiting_reason(conn: psycopg.Connection, job: dict[str, Any]) -> str | None:
     if job["paused"]:
         return "paused: no new task starts until it is resumed"
     if job["after"]:
-        dep = conn.execute("SELECT status FROM jobs WHERE id = %s", (job["after"],)).fetchone()
-        if dep and dep["status"] != JobStatus.SUCCEEDED:  # type: ignore[call-overload]
-            return f"waiting for job {job['after']} to succeed (it is {dep['status']})"  # type: ignore[call-overload]
+        dep = jobs.status_of(conn, job["after"])
+        if dep is not None and dep != JobStatus.SUCCEEDED:
+            return f"waiting for job {job['after']} to succeed (it is {dep})"
     if job["status"] == JobStatus.QUEUED:
         offered = nodes.offered(conn, job["pool"])
         if job["renderer"] not in offered:

@@ -83,9 +83,10 @@ class Dispatcher:
         self.publish_outbox()
         if now >= self.next_prune:
             with transaction(self.pool) as conn:
-                from store import inbox
+                from store import inbox, users
 
                 inbox.prune(conn, self.config.inbox_keep)
+                users.prune_throttle(conn)
             self.next_prune = now + 600
 
     # --- the ready window ----------------------------------------------------------------------
@@ -158,8 +159,7 @@ class Dispatcher:
                 (waiting if found else lost).append(t["id"])
             with transaction(self.pool) as conn:
                 dispatch.undispatch(conn, lost)
-                if waiting:
-                    conn.execute("UPDATE tasks SET dispatched_at = now() WHERE id = ANY(%s)", (waiting,))
+                dispatch.still_waiting(conn, waiting)
             if lost:
                 log.info("publishing %d dispatched tasks again: their work entries are gone", len(lost))
                 self.wake.set()
@@ -188,23 +188,7 @@ class Dispatcher:
                 pipe.execute()
         # 3. jobs waiting on a dependency that can no longer succeed
         with transaction(self.pool) as conn:
-            doomed = conn.execute(
-                """SELECT j.id, j.after_job, d.status FROM jobs j JOIN jobs d ON d.id = j.after_job
-                   WHERE j.status = 'queued' AND d.status IN ('failed', 'cancelled') LIMIT 100"""
-            ).fetchall()
-            for row in doomed:
-                reason = f"job {row['after_job']} it depends on {row['status']}"  # type: ignore[call-overload]
-                jid = row["id"]  # type: ignore[call-overload]
-                conn.execute(
-                    """WITH moved AS (
-                         UPDATE tasks SET status = 'failed', finished_at = now(), error = %(r)s
-                         WHERE job_id = %(j)s AND status = 'queued' RETURNING id, attempt)
-                       INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
-                       SELECT id, %(j)s, attempt, 'queued', 'failed', %(r)s, 'farm' FROM moved""",
-                    {"j": jid, "r": reason},
-                )
-                jobs.refresh_status(conn, jid, reason, "farm")
-            outbox.job_changed(conn, [r["id"] for r in doomed])  # type: ignore[call-overload]
+            outbox.job_changed(conn, jobs.fail_dependents(conn))
 
     # --- outbox --------------------------------------------------------------------------------
 

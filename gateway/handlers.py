@@ -26,14 +26,14 @@ def register(ctx: Context, req: m.RegisterRequest) -> m.UserReply:
 
 
 def login(ctx: Context, req: m.LoginRequest) -> m.LoginReply:
-    wait = users.throttle_wait(ctx.conn, req.username)
+    wait = users.throttle_wait(ctx.conn, req.username, ctx.reply_to)
     if wait > 0:
         raise RfarmError(ErrorCode.RATE_LIMITED, f"too many failed logins: try again in {int(wait) + 1} s")
     found = users.credentials(ctx.conn, req.username)
     if not verify_password(found.password_hash if found else None, req.password) or found is None:
-        users.record_failure(ctx.conn, req.username)
+        users.record_failure(ctx.conn, req.username, ctx.reply_to)
         raise KeepWrites(ErrorCode.AUTH_INVALID_CREDENTIALS, "wrong username or password")
-    users.clear_failures(ctx.conn, req.username)
+    users.clear_failures(ctx.conn, req.username, ctx.reply_to)
     if needs_rehash(found.password_hash):
         users.set_password_hash(ctx.conn, found.user.id, hash_password(req.password))
     token = secrets.token_urlsafe(32)  # 256 random bits; only its hash is stored

@@ -10,7 +10,7 @@ import redis
 from broker_contracts import messages as m
 from broker_contracts.envelope import Notice, encode
 from gateway.context import GatewayConfig
-from store import history, jobs
+from store import history, jobs, tasks
 from store.users import User
 
 FARM = User(0, "farm", True)  # watchers were authorised when they subscribed
@@ -42,20 +42,10 @@ def publish_watch_notices(conn: psycopg.Connection, r: redis.Redis, config: Gate
             job = jobs.get(conn, FARM, job_id)
         except Exception:
             continue
-        counts = {
-            row["status"]: row["n"]  # type: ignore[call-overload]
-            for row in conn.execute(
-                "SELECT status, count(*) AS n FROM tasks WHERE job_id = %s GROUP BY status", (job_id,)
-            ).fetchall()
-        }
+        counts = tasks.counts(conn, job_id)
         running = [
-            {"task": r_["id"], "node": r_["node"], "frames": r_["frames"], "done": r_["done_frames"]}  # type: ignore[call-overload]
-            for r_ in conn.execute(
-                """SELECT id, node, done_frames, CASE WHEN frame_first = frame_last THEN frame_first::text
-                          ELSE frame_first || '-' || frame_last END AS frames
-                   FROM tasks WHERE job_id = %s AND status = 'running' ORDER BY seq LIMIT 50""",
-                (job_id,),
-            ).fetchall()
+            {"task": r_["id"], "node": r_["node"], "frames": r_["frames"], "done": r_["done_frames"]}
+            for r_ in tasks.running_of(conn, job_id, limit=50)
         ]
         recent = history.for_job(conn, job_id, with_tasks=True, limit=20)[-20:]
         body = m.WatchNotice(

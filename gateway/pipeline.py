@@ -90,11 +90,10 @@ class Pipeline:
         self.config = config
         self.specs = Specs()
 
-    def answer(self, todo: list[tuple[str, bytes | None]]) -> Iterator[tuple[str, Reply | None, str | None]]:
-        """(entry id, reply, where to) for each of a batch's payloads, as each is answered: those
-        answered together first, then the rest in stream order. Raises StoreUnavailable when the
-        database is away (the entries not yet answered are to stay unacked)."""
-        decoded = [(eid, self.decode(payload)) for eid, payload in todo]
+    def answer(self, decoded: list[tuple[str, Request | Answered]]) -> Iterator[tuple[str, Reply | None, str | None]]:
+        """(entry id, reply, where to) for each of a batch's decoded payloads, as each is answered:
+        those answered together first, then the rest in stream order. Raises StoreUnavailable when
+        the database is away (the entries not yet answered are to stay unacked)."""
         together, rest = self.answer_together(decoded)
         yield from together
         for eid, request in rest:
@@ -216,8 +215,13 @@ class Pipeline:
             if first is None:
                 raise
             return first
-        for effect in decision.effects:
-            effect(self.r)
+        try:
+            for effect in decision.effects:
+                effect(self.r)
+        except RfarmError as exc:  # a read's effect may refuse (a watch over its cap): nothing was recorded
+            if row.writes:
+                raise
+            return Reply.failure(env.id, exc.code, exc.message)
         return decision.reply
 
     def write_in_transaction(self, request: Request, digest: bytes) -> Decision:

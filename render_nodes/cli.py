@@ -22,7 +22,7 @@ from broker_contracts.config import Settings
 from broker_contracts.keys import Keys, valid_name
 from render_nodes.link import Link, redact
 from render_nodes.node import Node, NodeOptions
-from render_nodes.profiles import ProfileFileError, load_profiles
+from render_nodes.profiles import ProfileFileError, confine_paths, load_profiles
 
 PROG = "rfarm-node"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-root", type=Path, default=Path("renders"), help="where frames go (./renders)")
     p.add_argument("--lease", type=float, default=30.0, help="seconds before a silent node's task is taken over")
     p.add_argument("--name", help="node id (default: host-pid-random)")
+    p.add_argument(
+        "--path-root",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="path parameters must lie in this folder; may repeat (default: $RFARM_PATH_ROOTS, ':'-separated)",
+    )
     p.add_argument("--grace", type=float, default=30.0, help="seconds running tasks get after SIGTERM")
     p.add_argument("--drain", action="store_true", help="process the work that is there, then exit")
     p.add_argument("--heartbeat", type=float, help="seconds between heartbeats (default: min(5, lease/3))")
@@ -82,8 +89,12 @@ def options_from(args: argparse.Namespace) -> NodeOptions:
     bad = sorted(t for t in tags if not valid_name(t))
     if bad:
         raise UsageError(f"tag {bad[0]!r} must be letters, digits, '_', '.' or '-'")
+    roots = args.path_root or [Path(p) for p in os.environ.get("RFARM_PATH_ROOTS", "").split(":") if p]
+    relative = [str(root) for root in roots if not root.is_absolute()]
+    if relative:
+        raise UsageError(f"--path-root {relative[0]!r} must be an absolute folder")
     try:
-        profiles = load_profiles(args.profiles)
+        profiles = confine_paths(load_profiles(args.profiles), [str(root) for root in roots])
     except ProfileFileError as exc:
         raise UsageError(str(exc)) from None
     return NodeOptions(

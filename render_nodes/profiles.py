@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec, parse_profiles_toml, render_argv
+from pydantic import ValidationError
+
+from broker_contracts.profiles import (
+    BUILTIN_PROFILES,
+    ParamSpec,
+    ProfileSpec,
+    parse_profiles_toml,
+    render_argv,
+    under_roots,
+)
 
 
 class ProfileFileError(Exception):
@@ -39,6 +49,41 @@ def load_profiles(path: Path | None) -> dict[str, ProfileSpec]:
     if not offered:
         raise ProfileFileError(f"profiles file {path} offers no profile at all")
     return offered
+
+
+def confine_paths(profiles: dict[str, ProfileSpec], roots: list[str]) -> dict[str, ProfileSpec]:
+    """The profiles with ``roots`` given to every path parameter that declares none of its own.
+
+    The roots travel in the specs the node announces, so the gateway refuses a path outside them
+    at submit; the node checks again before it runs a task (``outside_roots``).
+    """
+    if not roots:
+        return profiles
+    out: dict[str, ProfileSpec] = {}
+    for name, spec in profiles.items():
+        params: dict[str, ParamSpec] = {}
+        for pname, pspec in spec.params.items():
+            if pspec.type == "path" and not pspec.roots:
+                try:
+                    pspec = ParamSpec.model_validate({**pspec.model_dump(), "roots": roots})
+                except ValidationError as exc:
+                    why = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                    raise ProfileFileError(f"--path-root: {why}") from None
+            params[pname] = pspec
+        out[name] = spec.model_copy(update={"params": params})
+    return out
+
+
+def outside_roots(spec: ProfileSpec, params: dict[str, str]) -> str | None:
+    """Why a path parameter, with its symbolic links resolved on this machine, leaves its roots; or None."""
+    for name, pspec in spec.params.items():
+        value = params.get(name)
+        if pspec.type != "path" or not pspec.roots or not value:
+            continue
+        real_roots = [os.path.realpath(root) for root in pspec.roots]
+        if not under_roots(os.path.realpath(value), real_roots):
+            return f"parameter {name!r} leads outside {', '.join(pspec.roots)}"
+    return None
 
 
 @dataclass(frozen=True)

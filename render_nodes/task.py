@@ -22,7 +22,7 @@ from broker_contracts.profiles import IN_PROCESS_BUILTINS, ProfileSpec, validate
 from broker_contracts.work import NodeEvent, WorkItem
 from render_nodes.link import Finals, Link, LinkDown, event
 from render_nodes.process import Line, RenderProcess
-from render_nodes.profiles import Invocation, invocations
+from render_nodes.profiles import Invocation, invocations, outside_roots
 
 log = logging.getLogger("render_nodes")
 
@@ -156,6 +156,9 @@ class TaskRun:
             params = validate_params(spec, item.params)
         except ValueError as exc:
             return Result(Outcome.FAILED, error=str(exc))
+        outside = outside_roots(spec, params)
+        if outside is not None:
+            return Result(Outcome.FAILED, error=f"{outside} on node {ctx.node}")
         if spec.kind == "builtin" and spec.name in IN_PROCESS_BUILTINS:
             # no work, no process, no files: the frames are done (``succeeded`` carries the count)
             self._done.update(range(item.first, item.last + 1))

@@ -4,8 +4,8 @@ Each role gets exactly the commands its process sends and only the keys under th
 touches. Needs Redis >= 7 (read-only / write-only key patterns ``%R~`` and ``%W~``).
 
 - shell: XADD to ``<prefix>:req``; XREAD of ``<prefix>:reply:*`` (a reply stream is 128 random
-  bits, so a shell can read only the one whose name it made). It cannot read requests, work or
-  events, list keys, or run an admin command.
+  bits, so a shell can read only the one whose name it made); GET of ``<prefix>:farm`` (the farm's
+  identity). It cannot read requests, work or events, list keys, or run an admin command.
 - node: its consumer group on ``<prefix>:work:*``; XADD to events and dead letters; its liveness
   key; reads the cancel and hold signals. It cannot read requests or reply streams, nor add to,
   delete or trim a work stream (Redis 7 selectors give each command only its own keys).
@@ -25,7 +25,7 @@ ROLES = ("gateway", "node", "shell")
 MIN_REDIS_MAJOR = 7
 MIN_PASSWORD_LENGTH = 16
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
-_PASSWORD_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces: safe in URLs and commands
+_PASSWORD_RE = re.compile(r"[\x21-\x7e]+")  # printable ASCII without spaces: safe in URLs and commands
 
 # Commands every role's client may send while connecting or checking the link. redis-py names its
 # library with CLIENT SETINFO on connect (Redis >= 7.2; it ignores a refusal, but Redis logs it).
@@ -61,7 +61,7 @@ def role_rules(role: str, prefix: str, *, setinfo: bool = True) -> tuple[str, ..
     p = glob_escape(prefix)
     connection = (_PING, _SETINFO) if setinfo else (_PING,)
     if role == "shell":
-        return (f"%W~{p}:req", f"%R~{p}:reply:*", "+xadd", "+xread", *connection)
+        return (f"%W~{p}:req", f"%R~{p}:reply:*", f"%R~{p}:farm", "+xadd", "+xread", "+get", *connection)
     if role == "node":
         # Each command only on the keys it is for (Redis 7 selectors): a node may not add to, delete
         # or trim a work stream, nor read or ack events; XADD is what it sends to events and dead.
@@ -103,7 +103,7 @@ def default_name(role: str, prefix: str) -> str:
 
 
 def check_password(role: str, password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH or not _PASSWORD_RE.match(password):
+    if len(password) < MIN_PASSWORD_LENGTH or not _PASSWORD_RE.fullmatch(password):
         raise AclError(
             f"the {role} password must be at least {MIN_PASSWORD_LENGTH} printable characters without spaces"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 from typing import Any
 
@@ -12,13 +13,14 @@ from shell import completion
 from shell import renderers as r
 from shell.errors import UsageError
 from shell.registry import Arg, Command, Context, Registry, Renderer, positive_seconds
+from shell.safe import printable
 from shell.watch import Follow, follow
 
 # --- argument types (raise ArgumentTypeError: argparse names the argument in the message) -------
 
 
 def job_id(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
+    if not re.fullmatch(r"[0-9]+", text.strip()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a job id (a whole number from 1)")
     value = int(text)
     if value > 2**63 - 1:
@@ -53,7 +55,7 @@ def key_value(text: str) -> tuple[str, str]:
 def _password(ns: argparse.Namespace, ctx: Context, *, twice: bool) -> str:
     if ns.password_stdin:
         return ctx.read_stdin_line()
-    password = ctx.ask_password(f"password for {ns.user}: ")
+    password = ctx.ask_password(f"password for {printable(ns.user)}: ")
     if twice and ctx.ask_password("again: ") != password:
         raise UsageError("the two passwords differ")
     return password
@@ -332,10 +334,15 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         name="logs",
         help="the renderer's output for a job's tasks",
-        args=(_JOB, Arg("--frame", "only the task that renders this frame", type=whole, metavar="N")),
+        args=(
+            _JOB,
+            Arg("--frame", "only the task that renders this frame", type=whole, metavar="N"),
+            Arg("--raw", "print the output as the renderer wrote it, control characters included", flag=True),
+        ),
         request="job.logs",
         build=_logs,
         render=r.render_logs,
+        render_raw=r.render_raw_logs,
     ),
     Command(
         name="nodes",

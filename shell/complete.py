@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec
 from broker_contracts.states import JobStatus
 from shell.registry import Arg, Command, Registry
+from shell.safe import printable
 
 LEAVE = ("exit", "quit")
 COMMON_OPTIONS = ("--json", "--timeout")
@@ -88,7 +89,7 @@ def _values(arg: Arg, current: str, done: list[str], known: Known, registry: Reg
         by_name = bool(current) and not current.isdigit()
         low = current.lower()
         return [
-            Suggestion(str(j.id), f"{j.name} · {j.status}")
+            Suggestion(str(j.id), f"{printable(j.name)} · {j.status}")
             for j in known.jobs
             if (j.name.lower().startswith(low) if by_name else str(j.id).startswith(current))
         ]
@@ -96,7 +97,7 @@ def _values(arg: Arg, current: str, done: list[str], known: Known, registry: Reg
         return [Suggestion(s.value) for s in JobStatus if s.value.startswith(current)]
     if kind == "profile":
         profiles = sorted(known.profiles.items())
-        return [Suggestion(p, _profile_meta(spec)) for p, spec in profiles if p.startswith(current)]
+        return [Suggestion(p, printable(_profile_meta(spec))) for p, spec in profiles if p.startswith(current)]
     if kind == "command":
         return [Suggestion(n, registry.commands[n].help) for n in registry.names() if n.startswith(current)]
     if kind == "param":
@@ -119,7 +120,7 @@ def _params(current: str, done: list[str], known: Known) -> list[Suggestion]:
         return []
     name, sep, value = current.partition("=")
     if not sep:
-        return [Suggestion(f"{p}=", ps.help) for p, ps in sorted(spec.params.items()) if p.startswith(name)]
+        return [Suggestion(f"{p}=", printable(ps.help)) for p, ps in sorted(spec.params.items()) if p.startswith(name)]
     param = spec.params.get(name)
     if param is None or not param.choices:
         return []

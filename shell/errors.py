@@ -49,6 +49,10 @@ class Unreachable(NoAnswer):
     """Redis itself could not be reached (connection refused, reset, timed out)."""
 
 
+class Refused(NoAnswer):
+    """Redis answered with an error: a command its ACL user may not send, or a key of another type."""
+
+
 class WaitTimedOut(ShellError):
     """`wait --timeout S` ran out before the job ended (exit 3, like any other wait that gave up)."""
 

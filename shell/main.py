@@ -16,6 +16,7 @@ from broker_contracts.version import rfarm_version
 from shell.commands import default_registry
 from shell.errors import EXIT_OK, HelpShown, ShellError, UsageError
 from shell.registry import Registry, _Parser, positive_seconds
+from shell.safe import printable
 from shell.session import Session, timeout_from_env
 
 EXIT_FAILED = 1
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(args, registry)
     except ShellError as exc:  # errors before a Session exists (bad global options, settings)
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {printable(exc.message)}", file=sys.stderr)
         return exc.exit_code
     except HelpShown as shown:
         print(shown.text)
@@ -68,7 +69,7 @@ def _main(args: list[str], registry: Registry) -> int:
     except ValidationError as exc:
         raise UsageError(f"bad RFARM_* setting: {first_error(exc)}") from None
     timeout = top.timeout or timeout_from_env(os.environ)
-    session = Session(settings, registry, json_mode=top.json, timeout=timeout)
+    session = Session(settings, registry, json_mode=top.json, timeout=timeout, reload=Settings.from_env)
     try:
         if top.words:
             return session.run(top.words)

@@ -79,6 +79,7 @@ class Command:
     request: str | None = None  # a name in REQUEST_TYPES; None for a local command (help)
     build: Builder | None = None
     render: Renderer | None = None
+    render_raw: Renderer | None = None  # with --raw: what the farm holds, control characters and all
     as_json: JsonView = _dump
     after: AfterHook | None = None  # on success, e.g. login stores the token
     always: Callable[[Context], None] | None = None  # after the request whatever happened

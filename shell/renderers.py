@@ -20,6 +20,7 @@ from broker_contracts.messages import (
 )
 from broker_contracts.states import TaskStatus
 from shell.format import Cell, RenderOptions, ago, clock, colour, duration, hint, table
+from shell.safe import printable
 
 
 def status_cell(job: JobSummary) -> Cell:
@@ -39,7 +40,7 @@ def frames_text(first: int, last: int) -> str:
 def frames_label(frames: str) -> str:
     """What an artist calls a task: "frame 3", or "frames 1-5" for a chunk ("1-5", "-3", "-5--1")."""
     single = frames.removeprefix("-").isdigit()
-    return f"frame {frames}" if single else f"frames {frames}"
+    return f"frame {printable(frames)}" if single else f"frames {printable(frames)}"
 
 
 def change_subject(task: int | None, frames: str | None, attempt: int | None) -> str:
@@ -64,12 +65,12 @@ def progress_text(job: JobDetail) -> str:
 
 
 def render_registered(reply: UserReply, opts: RenderOptions) -> list[str]:
-    return [f"registered {reply.username}: now run {hint(f'login {reply.username}', opts)}"]
+    return [f"registered {printable(reply.username)}: now run {hint(f'login {printable(reply.username)}', opts)}"]
 
 
 def render_login(reply: LoginReply, opts: RenderOptions) -> list[str]:
     role = " (admin)" if reply.is_admin else ""
-    return [f"logged in as {reply.username}{role}; the session lasts until {clock(reply.expires_at)}"]
+    return [f"logged in as {printable(reply.username)}{role}; the session lasts until {clock(reply.expires_at)}"]
 
 
 def login_json(reply: LoginReply) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def logout_json(reply: Any) -> dict[str, Any]:
 
 
 def render_whoami(reply: UserReply, opts: RenderOptions) -> list[str]:
-    return [f"{reply.username}{' (admin)' if reply.is_admin else ''}"]
+    return [f"{printable(reply.username)}{' (admin)' if reply.is_admin else ''}"]
 
 
 # --- jobs -----------------------------------------------------------------------------------------
@@ -109,13 +110,13 @@ def render_jobs(reply: ListReply, opts: RenderOptions, *, everyone: bool = False
     for job in reply.jobs:
         row: list[str | Cell] = [
             str(job.id),
-            job.name,
+            printable(job.name),
             status_cell(job),
             progress(job),
             ago(job.created_at, opts.now),
         ]
         if show_owner:
-            row.insert(2, job.owner)
+            row.insert(2, printable(job.owner))
         rows.append(row)
     flex = (1, 2) if show_owner else (1,)
     return table(headers, rows, opts, flex=flex, right=(0,))
@@ -132,23 +133,23 @@ def jobs_json(reply: ListReply) -> list[dict[str, Any]]:
 def _job_fields(job: JobDetail, opts: RenderOptions) -> list[tuple[str, str]]:
     status = colour(status_cell(job).text, status_cell(job).status, opts.color)
     fields = [
-        ("status", status + (f" ({job.reason})" if job.reason else "")),
-        ("owner", job.owner),
+        ("status", status + (f" ({printable(job.reason)})" if job.reason else "")),
+        ("owner", printable(job.owner)),
         ("progress", progress_text(job)),
-        ("frames", job.frames),
-        ("renderer", job.renderer + _params(job.params)),
+        ("frames", printable(job.frames)),
+        ("renderer", printable(job.renderer + _params(job.params))),
         ("priority", str(job.priority)),
-        ("pool", job.pool + (f", requires {', '.join(job.requires)}" if job.requires else "")),
+        ("pool", printable(job.pool + (f", requires {', '.join(job.requires)}" if job.requires else ""))),
         ("attempts", f"up to {job.max_attempts} per task"),
     ]
     if job.after is not None:
         fields.append(("after", f"job {job.after}"))
     if job.waiting:
-        fields.append(("waiting", job.waiting))
+        fields.append(("waiting", printable(job.waiting)))
     if job.blocked_nodes:
-        fields.append(("blocked on", ", ".join(job.blocked_nodes)))
+        fields.append(("blocked on", printable(", ".join(job.blocked_nodes))))
     fields += [
-        ("output", job.output),
+        ("output", printable(job.output)),
         ("created", f"{ago(job.created_at, opts.now)} ({clock(job.created_at)})"),
         ("updated", ago(job.updated_at, opts.now)),
     ]
@@ -163,7 +164,7 @@ def _params(params: dict[str, Any]) -> str:
 
 def render_show(reply: ShowReply, opts: RenderOptions) -> list[str]:
     job = reply.job
-    lines = [f"job {job.id}  {job.name}"]
+    lines = [f"job {job.id}  {printable(job.name)}"]
     fields = _job_fields(job, opts)
     label = max(len(k) for k, _ in fields)
     lines += [f"  {k.ljust(label)}  {v}" for k, v in fields]
@@ -184,10 +185,10 @@ def render_tasks(tasks: list[TaskInfo], opts: RenderOptions) -> list[str]:
                 frames_text(task.frame_first, task.frame_last),
                 Cell(task.status.value, task.status.value),
                 str(task.attempt),
-                task.node or "-",
+                printable(task.node) or "-",
                 ago(task.started_at, opts.now),
                 took(task, opts),
-                error,
+                printable(error),
             ]
         )
     return table(headers, rows, opts, flex=(6, 3), right=(2,))
@@ -209,7 +210,7 @@ def took(task: TaskInfo, opts: RenderOptions) -> str:
 def render_history(reply: HistoryReply, opts: RenderOptions) -> list[str]:
     """Exact times here (not '2 min ago'): a history is read as a sequence, to the second."""
     job = reply.job
-    head = f"job {job.id}  {job.name}  " + colour(status_cell(job).text, status_cell(job).status, opts.color)
+    head = f"job {job.id}  {printable(job.name)}  " + colour(status_cell(job).text, status_cell(job).status, opts.color)
     if not reply.history:
         return [head, "no status changes recorded"]
     rows: list[list[str | Cell]] = []
@@ -218,11 +219,11 @@ def render_history(reply: HistoryReply, opts: RenderOptions) -> list[str]:
             [
                 clock(entry.at),
                 change_subject(entry.task, entry.frames, entry.attempt),
-                Cell(entry.from_ or "-", entry.from_),
+                Cell(printable(entry.from_) or "-", entry.from_),
                 "→",
-                Cell(entry.to, entry.to),
-                entry.reason,
-                entry.actor,
+                Cell(printable(entry.to), entry.to),
+                printable(entry.reason),
+                printable(entry.actor),
             ]
         )
     return [head, *table(["TIME", "WHAT", "FROM", "", "TO", "REASON", "ACTOR"], rows, opts, flex=(5, 1, 6))]
@@ -231,18 +232,25 @@ def render_history(reply: HistoryReply, opts: RenderOptions) -> list[str]:
 def render_job_changed(reply: JobReply, opts: RenderOptions) -> list[str]:
     job = reply.job
     status = colour(status_cell(job).text, status_cell(job).status, opts.color)
-    return [f"job {job.id} ({job.name}): {status}, priority {job.priority}"]
+    return [f"job {job.id} ({printable(job.name)}): {status}, priority {job.priority}"]
 
 
-def render_logs(reply: LogsReply, opts: RenderOptions) -> list[str]:
+def render_logs(reply: LogsReply, opts: RenderOptions, *, raw: bool = False) -> list[str]:
+    """Each line of output escaped; ``raw`` (`logs --raw`, asked for) prints it as the renderer wrote it."""
     if not reply.logs:
         return ["no output yet"]
     lines: list[str] = []
     for entry in reply.logs:
-        where = f" on {entry.node}" if entry.node else ""
+        where = f" on {printable(entry.node)}" if entry.node else ""
         lines.append(f"== {frames_label(entry.frames)}, try {entry.attempt}{where} ==")
-        lines += entry.output.rstrip("\n").splitlines() or ["(no output)"]
+        output = entry.output.rstrip("\n")
+        shown = output.split("\n") if raw else [printable(line) for line in output.splitlines()]
+        lines += shown if output else ["(no output)"]
     return lines
+
+
+def render_raw_logs(reply: LogsReply, opts: RenderOptions) -> list[str]:
+    return render_logs(reply, opts, raw=True)
 
 
 def render_nodes(reply: NodesReply, opts: RenderOptions) -> list[str]:
@@ -251,13 +259,13 @@ def render_nodes(reply: NodesReply, opts: RenderOptions) -> list[str]:
     headers = ["NODE", "POOL", "STATE", "BUSY", "TAGS", "PROFILES", "VERSION", "SEEN"]
     rows: list[list[str | Cell]] = [
         [
-            node.id,
-            node.pool,
-            Cell(node.state, node.state),
+            printable(node.id),
+            printable(node.pool),
+            Cell(printable(node.state), node.state),
             f"{node.running}/{node.slots}",
-            ",".join(node.tags) or "-",
-            ",".join(node.profiles) or "-",
-            node.version,
+            printable(",".join(node.tags)) or "-",
+            printable(",".join(node.profiles)) or "-",
+            printable(node.version),
             ago(node.last_seen, opts.now),
         ]
         for node in reply.nodes

@@ -18,14 +18,15 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from broker_contracts.config import Settings
+from broker_contracts.config import Settings, is_default_source
 from broker_contracts.envelope import first_error
 from broker_contracts.errors import ErrorCode
 from shell.client import DEFAULT_TIMEOUT, Client
 from shell.credentials import CredentialStore
-from shell.errors import EXIT_OK, FarmError, HelpShown, ShellError, UsageError
+from shell.errors import EXIT_OK, FarmError, HelpShown, Refused, ShellError, UsageError
 from shell.format import RenderOptions, inside_shell
 from shell.registry import Command, Registry
+from shell.safe import json_text, printable
 
 EXIT_INTERRUPTED = 130
 
@@ -42,6 +43,22 @@ def timeout_from_env(environ: dict[str, str] | os._Environ[str]) -> float:
     if not 0 < value <= 3600:
         raise UsageError(f"RFARM_TIMEOUT={text!r} must be between 0 and 3600 seconds")
     return value
+
+
+def relocated(current: Settings, reload: Callable[[], Settings] | None) -> Settings | None:
+    """The settings ``reload`` reads now, if they name another farm address than ``current`` does.
+    Falling back to the built-in default is no news (a farm.env is removed while its farm is down)."""
+    if reload is None:
+        return None
+    try:
+        found = reload()
+    except ValidationError:
+        return None
+    if is_default_source(found.redis_source):
+        return None
+    if (found.redis_url, found.prefix) == (current.redis_url, current.prefix):
+        return None
+    return found
 
 
 def _ask_on_terminal(prompt: str) -> str:
@@ -71,6 +88,7 @@ class Session:
         err: TextIO | None = None,
         ask_password: Callable[[str], str] = _ask_on_terminal,
         render_options: Callable[[], RenderOptions] | None = None,
+        reload: Callable[[], Settings] | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -81,7 +99,8 @@ class Session:
         self.err = err if err is not None else sys.stderr
         self._ask_password = ask_password
         self._render_options = render_options or self._terminal_options
-        self.store = CredentialStore(settings)
+        self.reload = reload  # where the farm is now (re-read), to follow a farm that moved
+        self.store = CredentialStore(settings, self._farm_id)
         self._client: Client | None = None
 
     # --- Context (what command hooks may use) --------------------------------------------------
@@ -116,13 +135,41 @@ class Session:
     def client(self) -> Client:
         """Created on first use, so a wrong command line never touches Redis."""
         if self._client is None:
-            self._client = Client(self.settings.redis_url, self.settings.prefix, timeout=self.timeout)
+            settings = self.settings
+            self._client = Client(
+                settings.redis_url, settings.prefix, timeout=self.timeout, source=settings.redis_source
+            )
         return self._client
+
+    def _farm_id(self, wait: bool) -> str | None:
+        return self._announced(self.timeout if wait else 0.0)
+
+    def _announced(self, wait: float) -> str | None:
+        try:
+            return self.client.farm_id(wait=wait)
+        except Refused:  # an ACL user made before shells could read the farm's identity
+            return None
+
+    def _farm_is_there(self, timeout: float) -> None:
+        """Nothing (no password, no token) is sent where no farm announces itself: a farm that is
+        starting is waited for, up to ``timeout``; then NoAnswer says which address was tried."""
+        self._announced(timeout)
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def relocate(self) -> bool:
+        """Re-read where the farm is; if the environment or a farm.env now names another address,
+        talk there from the next request on. The saved session follows: it is keyed by the farm."""
+        found = relocated(self.settings, self.reload)
+        if found is None:
+            return False
+        self.close()
+        self.settings = found
+        self.store = CredentialStore(found, self._farm_id)
+        return True
 
     def run(self, argv: Sequence[str], *, where: str = "") -> int:
         """Run one command line; return its exit code. Never raises, never prints a traceback.
@@ -154,7 +201,7 @@ class Session:
         if json_mode:
             print(json.dumps({"error": {"code": exc.code, "message": exc.message}}), file=self.out)
         else:
-            print(f"error: {exc.message}", file=self.err)
+            print(f"error: {printable(exc.message)}", file=self.err)
 
     def execute(self, argv: Sequence[str]) -> int:
         """Parse, ask the farm, print; returns the exit code (errors are raised as ShellError)."""
@@ -169,6 +216,7 @@ class Session:
             return command.live(body, ns, self)
         timeout = getattr(ns, "timeout", None) or self.timeout
         token = self.store.require_token() if command.needs_auth else None
+        self._farm_is_there(timeout)
         assert command.request is not None
         try:
             raw = self.client.call(command.request, body, token, timeout=timeout)
@@ -181,8 +229,10 @@ class Session:
         follows = command.follow is not None and bool(getattr(ns, "watch", False))
         if json_mode:
             if not follows:  # the follow prints the one JSON document
-                print(json.dumps(command.as_json(reply), ensure_ascii=False), file=self.out)
+                print(json_text(command.as_json(reply)), file=self.out)
         elif (render := command.renderer(ns)) is not None:
+            if command.render_raw and getattr(ns, "raw", False):
+                render = command.render_raw
             self._print_lines(render(reply, self._render_options()))
         if follows:
             assert command.follow is not None
@@ -192,7 +242,9 @@ class Session:
     # --- what following a job needs (shell.watch.Host) ----------------------------------------
 
     def token(self) -> str:
-        return self.store.require_token()
+        token = self.store.require_token()
+        self._farm_is_there(self.timeout)
+        return token
 
     def options(self) -> RenderOptions:
         return self._render_options()

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from shell.background import CONNECTED, CONNECTING, NO_GATEWAY, REDIS_DOWN, SIGNED_OUT, Snapshot
 from shell.format import cut, width_of
+from shell.safe import printable
 
 Fragments = list[tuple[str, str]]
 
@@ -30,7 +31,7 @@ def farm_name(redis_url: str, prefix: str) -> str:
 
 
 def prompt_fragments(user: str | None, farm: str) -> Fragments:
-    who = user or "(not logged in)"
+    who = printable(user) or "(not logged in)"
     return [("class:prompt.user", who), ("", "@"), ("class:prompt.farm", farm), ("", "> ")]
 
 
@@ -49,7 +50,7 @@ def toolbar_fragments(snap: Snapshot, width: int = 80) -> Fragments:
     parts: Fragments = [("class:toolbar", " "), state]
     if snap.user and snap.state != SIGNED_OUT:
         role = " (admin)" if snap.admin else ""
-        parts += [("class:toolbar", f" │ {snap.user}{role}")]
+        parts += [("class:toolbar", f" │ {printable(snap.user)}{role}")]
     if snap.state in (CONNECTED, REDIS_DOWN, NO_GATEWAY) and snap.user:
         stale = "" if snap.state == CONNECTED else " (last seen)"
         parts += [

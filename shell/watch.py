@@ -8,7 +8,6 @@ Ctrl-C stops watching; the job goes on.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from broker_contracts.states import JobStatus
 from shell.client import Client
 from shell.errors import EXIT_FARM_ERROR, EXIT_NO_ANSWER, EXIT_OK, FarmError, Unreachable
 from shell.format import RenderOptions, cut
+from shell.safe import json_text
 from shell.watchview import WatchState, outcome_json, render_change, render_outcome, render_status
 
 RESUBSCRIBE_EVERY = 45.0
@@ -169,7 +169,7 @@ def follow(host: Host, spec: Follow) -> int:
         outcome = "interrupted"
     elapsed = time.monotonic() - began
     if spec.json_mode:
-        print(json.dumps(outcome_json(state, outcome, elapsed), ensure_ascii=False), file=host.out)
+        print(json_text(outcome_json(state, outcome, elapsed)), file=host.out)
     elif spec.wait_only:
         line = render_outcome(state, host.options(), outcome)
         if outcome == "timeout":

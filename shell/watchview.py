@@ -15,6 +15,7 @@ from broker_contracts.messages import HistoryEntry, JobSummary, WatchNotice, Wat
 from broker_contracts.states import JOB_TERMINAL, JobStatus, TaskStatus
 from shell.format import RenderOptions, colour, cut, duration, width_of
 from shell.renderers import change_subject, frames_label, frames_text, status_cell
+from shell.safe import printable
 
 BAR_MAX = 30
 RUNNING_SHOWN = 6
@@ -138,7 +139,7 @@ def render_status(state: WatchState, opts: RenderOptions) -> list[str]:
     head = f"job {job.id} "
     tail = f" {job.frames_done}/{job.frames_total} frames {pct:3d}%"
     name_room = max(8, width // 4)
-    name = cut(job.name, name_room)
+    name = cut(printable(job.name), name_room)
     status_text = cell.text
     bar_room = width - len(head) - width_of(name) - len(status_text) - len(tail) - 4
     bar_width = min(BAR_MAX, bar_room)
@@ -151,7 +152,7 @@ def render_status(state: WatchState, opts: RenderOptions) -> list[str]:
     parts = [colour(f"{state.counts[s]} {s}", s, opts.color) for s in STATUS_ORDER if state.counts.get(s)]
     lines.append("tasks: " + (", ".join(parts) if parts else "none"))
     for task in state.running[:RUNNING_SHOWN]:
-        where = f"on {task.node}" if task.node else "starting"
+        where = f"on {printable(task.node)}" if task.node else "starting"
         what = frames_label(task.frames) if task.frames else f"task {task.task}"
         lines.append(cut(f"  {what} {where}" + (f", {task.done} done" if task.done else ""), width))
     if len(state.running) > RUNNING_SHOWN:
@@ -171,7 +172,7 @@ def time_line(state: WatchState, now: datetime) -> str:
     elif job.paused:
         text += ", paused"
     elif job.status is JobStatus.QUEUED:
-        text += ", waiting for a node" if not job.reason else f", {job.reason}"
+        text += ", waiting for a node" if not job.reason else f", {printable(job.reason)}"
     return text
 
 
@@ -179,14 +180,16 @@ def render_change(entry: HistoryEntry, opts: RenderOptions) -> str:
     """One status change as it happens: local time, what, from → to, reason."""
     when = entry.at.astimezone().strftime("%H:%M:%S")
     what = change_subject(entry.task, entry.frames, entry.attempt)
-    src = entry.from_ or "new"
-    plain = f"{when}  {what}  {src} → {entry.to}  {entry.reason}"
+    src = printable(entry.from_) or "new"
+    to = printable(entry.to)
+    reason = printable(entry.reason)
+    plain = f"{when}  {what}  {src} → {to}  {reason}"
     if width_of(plain) > opts.width:
-        room = max(0, opts.width - (width_of(plain) - width_of(entry.reason)))
-        plain_reason = cut(entry.reason, room)
+        room = max(0, opts.width - (width_of(plain) - width_of(reason)))
+        plain_reason = cut(reason, room)
     else:
-        plain_reason = entry.reason
-    arrow = f"{colour(src, entry.from_, opts.color)} → {colour(entry.to, entry.to, opts.color)}"
+        plain_reason = reason
+    arrow = f"{colour(src, entry.from_, opts.color)} → {colour(to, entry.to, opts.color)}"
     return f"{when}  {what}  {arrow}  {plain_reason}".rstrip()
 
 
@@ -201,7 +204,7 @@ def render_outcome(state: WatchState, opts: RenderOptions, outcome: str) -> str:
         return f"job {job.id} is still {job.status.value} ({frames})"
     if outcome == "paused":
         return f"job {job.id} is paused and nothing is running ({frames}): `resume {job.id}` to go on"
-    reason = f": {job.reason}" if job.reason and job.status is not JobStatus.SUCCEEDED else ""
+    reason = f": {printable(job.reason)}" if job.reason and job.status is not JobStatus.SUCCEEDED else ""
     status = colour(job.status.value, job.status.value, opts.color)
     return f"job {job.id} {status} ({frames} in {took}){reason}"
 

@@ -1,10 +1,20 @@
-"""The dispatcher's queries: live capacity per pool and the next ready tasks, best first."""
+"""The dispatcher's bookkeeping: live capacity per pool, the next ready tasks (best first) marked
+dispatched, and their work entries. It changes no status: a dispatched task stays queued."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import psycopg
+
+from broker_contracts.states import JOB_TERMINAL, JobStatus, TaskStatus
+from store.statuses import literal, one_of
+
+_QUEUED = literal(TaskStatus.QUEUED)
+# the failed attempts that a retry should not give to the same node again
+_FAILED_ATTEMPT = (
+    f"h.from_status = {literal(TaskStatus.RUNNING)} AND h.to_status IN {one_of({TaskStatus.QUEUED, TaskStatus.FAILED})}"
+)
 
 # A node is alive while its heartbeats keep coming: three heartbeats (at most 15 s) of silence is lost.
 ALIVE = "n.state <> 'gone' AND n.last_seen > now() - make_interval(secs => LEAST(15, GREATEST(n.lease, 3)))"
@@ -14,7 +24,7 @@ def pools(conn: psycopg.Connection) -> list[dict[str, Any]]:
     """Each pool with live nodes: its slots, running tasks and dispatched-but-unstarted tasks."""
     rows = conn.execute(
         f"""SELECT n.pool, sum(n.slots)::int AS slots,
-                   (SELECT count(*) FROM tasks t WHERE t.pool = n.pool AND t.status = 'queued'
+                   (SELECT count(*) FROM tasks t WHERE t.pool = n.pool AND t.status = {_QUEUED}
                       AND t.dispatched_at IS NOT NULL)::int AS outstanding
             FROM nodes n WHERE {ALIVE} GROUP BY n.pool"""
     ).fetchall()
@@ -30,19 +40,20 @@ def take_ready(conn: psycopg.Connection, pool: str, limit: int) -> list[dict[str
     rows = conn.execute(
         f"""WITH picked AS (
               SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
-              WHERE t.pool = %(pool)s AND t.status = 'queued' AND t.dispatched_at IS NULL
-                -- "not finished" rather than "IN ('queued', 'running')": the job is reached by its primary
+              WHERE t.pool = %(pool)s AND t.status = {_QUEUED} AND t.dispatched_at IS NULL
+                -- "not finished" rather than "queued or running": the job is reached by its primary
                 -- key; with stale statistics the planner walked jobs_status for every task instead
-                AND NOT j.paused AND j.status NOT IN ('succeeded', 'failed', 'cancelled')
+                AND NOT j.paused AND j.status NOT IN {one_of(JOB_TERMINAL)}
                 AND (j.after_job IS NULL
-                     OR EXISTS (SELECT 1 FROM jobs d WHERE d.id = j.after_job AND d.status = 'succeeded'))
+                     OR EXISTS (SELECT 1 FROM jobs d WHERE d.id = j.after_job
+                                AND d.status = {literal(JobStatus.SUCCEEDED)}))
                 AND EXISTS (SELECT 1 FROM nodes n WHERE n.pool = t.pool AND {ALIVE}
                             AND j.renderer = ANY(n.profiles) AND j.requires <@ n.tags)
               ORDER BY t.priority DESC, t.job_id, t.seq
               LIMIT %(limit)s FOR UPDATE OF t SKIP LOCKED),
             failed_on AS (
               SELECT DISTINCT h.task_id, h.actor AS node FROM task_history h JOIN picked p ON p.id = h.task_id
-              WHERE h.from_status = 'running' AND h.to_status IN ('queued', 'failed') AND h.actor <> 'farm')
+              WHERE {_FAILED_ATTEMPT} AND h.actor <> 'farm')
             UPDATE tasks t SET dispatched_at = now(), work_msg = NULL
             FROM picked, jobs j
             WHERE t.id = picked.id AND j.id = t.job_id
@@ -69,17 +80,17 @@ def set_work_msgs(conn: psycopg.Connection, pairs: list[tuple[int, str]]) -> Non
         conn.execute(
             # "t.id = ANY" lets the planner walk the primary key; joined to unnest() alone it
             # hashed and scanned the whole tasks table on every publish
-            """UPDATE tasks t SET work_msg = p.msg
+            f"""UPDATE tasks t SET work_msg = p.msg
                FROM unnest(%(ids)s::bigint[], %(msgs)s::text[]) AS p(id, msg)
-               WHERE t.id = p.id AND t.id = ANY(%(ids)s::bigint[]) AND t.status = 'queued'""",
+               WHERE t.id = p.id AND t.id = ANY(%(ids)s::bigint[]) AND t.status = {_QUEUED}""",
             {"ids": [p[0] for p in pairs], "msgs": [p[1] for p in pairs]},
         )
 
 
 def stale_dispatched(conn: psycopg.Connection, older_than: float, limit: int = 500) -> list[dict[str, Any]]:
     rows = conn.execute(
-        """SELECT id, pool, work_msg FROM tasks
-           WHERE status = 'queued' AND dispatched_at < now() - make_interval(secs => %s)
+        f"""SELECT id, pool, work_msg FROM tasks
+           WHERE status = {_QUEUED} AND dispatched_at < now() - make_interval(secs => %s)
            ORDER BY dispatched_at LIMIT %s""",
         (older_than, limit),
     ).fetchall()
@@ -90,17 +101,16 @@ def undispatch(conn: psycopg.Connection, task_ids: list[int]) -> None:
     """Back to the backlog: the dispatcher will publish them again in priority order."""
     if task_ids:
         conn.execute(
-            """UPDATE tasks SET dispatched_at = NULL, work_msg = NULL
-               WHERE id = ANY(%s) AND status = 'queued'""",
+            f"""UPDATE tasks SET dispatched_at = NULL, work_msg = NULL
+               WHERE id = ANY(%s) AND status = {_QUEUED}""",
             (task_ids,),
         )
 
 
-def all_dispatched_unstarted(conn: psycopg.Connection) -> None:
-    """After Redis lost everything: every dispatched-but-unstarted task goes back to the backlog."""
-    conn.execute(
-        "UPDATE tasks SET dispatched_at = NULL, work_msg = NULL WHERE status = 'queued' AND dispatched_at IS NOT NULL"
-    )
+def still_waiting(conn: psycopg.Connection, task_ids: list[int]) -> None:
+    """Their work entries are still in the stream: they count as dispatched from now on."""
+    if task_ids:
+        conn.execute("UPDATE tasks SET dispatched_at = now() WHERE id = ANY(%s)", (task_ids,))
 
 
 # The busy tables whose statistics the planner must not trust once they are far off.

@@ -1,4 +1,6 @@
-"""History rows: every status change of a job or a task, with its time, cause and actor."""
+"""History rows: every status change of a job or a task, with its time, cause and actor.
+
+``insert`` is the only code that writes them (tests/unit/test_sql_home.py holds it so)."""
 
 from __future__ import annotations
 
@@ -10,29 +12,38 @@ from psycopg.rows import tuple_row
 from store.db import column_names, iso_utc
 
 
-def job_changed(conn: psycopg.Connection, job_id: int, src: str | None, dst: str, reason: str, actor: str) -> None:
-    conn.execute(
-        """INSERT INTO job_history (job_id, from_status, to_status, reason, actor)
-           VALUES (%s, %s, %s, %s, %s)""",
-        (job_id, src, dst, reason, actor),
-    )
-
-
-def task_changed(
-    conn: psycopg.Connection,
-    task_id: int,
-    job_id: int,
-    attempt: int,
-    src: str | None,
+def insert(
+    source: str,
+    *,
+    src: str,
     dst: str,
     reason: str,
     actor: str,
-) -> None:
-    conn.execute(
-        """INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
-           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-        (task_id, job_id, attempt, src, dst, reason, actor),
-    )
+    job: str = "job_id",
+    task: str | None = None,
+    attempt: str | None = None,
+    order: str = "",
+    returning: str = "",
+) -> str:
+    """The one writer of history: the INSERT that records a status change for each row of ``source``.
+
+    ``source`` is a FROM list of the statement this INSERT ends or is a CTE of (the RETURNING rows
+    of the guarded UPDATE that made the change), so a transition and its history are one statement
+    and one round trip. A task's change with ``task`` and ``attempt``, else the job's. The other
+    arguments are SQL expressions over ``source``: columns, bound parameters, store.statuses literals.
+    """
+    if task is None:
+        head = "job_history (job_id, from_status, to_status, reason, actor)"
+        values = [job, src, dst, reason, actor]
+    else:
+        if attempt is None:
+            raise ValueError("a task's change names its attempt")
+        head = "task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)"
+        values = [task, job, attempt, src, dst, reason, actor]
+    tail = f" ORDER BY {order}" if order else ""
+    if returning:
+        tail += f" RETURNING {returning}"
+    return f"INSERT INTO {head} SELECT {', '.join(values)} FROM {source}{tail}"
 
 
 def changes(

@@ -1,4 +1,6 @@
-"""Jobs: submit, read (scoped to the caller unless admin), and the job status derived from tasks."""
+"""Jobs: submit, read (scoped to the caller unless admin), and every change of a job: its status
+(derived from its tasks, or a user's cancel and retry, each guarded by the transition table and
+recorded by store.history), pause, priority, and the fate of jobs whose dependency failed."""
 
 from __future__ import annotations
 
@@ -11,10 +13,20 @@ from psycopg.types.json import Jsonb
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.frames import parse_frames
 from broker_contracts.messages import SubmitRequest
-from broker_contracts.states import JobStatus, TaskStatus, derive_job_status, job_may
-from store import history
+from broker_contracts.states import (
+    JOB_TERMINAL,
+    JOB_UNSUCCESSFUL,
+    TASK_RETRYABLE,
+    JobStatus,
+    TaskStatus,
+    derive_job_status,
+    job_may,
+    task_sources,
+)
+from store import history, tasks
 from store.db import column_names, iso_utc
 from store.inbox import Answer
+from store.statuses import literal, one_of
 from store.users import SESSION_COLUMNS, SESSION_FROM, SESSION_JOIN, User, session_user, token_hash
 
 NOT_FOUND = "no such job: {id}"
@@ -73,6 +85,29 @@ def submit_in_session(
     return user, int(found["job_id"])
 
 
+# the first history rows of a job being submitted, and of its tasks
+_SUBMITTED_JOB = history.insert(
+    "job, owner",
+    job="job.id",
+    src="NULL",
+    dst=literal(JobStatus.QUEUED),
+    reason="'submitted by ' || owner.name",
+    actor="owner.name",
+    returning="job_id",
+)
+_SUBMITTED_TASKS = history.insert(
+    "task, owner",
+    task="task.id",
+    job="task.job_id",
+    attempt="0",
+    src="NULL",
+    dst=literal(TaskStatus.QUEUED),
+    reason="'submitted'",
+    actor="owner.name",
+    order="task.id",
+)
+
+
 def _submit_statement(
     req: SubmitRequest, answer: Answer | None, *, owner: str, head: str = ""
 ) -> tuple[str, dict[str, Any]]:
@@ -96,20 +131,14 @@ def _submit_statement(
                       %(requires)s::text[], %(after)s::bigint, %(total)s::int, %(tasks)s::int
                FROM owner
                RETURNING id),
-           job_row AS (
-               INSERT INTO job_history (job_id, from_status, to_status, reason, actor)
-               SELECT job.id, NULL, 'queued', 'submitted by ' || owner.name, owner.name FROM job, owner
-               RETURNING job_id),
+           job_row AS ({_SUBMITTED_JOB}),
            task AS (
                INSERT INTO tasks (job_id, seq, frame_first, frame_last, pool, priority)
                SELECT job_row.job_id, g, %(first)s + g * %(chunk)s,
                       LEAST(%(first)s + (g + 1) * %(chunk)s - 1, %(last)s), %(pool)s, %(priority)s
                FROM job_row, rfarm_task_seqs(%(tasks)s) AS g ORDER BY g
                RETURNING id, job_id),
-           task_rows AS (
-               INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
-               SELECT task.id, task.job_id, 0, NULL, 'queued', 'submitted', owner.name
-               FROM task, owner ORDER BY task.id)
+           task_rows AS ({_SUBMITTED_TASKS})
            {f", answer AS ({answer.sql('job')})" if answer else ""}"""
     params = {
         "name": req.name,
@@ -295,33 +324,136 @@ def refresh_status(
 def set_status(
     conn: psycopg.Connection, job_id: int, current: JobStatus, new: JobStatus, reason: str, actor: str
 ) -> str | None:
-    """Guarded job transition plus its history row; nothing happens if the guard refuses."""
+    """Guarded job transition plus its history row, in one statement; nothing happens if the guard refuses."""
     if not job_may(current, new):
         return None
     cur = conn.execute(
-        """UPDATE jobs SET status = %(new)s, updated_at = now(),
-                  reason = CASE WHEN %(new)s IN ('failed', 'cancelled') THEN %(reason)s ELSE NULL END,
-                  started_at = CASE WHEN %(new)s = 'running' THEN COALESCE(started_at, now()) ELSE started_at END,
-                  finished_at = CASE WHEN %(new)s IN ('succeeded', 'failed', 'cancelled') THEN now() ELSE NULL END
-           WHERE id = %(id)s AND status = %(old)s""",
-        {"new": new.value, "old": current.value, "id": job_id, "reason": reason},
+        _SET_STATUS,
+        {
+            "new": new.value,
+            "old": current.value,
+            "id": job_id,
+            "reason": reason,
+            "actor": actor,
+            "keeps_reason": new in JOB_UNSUCCESSFUL,
+            "starts": new is JobStatus.RUNNING,
+            "finishes": new in JOB_TERMINAL,
+        },
     )
-    if cur.rowcount != 1:
-        return None
-    history.job_changed(conn, job_id, current, new, reason, actor)
-    return new.value
+    return new.value if cur.rowcount == 1 else None
+
+
+_SET_STATUS = f"""WITH moved AS (
+      UPDATE jobs SET status = %(new)s, updated_at = now(),
+             reason = CASE WHEN %(keeps_reason)s THEN %(reason)s END,
+             started_at = CASE WHEN %(starts)s THEN COALESCE(started_at, now()) ELSE started_at END,
+             finished_at = CASE WHEN %(finishes)s THEN now() END
+      WHERE id = %(id)s AND status = %(old)s RETURNING id)
+    {history.insert("moved", job="id", src="%(old)s", dst="%(new)s", reason="%(reason)s", actor="%(actor)s")}"""
 
 
 def cancel_rest(conn: psycopg.Connection, job_id: int, reason: str) -> None:
     """A failed job starts nothing more: its queued tasks are cancelled (retry brings them back)."""
-    conn.execute(
-        """WITH moved AS (
-             UPDATE tasks SET status = 'cancelled', dispatched_at = NULL, work_msg = NULL, finished_at = now()
-             WHERE job_id = %(job)s AND status = 'queued' RETURNING id, attempt)
-           INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
-           SELECT id, %(job)s, attempt, 'queued', 'cancelled', %(reason)s, 'farm' FROM moved""",
-        {"job": job_id, "reason": reason},
+    tasks.move_all(
+        conn,
+        job_id,
+        frozenset({TaskStatus.QUEUED}),
+        TaskStatus.CANCELLED,
+        reason,
+        "farm",
+        sets="dispatched_at = NULL, work_msg = NULL, finished_at = now()",
     )
+
+
+def cancel(conn: psycopg.Connection, job_id: int, current: JobStatus, who: str) -> None:
+    """A user cancels the job: every task that may be cancelled is, and the job with them.
+    The caller holds the job's lock and has checked that it is not finished."""
+    reason = f"cancelled by {who}"
+    tasks.move_all(
+        conn,
+        job_id,
+        task_sources(TaskStatus.CANCELLED),
+        TaskStatus.CANCELLED,
+        reason,
+        who,
+        sets="finished_at = now(), run_id = NULL, lease_until = NULL, dispatched_at = NULL, work_msg = NULL",
+    )
+    set_status(conn, job_id, current, JobStatus.CANCELLED, reason, who)
+
+
+def retry(conn: psycopg.Connection, job: dict[str, Any], who: str) -> None:
+    """A user retries a failed or cancelled job (``job`` as ``get`` read it, locked): its unfinished
+    tasks go back to the queue, its nodes are forgiven, and the job is queued again.
+
+    Refused while the job it depends on can no longer succeed: the dependent would fail again at once.
+    """
+    after = job["after"]
+    if after is not None:
+        dependency = status_of(conn, after)
+        if dependency in JOB_UNSUCCESSFUL:
+            ended = _ENDED.get(dependency, dependency)
+            message = f"job {job['id']} waits on job {after}, which {ended}: retry job {after} first"
+            raise RfarmError(ErrorCode.JOB_INVALID_STATE, message)
+    reason = f"retried by {who}"
+    tasks.move_all(
+        conn,
+        job["id"],
+        TASK_RETRYABLE,
+        TaskStatus.QUEUED,
+        reason,
+        who,
+        sets="""failures = 0, finished_at = NULL, exit_code = NULL, done_frames = 0, error = NULL,
+                dispatched_at = NULL, work_msg = NULL, run_id = NULL""",
+    )
+    tasks.forgive(conn, job["id"])
+    set_status(conn, job["id"], JobStatus(job["status"]), JobStatus.QUEUED, reason, who)
+    refresh_status(conn, job["id"], reason, who)
+
+
+_ENDED = {JobStatus.FAILED: "failed", JobStatus.CANCELLED: "was cancelled"}
+
+
+def status_of(conn: psycopg.Connection, job_id: int) -> JobStatus | None:
+    """A job's status, read without the caller's scope (for the farm's own decisions)."""
+    row = conn.execute("SELECT status FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    return None if row is None else JobStatus(row["status"])  # type: ignore[call-overload]
+
+
+def set_paused(conn: psycopg.Connection, job_id: int, paused: bool) -> None:
+    conn.execute("UPDATE jobs SET paused = %s, updated_at = now() WHERE id = %s", (paused, job_id))
+
+
+def set_priority(conn: psycopg.Connection, job_id: int, priority: int) -> None:
+    """The job's priority, and that of its tasks still waiting (the dispatcher orders by theirs)."""
+    conn.execute(
+        f"""WITH job AS (UPDATE jobs SET priority = %(p)s, updated_at = now() WHERE id = %(id)s)
+            UPDATE tasks SET priority = %(p)s WHERE job_id = %(id)s AND status = {literal(TaskStatus.QUEUED)}""",
+        {"p": priority, "id": job_id},
+    )
+
+
+def fail_dependents(conn: psycopg.Connection, *, limit: int = 100) -> list[int]:
+    """Queued jobs whose dependency can no longer succeed fail, with their queued tasks; their ids."""
+    doomed = conn.execute(
+        f"""SELECT j.id, j.after_job, d.status FROM jobs j JOIN jobs d ON d.id = j.after_job
+            WHERE j.status = {literal(JobStatus.QUEUED)} AND d.status IN {one_of(JOB_UNSUCCESSFUL)}
+            ORDER BY j.id LIMIT %s FOR UPDATE OF j""",
+        (limit,),
+    ).fetchall()
+    for row in doomed:
+        reason = f"job {row['after_job']} it depends on {row['status']}"  # type: ignore[call-overload]
+        job_id = row["id"]  # type: ignore[call-overload]
+        tasks.move_all(
+            conn,
+            job_id,
+            frozenset({TaskStatus.QUEUED}),
+            TaskStatus.FAILED,
+            reason,
+            "farm",
+            sets="finished_at = now(), error = %(reason)s",
+        )
+        refresh_status(conn, job_id, reason, "farm")
+    return [r["id"] for r in doomed]  # type: ignore[call-overload]
 
 
 def count_progress(conn: psycopg.Connection, job_ids: set[int]) -> None:

@@ -12,7 +12,7 @@ from psycopg import sql
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _LOCK_KEY = 0x7266_6172_6D00  # "rfarm": one key for every migrator of every rfarm database
-_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_NAME = re.compile(r"([0-9]{4})_([a-z0-9_]+)\.sql")
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Migration:
 def available(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     found = []
     for path in sorted(directory.glob("*.sql")):
-        match = _NAME.match(path.name)
+        match = _NAME.fullmatch(path.name)
         if match:
             found.append(Migration(int(match.group(1)), match.group(2), path.read_text(encoding="utf-8")))
     versions = [m.version for m in found]

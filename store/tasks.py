@@ -1,4 +1,5 @@
-"""Tasks: the guarded transitions a node's reports cause, and the queries of the dispatcher."""
+"""Tasks: every change of a task's status (a node's reports, a lost lease, the bulk moves of a job's
+tasks), each guarded by the transition table and recorded by store.history; task logs and blocklist."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 import psycopg
 
 from broker_contracts.states import TaskStatus, task_may
+from store import dispatch, history
+from store.statuses import literal, one_of
 
 LOG_KEEP = 65536
 
@@ -99,8 +102,7 @@ def move(
         f"""WITH moved AS (
               UPDATE tasks SET status = %(dst)s, attempt = %(new_attempt)s {"," if sets else ""} {sets}
               WHERE id = %(id)s AND status = %(src)s AND attempt = %(attempt)s RETURNING id, job_id)
-            INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
-            SELECT id, job_id, %(new_attempt)s, %(src)s, %(dst)s, %(reason)s, %(actor)s FROM moved""",
+            {_MOVED_HISTORY}""",
         {
             "dst": dst.value,
             "src": task.status.value,
@@ -117,6 +119,79 @@ def move(
     task.status = dst
     task.attempt = new_attempt
     return True
+
+
+_MOVED_HISTORY = history.insert(
+    "moved", task="id", attempt="%(new_attempt)s", src="%(src)s", dst="%(dst)s", reason="%(reason)s", actor="%(actor)s"
+)
+
+
+def move_all(
+    conn: psycopg.Connection,
+    job_id: int,
+    sources: frozenset[TaskStatus],
+    dst: TaskStatus,
+    reason: str,
+    actor: str,
+    *,
+    sets: str,
+) -> int:
+    """Every task of the job in one of ``sources`` to ``dst``, each with its history row, in one
+    statement; how many moved. The table must allow each source: a bulk move obeys it as one does.
+
+    ``sets`` may use the parameters %(job)s, %(reason)s and %(actor)s.
+    """
+    refused = sorted(s for s in sources if not task_may(s, dst))
+    if refused or not sources:
+        raise ValueError(f"tasks may not move from {refused or 'nowhere'} to {dst}")
+    written = history.insert(
+        "moved", task="id", attempt="attempt", src="src", dst=literal(dst), reason="%(reason)s", actor="%(actor)s"
+    )
+    cur = conn.execute(
+        f"""WITH old AS (
+              SELECT id, status, attempt FROM tasks
+              WHERE job_id = %(job)s AND status IN {one_of(sources)} FOR UPDATE),
+            moved AS (
+              UPDATE tasks t SET status = {literal(dst)}, {sets}
+              FROM old WHERE t.id = old.id AND t.status = old.status
+              RETURNING t.id, t.job_id, old.status AS src, old.attempt)
+            {written}""",
+        {"job": job_id, "reason": reason, "actor": actor},
+    )
+    return cur.rowcount
+
+
+_QUEUED, _RUNNING, _SUCCEEDED = (literal(s) for s in (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.SUCCEEDED))
+
+
+def _pending_history(src: str, dst: str) -> str:
+    return history.insert(
+        "moved", task="id", attempt="attempt", src=src, dst=dst, reason="reason", actor="node", order="ord"
+    )
+
+
+# Pending's two set-wise moves, each row guarded by the status, attempt (and run) it was read with
+_STARTS = f"""WITH v AS (
+      SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[])
+        WITH ORDINALITY AS v(id, attempt, run, node, reason, ord)),
+    moved AS (
+      UPDATE tasks t SET status = {_RUNNING}, attempt = v.attempt + 1, run_id = v.run, node = v.node,
+        started_at = now(), finished_at = NULL, lease_until = now() + make_interval(secs => %s),
+        exit_code = NULL, error = NULL, done_frames = 0
+      FROM v WHERE t.id = ANY(%s) AND t.id = v.id AND t.status = {_QUEUED} AND t.attempt = v.attempt
+      RETURNING t.id, t.job_id, t.attempt, v.node, v.reason, v.ord)
+    {_pending_history(_QUEUED, _RUNNING)}"""
+
+_SUCCEEDS = f"""WITH v AS (
+      SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[])
+        WITH ORDINALITY AS v(id, attempt, run, node, reason, ord)),
+    moved AS (
+      UPDATE tasks t SET status = {_SUCCEEDED}, finished_at = now(), exit_code = 0, lease_until = NULL,
+        done_frames = t.frame_last - t.frame_first + 1
+      FROM v WHERE t.id = ANY(%s) AND t.id = v.id AND t.status = {_RUNNING} AND t.attempt = v.attempt
+        AND t.run_id = v.run
+      RETURNING t.id, t.job_id, t.attempt, v.node, v.reason, v.ord)
+    {_pending_history(_RUNNING, _SUCCEEDED)}"""
 
 
 class Pending:
@@ -161,38 +236,12 @@ class Pending:
     def flush(self, conn: psycopg.Connection) -> None:
         if self._starts:
             ids, attempts, runs, nodes, reasons = (list(c) for c in zip(*self._starts, strict=True))
-            cur = conn.execute(
-                """WITH v AS (
-                     SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[])
-                       WITH ORDINALITY AS v(id, attempt, run, node, reason, ord)),
-                   moved AS (
-                     UPDATE tasks t SET status = 'running', attempt = v.attempt + 1, run_id = v.run, node = v.node,
-                       started_at = now(), finished_at = NULL, lease_until = now() + make_interval(secs => %s),
-                       exit_code = NULL, error = NULL, done_frames = 0
-                     FROM v WHERE t.id = ANY(%s) AND t.id = v.id AND t.status = 'queued' AND t.attempt = v.attempt
-                     RETURNING t.id, t.job_id, t.attempt, v.node, v.reason, v.ord)
-                   INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
-                   SELECT id, job_id, attempt, 'queued', 'running', reason, node FROM moved ORDER BY ord""",
-                (ids, attempts, runs, nodes, reasons, self.lease, ids),
-            )
+            cur = conn.execute(_STARTS, (ids, attempts, runs, nodes, reasons, self.lease, ids))
             if cur.rowcount != len(ids):
                 raise RuntimeError(f"{len(ids) - cur.rowcount} of {len(ids)} queued starts no longer applied")
         if self._succeeds:
             ids, attempts, runs, reasons = (list(c) for c in zip(*self._succeeds, strict=True))
-            cur = conn.execute(
-                """WITH v AS (
-                     SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[])
-                       WITH ORDINALITY AS v(id, attempt, run, node, reason, ord)),
-                   moved AS (
-                     UPDATE tasks t SET status = 'succeeded', finished_at = now(), exit_code = 0, lease_until = NULL,
-                       done_frames = t.frame_last - t.frame_first + 1
-                     FROM v WHERE t.id = ANY(%s) AND t.id = v.id AND t.status = 'running' AND t.attempt = v.attempt
-                       AND t.run_id = v.run
-                     RETURNING t.id, t.job_id, t.attempt, v.node, v.reason, v.ord)
-                   INSERT INTO task_history (task_id, job_id, attempt, from_status, to_status, reason, actor)
-                   SELECT id, job_id, attempt, 'running', 'succeeded', reason, node FROM moved ORDER BY ord""",
-                (ids, attempts, runs, self._succeed_nodes, reasons, ids),
-            )
+            cur = conn.execute(_SUCCEEDS, (ids, attempts, runs, self._succeed_nodes, reasons, ids))
             if cur.rowcount != len(ids):
                 raise RuntimeError(f"{len(ids) - cur.rowcount} of {len(ids)} queued successes no longer applied")
         self.tasks.clear()
@@ -291,10 +340,7 @@ def fail(
 def release(conn: psycopg.Connection, task: Task, run: str | None, node: str, why: str) -> bool:
     """A node handed the task back. Not a failure: a queued task simply returns to the backlog."""
     if task.status is TaskStatus.QUEUED:
-        conn.execute(
-            "UPDATE tasks SET dispatched_at = NULL, work_msg = NULL WHERE id = %s AND status = 'queued'",
-            (task.id,),
-        )
+        dispatch.undispatch(conn, [task.id])
         return True
     if task.status is not TaskStatus.RUNNING or task.run_id != run:
         return False
@@ -308,10 +354,40 @@ def release(conn: psycopg.Connection, task: Task, run: str | None, node: str, wh
     )
 
 
+def forgive(conn: psycopg.Connection, job_id: int) -> None:
+    """A retried job starts afresh: no node is blocked for its earlier failures."""
+    conn.execute("DELETE FROM task_blocklist WHERE job_id = %s", (job_id,))
+
+
+def blocked_nodes(conn: psycopg.Connection, job_id: int) -> list[str]:
+    """The nodes that failed the job's tasks too often to be given more of them."""
+    rows = conn.execute(
+        "SELECT node FROM task_blocklist WHERE job_id = %s AND failures >= 3 ORDER BY node", (job_id,)
+    ).fetchall()
+    return [r["node"] for r in rows]  # type: ignore[call-overload]
+
+
+def counts(conn: psycopg.Connection, job_id: int) -> dict[str, int]:
+    """How many of the job's tasks are in each status."""
+    rows = conn.execute("SELECT status, count(*) AS n FROM tasks WHERE job_id = %s GROUP BY status", (job_id,))
+    return {r["status"]: r["n"] for r in rows.fetchall()}  # type: ignore[call-overload]
+
+
+def running_of(conn: psycopg.Connection, job_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The job's running tasks in order: id, node, done_frames and frames (as text)."""
+    rows = conn.execute(
+        f"""SELECT id, node, done_frames, CASE WHEN frame_first = frame_last THEN frame_first::text
+                   ELSE frame_first || '-' || frame_last END AS frames
+            FROM tasks WHERE job_id = %s AND status = {_RUNNING} ORDER BY seq LIMIT %s""",
+        (job_id, limit),
+    ).fetchall()
+    return [dict(r) for r in rows]  # type: ignore[call-overload]
+
+
 def progress(conn: psycopg.Connection, task_id: int, run: str, done: int, lease: float) -> None:
     conn.execute(
-        """UPDATE tasks SET done_frames = %s, lease_until = now() + make_interval(secs => %s)
-           WHERE id = %s AND run_id = %s AND status = 'running'""",
+        f"""UPDATE tasks SET done_frames = %s, lease_until = now() + make_interval(secs => %s)
+           WHERE id = %s AND run_id = %s AND status = {_RUNNING}""",
         (done, lease, task_id, run),
     )
 
@@ -328,11 +404,26 @@ def append_log(conn: psycopg.Connection, task_id: int, run: str, node: str, text
     )
 
 
+def logs_of(conn: psycopg.Connection, job_id: int, frame: int | None, *, limit: int = 200) -> list[dict[str, Any]]:
+    """The output of each attempt of the job's tasks (those holding ``frame``, if given), in order."""
+    rows = conn.execute(
+        """SELECT t.id AS task, CASE WHEN t.frame_first = t.frame_last THEN t.frame_first::text
+                  ELSE t.frame_first || '-' || t.frame_last END AS frames, l.attempt, l.node, l.output
+            FROM task_logs l JOIN tasks t ON t.id = l.task_id
+            WHERE t.job_id = %(job)s
+              AND (%(frame)s::int IS NULL OR %(frame)s::int BETWEEN t.frame_first AND t.frame_last)
+            ORDER BY t.seq, l.attempt
+            LIMIT %(limit)s""",
+        {"job": job_id, "frame": frame, "limit": limit},
+    ).fetchall()
+    return [dict(r) for r in rows]  # type: ignore[call-overload]
+
+
 def extend_leases(conn: psycopg.Connection, node: str, task_ids: list[int], lease: float) -> None:
     if task_ids:
         conn.execute(
-            """UPDATE tasks SET lease_until = now() + make_interval(secs => %s)
-               WHERE id = ANY(%s) AND node = %s AND status = 'running'""",
+            f"""UPDATE tasks SET lease_until = now() + make_interval(secs => %s)
+               WHERE id = ANY(%s) AND node = %s AND status = {_RUNNING}""",
             (lease, task_ids, node),
         )
 
@@ -340,7 +431,7 @@ def extend_leases(conn: psycopg.Connection, node: str, task_ids: list[int], leas
 def expired_leases(conn: psycopg.Connection, grace: float, limit: int = 200) -> list[int]:
     """Running tasks whose node has said nothing for ``grace`` seconds past their lease."""
     rows = conn.execute(
-        """SELECT id FROM tasks WHERE status = 'running'
+        f"""SELECT id FROM tasks WHERE status = {_RUNNING}
              AND lease_until < now() - make_interval(secs => %s)
            ORDER BY lease_until LIMIT %s""",
         (grace, limit),

@@ -83,11 +83,13 @@ def test_shell_may_only_add_requests_and_read_its_reply_stream(acl_users: dict[s
     with _admin(acl_users["gateway"]) as gw:
         gw.xadd(keys.reply(client), {"m": b"hello"})  # the gateway answers
         gw.xadd(keys.work("default"), {"m": b"work"})
+        gw.set(keys.farm_info, "farm-id")  # the gateway announces the farm
     with redis.Redis.from_url(acl_users["shell"]) as sh:
         assert sh.xadd(keys.requests, {"m": b"request"}, maxlen=100_000, approximate=True)
         got = sh.xread({keys.reply(client): "0-0"}, count=10)
         assert got and got[0][1][0][1] == {b"m": b"hello"}
         assert sh.ping()
+        assert sh.get(keys.farm_info) == b"farm-id"  # the one key a shell may GET
         denied = {
             "XREAD requests": lambda: sh.xread({keys.requests: "0-0"}),
             "XRANGE requests": lambda: sh.xrange(keys.requests),
@@ -102,7 +104,9 @@ def test_shell_may_only_add_requests_and_read_its_reply_stream(acl_users: dict[s
             "KEYS": lambda: sh.keys("*"),
             "SCAN": lambda: sh.scan(0),
             "EXISTS": lambda: sh.exists(keys.requests),
-            "GET": lambda: sh.get(keys.farm_info),
+            "GET requests": lambda: sh.get(keys.requests),
+            "GET work": lambda: sh.get(keys.work("default")),
+            "SET farm": lambda: sh.set(keys.farm_info, "forged"),
             "CONFIG GET": lambda: sh.config_get("*"),
             "FLUSHALL": lambda: sh.flushall(),
             "FLUSHDB": lambda: sh.flushdb(),

@@ -193,3 +193,6 @@ def test_dependency_failure_fails_the_dependent_job(farm: Farm, unique: str) -> 
     farm.start_node(f"d-{unique}")
     wait_for(lambda: show(farm, second, user)["job"]["status"] == "failed", timeout=60, what="dependent to fail")
     assert f"job {first}" in show(farm, second, user)["job"]["reason"]
+    refused = farm.rfarm("retry", str(second), config=user)  # it would only fail again
+    assert refused.code == 1 and f"retry job {first} first" in refused.err, refused
+    assert show(farm, second, user)["job"]["status"] == "failed"

@@ -115,7 +115,7 @@ def test_throttling_after_five_failures_same_for_unknown_users(gw: Gw, unique: s
     waits = []
     with psycopg.connect(gw.db_url) as conn:
         for _ in range(4):
-            users.record_failure(conn, known)
+            users.record_failure(conn, known, secrets.token_hex(16))
             row = conn.execute("SELECT EXTRACT(EPOCH FROM locked_until - now()) FROM login_throttle "
                                "WHERE username = %s", (known,)).fetchone()
             assert row is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ class Responder:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self) -> Responder:
+        self.redis.set(self.keys.farm_info, "responder-farm", ex=60)  # as a gateway announces its farm
         self._thread.start()
         return self
 
@@ -99,10 +101,13 @@ def test_timeout_resends_the_same_envelope_once(client: Client, redis_url: str, 
 
 
 def test_no_gateway_gives_no_answer_after_two_sends(client: Client, redis_url: str, prefix: str) -> None:
+    started = time.monotonic()
     with pytest.raises(NoAnswer) as caught:
-        client.call("auth.whoami", {}, "tok", timeout=0.3)
+        client.call("auth.whoami", {}, "tok", timeout=0.6)
+    took = time.monotonic() - started
     assert caught.value.exit_code == 3 and "is a gateway running?" in caught.value.message
     assert redis.Redis.from_url(redis_url).xlen(Keys(prefix).requests) == 2
+    assert 0.6 <= took < 0.6 + 0.5  # the timeout is the whole wait, the resend inside it
 
 
 def test_unreachable_redis_is_no_answer() -> None:

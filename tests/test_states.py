@@ -6,14 +6,19 @@ import pytest
 
 from broker_contracts.frames import parse_frames
 from broker_contracts.states import (
+    JOB_RETRYABLE,
     JOB_TERMINAL,
+    JOB_UNSUCCESSFUL,
+    TASK_RETRYABLE,
     TASK_TERMINAL,
     JobStatus,
     TaskStatus,
     derive_job_status,
     job_may,
+    job_sources,
     replay_is_legal,
     task_may,
+    task_sources,
 )
 
 Q, R, S, F, C = (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED)
@@ -34,6 +39,17 @@ def test_terminal_sets() -> None:
     assert {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED} == set(JOB_TERMINAL)
     assert not job_may(JobStatus.SUCCEEDED, JobStatus.QUEUED)
     assert job_may(JobStatus.FAILED, JobStatus.QUEUED) and job_may(JobStatus.CANCELLED, JobStatus.QUEUED)
+
+
+def test_the_sets_the_store_guards_with_come_from_the_tables() -> None:
+    assert task_sources(C) == {Q, R}  # cancel: every unfinished task
+    assert task_sources(Q) == {R, F, C} and task_sources(S) == {R}
+    assert job_sources(JobStatus.QUEUED) == {JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}
+    assert {F, C} == TASK_RETRYABLE  # retry brings back what did not succeed, never a running task
+    assert {JobStatus.FAILED, JobStatus.CANCELLED} == JOB_RETRYABLE == JOB_UNSUCCESSFUL
+    for dst in TaskStatus:
+        assert all(task_may(src, dst) for src in task_sources(dst))
+        assert not any(task_may(src, dst) for src in set(TaskStatus) - task_sources(dst))
 
 
 @pytest.mark.parametrize(
@@ -62,13 +78,13 @@ def test_replay_finds_illegal_and_broken_chains() -> None:
     assert replay_is_legal([(None, "queued"), ("queued", "running"), ("running", "queued")], kind="job")[0]
 
 
-@pytest.mark.parametrize(("text", "first", "last"), [("1-100", 1, 100), ("7", 7, 7), (" -5 - 5 ", -5, 5)])
+@pytest.mark.parametrize(("text", "first", "last"), [("1-100", 1, 100), ("7", 7, 7), (" 0 - 5 ", 0, 5)])
 def test_frame_ranges(text: str, first: int, last: int) -> None:
     r = parse_frames(text)
     assert (r.first, r.last, r.count) == (first, last, last - first + 1)
 
 
-@pytest.mark.parametrize("text", ["10-1", "", "a-b", "1-2-3", "1-200000", "12345678"])
+@pytest.mark.parametrize("text", ["10-1", "", "a-b", "1-2-3", "1-200000", "12345678", " -5 - 5 ", "-3", "1-3\n"])
 def test_bad_frame_ranges_say_why(text: str) -> None:
     with pytest.raises(ValueError, match="frame range"):
         parse_frames(text)
