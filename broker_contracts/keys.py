@@ -50,6 +50,11 @@ class Keys:
         """A hash of the shells watching a job: ``<client>:<sub>`` -> expiry time."""
         return f"{self.prefix}:watch:{job_id}"
 
+    def poisoned(self, stream: str) -> str:
+        """Where the gateway keeps a stream it replaced because its ids were poisoned (for operators:
+        under no pattern a shell or a node may use)."""
+        return f"{self.prefix}:poisoned:{stream.removeprefix(self.prefix + ':')}"
+
     def watching(self, user_id: int) -> str:
         """A hash of one user's watch subscriptions: ``<job>:<client>:<sub>`` -> expiry time."""
         return f"{self.prefix}:watching:{user_id}"

@@ -130,9 +130,15 @@ class Dispatcher:
                 blocked_nodes=list(t["blocked_nodes"] or []),
             )
             pipe.xadd(stream, {"m": pack(item.model_dump(mode="json"))}, maxlen=WORK_MAXLEN, approximate=True)
-        ids = pipe.execute()
+        ids = pipe.execute(raise_on_error=False)
+        sent = [(t["task_id"], entry_id(i)) for t, i in zip(ready, ids, strict=True) if not isinstance(i, Exception)]
+        refused = [t["task_id"] for t, i in zip(ready, ids, strict=True) if isinstance(i, Exception)]
         with transaction(self.pool) as conn:
-            dispatch.set_work_msgs(conn, [(t["task_id"], entry_id(i)) for t, i in zip(ready, ids, strict=True)])
+            dispatch.set_work_msgs(conn, sent)
+            # refused (a poisoned stream, which gateway/repair.py replaces): back to the backlog at once
+            dispatch.undispatch(conn, refused)
+        if refused:
+            raise next(i for i in ids if isinstance(i, redis.ResponseError))
 
     # --- reconcile -----------------------------------------------------------------------------
 

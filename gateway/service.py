@@ -21,6 +21,7 @@ from gateway.context import GatewayConfig
 from gateway.dispatcher import Dispatcher
 from gateway.lanes import AuthLane
 from gateway.ledger import Ledger
+from gateway.repair import Watchdog
 from gateway.replies import ReplyStreams
 from gateway.transport import RequestLoop
 from store.db import open_pool
@@ -78,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     if args.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        print(f"rfarmctl gateway: --log-level must be DEBUG, INFO, WARNING or ERROR, not {args.log_level!r}",
-              file=sys.stderr)
+        print(
+            f"rfarmctl gateway: --log-level must be DEBUG, INFO, WARNING or ERROR, not {args.log_level!r}",
+            file=sys.stderr,
+        )
         return 2
     _keep_big_blocks_out_of_the_heaps()
     logging.basicConfig(
@@ -106,13 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    # each request thread holds a connection while it answers; the auth lane, the ledger and the
-    # dispatcher one each
-    pool = open_pool(settings.database_url, max_size=max(args.pool_size, args.request_threads + 3), name="gateway")
+    # each request thread holds a connection while it answers; the auth lane, the ledger, the
+    # dispatcher and the stream watchdog one each
+    pool = open_pool(settings.database_url, max_size=max(args.pool_size, args.request_threads + 4), name="gateway")
     n = args.request_threads
     clients = [
         redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-        for _ in range(n + 3)
+        for _ in range(n + 4)
     ]
     # Several request loops, each its own consumer of the group: a batch is shared out among them
     # by Redis, and the PostgreSQL round trips of one overlap the Python work of another.
@@ -136,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     ledger = Ledger(clients[0], pool, config, consumer, stop, wake)
     dispatcher = Dispatcher(clients[1], pool, config, stop, wake, ledger)
+    watchdog = Watchdog(clients[n + 3], pool, config, stop)
     announcer = Announcer(clients[n + 2], pool, config.keys, stop)
     announcer.announce()  # before the first request is answered, where the servers allow it
     threads = [
@@ -143,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=dispatcher.run, name="dispatcher", daemon=True),
         threading.Thread(target=announcer.run, name="announcer", daemon=True),
         threading.Thread(target=lane.run, name="auth-lane", daemon=True),
+        threading.Thread(target=watchdog.run, name="watchdog", daemon=True),
     ] + [threading.Thread(target=loop.run, name=f"requests-{i}", daemon=True) for i, loop in enumerate(loops)]
     log.info("gateway %s serving prefix %r", consumer, settings.prefix)
     for t in threads:

@@ -7,8 +7,9 @@ touches. Needs Redis >= 7 (read-only / write-only key patterns ``%R~`` and ``%W~
   bits, so a shell can read only the one whose name it made); GET of ``<prefix>:farm`` (the farm's
   identity). It cannot read requests, work or events, list keys, or run an admin command.
 - node: its consumer group on ``<prefix>:work:*``; XADD to events and dead letters; its liveness
-  key; reads the cancel and hold signals. It cannot read requests or reply streams.
-- gateway: stream, hash, string and key commands on ``<prefix>:*``; nothing dangerous or admin.
+  key; reads the cancel and hold signals. It cannot read requests or reply streams, nor add to,
+  delete or trim a work stream (Redis 7 selectors give each command only its own keys).
+- gateway: stream, hash, string and key commands on ``<prefix>:*``, and TIME; nothing dangerous or admin.
 """
 
 from __future__ import annotations
@@ -62,28 +63,24 @@ def role_rules(role: str, prefix: str, *, setinfo: bool = True) -> tuple[str, ..
     if role == "shell":
         return (f"%W~{p}:req", f"%R~{p}:reply:*", f"%R~{p}:farm", "+xadd", "+xread", "+get", *connection)
     if role == "node":
+        # Each command only on the keys it is for (Redis 7 selectors): a node may not add to, delete
+        # or trim a work stream, nor read or ack events; XADD is what it sends to events and dead.
         return (
             f"~{p}:work:*",
-            f"%W~{p}:events",
-            f"%W~{p}:dead",
-            f"%W~{p}:node:*",
-            f"%R~{p}:cancel:*",
-            f"%R~{p}:hold:*",
             "+xreadgroup",
             "+xautoclaim",
             "+xclaim",
             "+xack",
             "+xpending",
             "+xgroup|create",
-            "+xadd",
-            "+exists",
-            "+set",
-            "+del",
             # a task's last report and the ack of its work entry go in one MULTI/EXEC
             "+multi",
             "+exec",
             "+discard",
             *connection,
+            f"(%W~{p}:events %W~{p}:dead +xadd)",
+            f"(%W~{p}:node:* +set +del)",
+            f"(%R~{p}:cancel:* %R~{p}:hold:* +exists)",
         )
     if role == "gateway":
         return (
@@ -96,6 +93,7 @@ def role_rules(role: str, prefix: str, *, setinfo: bool = True) -> tuple[str, ..
             "+@transaction",
             "-@dangerous",
             "-@admin",
+            "+time",  # the Redis clock, which stream ids are made from (gateway/repair.py)
         )
     raise AclError(f"unknown role {role!r}; the roles are {', '.join(ROLES)}")
 
@@ -112,9 +110,7 @@ def check_password(role: str, password: str) -> str:
     return password
 
 
-def build_users(
-    prefix: str, passwords: dict[str, str | None] | None = None, *, setinfo: bool = True
-) -> list[AclUser]:
+def build_users(prefix: str, passwords: dict[str, str | None] | None = None, *, setinfo: bool = True) -> list[AclUser]:
     """One user per role; a password not given is generated (256 random bits)."""
     given = passwords or {}
     users = []

@@ -19,6 +19,7 @@ from broker_contracts.config import redact_url as redact
 from broker_contracts.envelope import Envelope, Notice, Reply, decode_reply, encode
 from broker_contracts.errors import DecodeError
 from broker_contracts.keys import Keys
+from broker_contracts.streamids import refused_for_its_ids
 from shell.errors import FarmError, NoAnswer, Refused, Unreachable
 
 REQUEST_MAXLEN = 100_000
@@ -221,6 +222,9 @@ class Client:
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
             raise Unreachable(f"cannot reach Redis at {where}: {_reason(exc)}") from None
         except redis.exceptions.ResponseError as exc:
+            if refused_for_its_ids(str(exc)):  # a poisoned stream: the gateway replaces it within seconds
+                self._reached = True
+                raise Unreachable(f"the farm's request stream at {where} refuses new requests for now") from None
             raise Refused(f"Redis at {where} refused the command: {exc}") from None
         except redis.exceptions.RedisError as exc:
             raise NoAnswer(f"Redis at {where} failed: {_reason(exc)}") from None
