@@ -54,6 +54,11 @@ class Keys:
         return f"{self.prefix}:node:*"
 
     @property
+    def gateway_key(self) -> str:
+        """Set by every gateway: the public half of the farm's key, which shells seal secrets to."""
+        return f"{self.prefix}:gateway-key"
+
+    @property
     def farm_info(self) -> str:
         """Set by the gateway: the farm's name and version, read by shells to say where they are."""
         return f"{self.prefix}:farm"

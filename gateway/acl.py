@@ -4,7 +4,8 @@ Each role gets exactly the commands its process sends and only the keys under th
 touches. Needs Redis >= 7 (read-only / write-only key patterns ``%R~`` and ``%W~``).
 
 - shell: XADD to ``<prefix>:req``; XREAD of ``<prefix>:reply:*`` (a reply stream is 128 random
-  bits, so a shell can read only the one whose name it made). It cannot read requests, work or
+  bits, so a shell can read only the one whose name it made); GET of ``<prefix>:gateway-key`` (the
+  farm's public key, which it seals secrets to). It cannot read requests, work or
   events, list keys, or run an admin command.
 - node: its consumer group on ``<prefix>:work:*``; XADD to events and dead letters; its liveness
   key; reads the cancel and hold signals. It cannot read requests or reply streams.
@@ -60,7 +61,7 @@ def role_rules(role: str, prefix: str, *, setinfo: bool = True) -> tuple[str, ..
     p = glob_escape(prefix)
     connection = (_PING, _SETINFO) if setinfo else (_PING,)
     if role == "shell":
-        return (f"%W~{p}:req", f"%R~{p}:reply:*", "+xadd", "+xread", *connection)
+        return (f"%W~{p}:req", f"%R~{p}:reply:*", f"%R~{p}:gateway-key", "+xadd", "+xread", "+get", *connection)
     if role == "node":
         return (
             f"~{p}:work:*",

@@ -19,6 +19,7 @@ from broker_contracts.config import Settings
 from gateway.context import GatewayConfig
 from gateway.dispatcher import Dispatcher
 from gateway.ledger import Ledger
+from gateway.sealing import GatewayKey, keep_announcing
 from gateway.transport import RequestLoop
 from store.db import open_pool
 
@@ -108,14 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     n = args.request_threads
     clients = [
         redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-        for _ in range(n + 2)
+        for _ in range(n + 3)
     ]
     # Several request loops, each its own consumer of the group: a batch is shared out among them
     # by Redis, and the PostgreSQL round trips of one overlap the Python work of another.
     names = [consumer] + [f"{consumer}.{i}" for i in range(1, n)]
     outages: dict[str, int] = {}
+    key = GatewayKey(pool)
     loops = [
-        RequestLoop(clients[2 + i], pool, config, name, stop, reclaims=i == 0, outage_deliveries=outages)
+        RequestLoop(clients[2 + i], pool, config, name, stop, reclaims=i == 0, outage_deliveries=outages, key=key)
         for i, name in enumerate(names)
     ]
     ledger = Ledger(clients[0], pool, config, consumer, stop, wake)
@@ -123,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     threads = [
         threading.Thread(target=ledger.run, name="ledger", daemon=True),
         threading.Thread(target=dispatcher.run, name="dispatcher", daemon=True),
+        threading.Thread(
+            target=keep_announcing, args=(key, clients[n + 2], config.keys, stop), name="key", daemon=True
+        ),
     ] + [threading.Thread(target=loop.run, name=f"requests-{i}", daemon=True) for i, loop in enumerate(loops)]
     log.info("gateway %s serving prefix %r", consumer, settings.prefix)
     for t in threads:

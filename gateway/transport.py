@@ -15,6 +15,7 @@ from broker_contracts.keys import GATEWAY_GROUP
 from gateway import faults
 from gateway.context import GatewayConfig
 from gateway.pipeline import Pipeline
+from gateway.sealing import GatewayKey
 from gateway.streams import Backoff, PackedPipeline, dead_letter, ensure_group, entry_id, no_group, send_reply
 from store.db import StoreUnavailable
 
@@ -36,13 +37,14 @@ class RequestLoop:
         *,
         reclaims: bool = True,
         outage_deliveries: dict[str, int] | None = None,
+        key: GatewayKey | None = None,
     ) -> None:
         self.r = r
         self.config = config
         self.keys = config.keys
         self.consumer = consumer
         self.stop = stop
-        self.pipeline = Pipeline(r, pool, config)
+        self.pipeline = Pipeline(r, pool, config, key)
         # Only one request thread of a gateway takes over unacked entries. A poison request kills
         # the whole process, and with it whatever another thread was answering: were two threads
         # reclaiming, an innocent request could be in flight at every one of the poison's crashes

@@ -23,6 +23,7 @@ from shell.client import Client, redact
 from shell.complete import JobBrief, Known
 from shell.credentials import CredentialStore
 from shell.errors import FarmError, NoAnswer, Unreachable
+from shell.farmkey import PinnedKeys
 
 REFRESH_EVERY = 5.0
 REQUEST_TIMEOUT = 3.0
@@ -111,7 +112,9 @@ class Refresher:
 
     def _fetch(self) -> Snapshot:
         if self._client is None:
-            self._client = Client(self.settings.redis_url, self.settings.prefix, timeout=REQUEST_TIMEOUT)
+            self._client = Client(
+                self.settings.redis_url, self.settings.prefix, timeout=REQUEST_TIMEOUT, pins=PinnedKeys(self.settings)
+            )
         client = self._client
         token = self._store.token()
         if not token:

@@ -16,14 +16,17 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from nacl.public import PrivateKey
 from pydantic import ValidationError
 
 from broker_contracts.config import Settings
 from broker_contracts.envelope import first_error
 from broker_contracts.errors import ErrorCode
+from broker_contracts.sealing import SealError, key_text, seal, unseal
 from shell.client import DEFAULT_TIMEOUT, Client
 from shell.credentials import CredentialStore
 from shell.errors import EXIT_OK, FarmError, HelpShown, ShellError, UsageError
+from shell.farmkey import PinnedKeys
 from shell.format import RenderOptions
 from shell.registry import Command, Registry
 
@@ -83,6 +86,7 @@ class Session:
         self._render_options = render_options or self._terminal_options
         self.store = CredentialStore(settings)
         self._client: Client | None = None
+        self._answer_key: PrivateKey | None = None
 
     # --- Context (what command hooks may use) --------------------------------------------------
 
@@ -110,13 +114,34 @@ class Session:
         except OSError:
             return False
 
+    def seal_password(self, password: str, *, accept_new_key: bool = False) -> str:
+        """The password sealed to the farm's key (pinned at first contact), for the gateways alone."""
+        return seal(self.client.farm_key(accept_new=accept_new_key), password.encode("utf-8"))
+
+    def answer_key(self) -> str:
+        """A one-off public key of this process's own: the farm seals the login's token to it."""
+        if self._answer_key is None:
+            self._answer_key = PrivateKey.generate()
+        return key_text(self._answer_key.public_key)
+
+    def open_answer(self, sealed: str) -> str:
+        if self._answer_key is None:
+            raise FarmError("the farm sent a sealed answer this shell did not ask for", ErrorCode.INTERNAL.value)
+        try:
+            return unseal(self._answer_key, sealed).decode("utf-8")
+        except (SealError, UnicodeDecodeError):
+            message = "the farm's sealed answer cannot be opened by this shell"
+            raise FarmError(message, ErrorCode.INTERNAL.value) from None
+
     # --- running --------------------------------------------------------------------------------
 
     @property
     def client(self) -> Client:
         """Created on first use, so a wrong command line never touches Redis."""
         if self._client is None:
-            self._client = Client(self.settings.redis_url, self.settings.prefix, timeout=self.timeout)
+            self._client = Client(
+                self.settings.redis_url, self.settings.prefix, timeout=self.timeout, pins=PinnedKeys(self.settings)
+            )
         return self._client
 
     def close(self) -> None:
@@ -163,6 +188,8 @@ class Session:
         json_mode = self.json_mode or bool(getattr(ns, "json", False))
         ns.json = json_mode
         body = self._validated_body(command, ns)
+        if command.seal is not None:
+            body = command.seal(body, ns, self)
         if command.live is not None:
             return command.live(body, ns, self)
         timeout = getattr(ns, "timeout", None) or self.timeout
@@ -200,7 +227,8 @@ class Session:
         return bool(hasattr(self.out, "isatty") and self.out.isatty() and os.environ.get("TERM") != "dumb")
 
     def request_for(self, argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
-        """The (request type, body) a command line would send, without sending it."""
+        """The (request type, body) a command line would send, without sending it (its form:
+        a password is sealed only as it is sent)."""
         command, ns = self.registry.parse(argv)
         if command.request is None:
             raise UsageError(f"{command.name} is answered by the shell itself, not the farm")
