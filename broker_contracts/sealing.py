@@ -71,7 +71,7 @@ def open_token(
 ) -> str:
     """The token a request's envelope carries; SealError if it was sealed for another request."""
     data = unseal(key, sealed)
-    if len(data) <= BINDING_BYTES or data[:BINDING_BYTES] != binding(request_id, type_, body, reply_to):
+    if len(data) < BINDING_BYTES or data[:BINDING_BYTES] != binding(request_id, type_, body, reply_to):
         raise SealError("the token was sealed for another request")
     try:
         return data[BINDING_BYTES:].decode("utf-8")
