@@ -127,8 +127,8 @@ class Client:
             if not wait:
                 return None
             if time.monotonic() >= deadline:
-                raise NoAnswer(
-                    f"the farm has not announced its key within {self.timeout:g}s "
+                raise NoAnswer(  # no gateway has announced the farm's key yet: as good as no answer
+                    f"the farm is unavailable: no answer within {self.timeout:g}s "
                     f"(is a gateway running? {redact(self.redis_url)})"
                 )
             time.sleep(_KEY_POLL)
