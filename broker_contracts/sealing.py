@@ -66,9 +66,7 @@ def seal_token(key: PublicKey, token: str, request_id: str, type_: str, body: di
     return seal(key, binding(request_id, type_, body, reply_to) + token.encode("utf-8"))
 
 
-def open_token(
-    key: PrivateKey, sealed: str, request_id: str, type_: str, body: dict[str, Any], reply_to: str
-) -> str:
+def open_token(key: PrivateKey, sealed: str, request_id: str, type_: str, body: dict[str, Any], reply_to: str) -> str:
     """The token a request's envelope carries; SealError if it was sealed for another request."""
     data = unseal(key, sealed)
     if len(data) < BINDING_BYTES or data[:BINDING_BYTES] != binding(request_id, type_, body, reply_to):

@@ -245,4 +245,3 @@ def test_the_shell_refuses_a_farm_key_that_is_not_the_one_it_pinned(farm: Farm, 
     assert farm.rfarm("whoami", config=name).code == 0
     assert public_key(real.decode()) == farm_key(farm.database_url)
     r.close()
-
