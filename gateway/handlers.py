@@ -54,8 +54,9 @@ def login(ctx: Context, req: m.LoginRequest) -> m.LoginReply:
     expires = users.create_session(ctx.conn, found.user.id, token, ctx.config.token_ttl)
     # sealed to the shell's one-off key: the reply stream and the inbox never hold it in clear
     sealed = seal_for(req.answer_key, token)
-    return m.LoginReply(username=found.user.username, is_admin=found.user.is_admin, sealed_token=sealed,
-                        expires_at=expires)
+    return m.LoginReply(
+        username=found.user.username, is_admin=found.user.is_admin, sealed_token=sealed, expires_at=expires
+    )
 
 
 def logout(ctx: Context, req: m.EmptyRequest) -> m.EmptyRequest:
