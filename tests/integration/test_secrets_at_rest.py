@@ -17,7 +17,8 @@ from psycopg import sql
 
 from broker_contracts.codec import unpack
 from broker_contracts.envelope import Envelope, Reply, decode_envelope, decode_reply, encode
-from broker_contracts.sealing import key_text, public_key, unseal
+from broker_contracts.sealing import key_text, public_key, seal, unseal
+from gateway.streams import redact
 from tests.farm import Farm, wait_for
 from tests.sealing import farm_key, farm_private_key
 
@@ -245,3 +246,10 @@ def test_the_shell_refuses_a_farm_key_that_is_not_the_one_it_pinned(farm: Farm, 
     assert farm.rfarm("whoami", config=name).code == 0
     assert public_key(real.decode()) == farm_key(farm.database_url)
     r.close()
+
+
+def test_a_dead_lettered_login_keeps_neither_its_sealed_password_nor_a_token() -> None:
+    sealed = seal(PrivateKey.generate().public_key, b"correct-horse-battery")
+    body = {"username": "alice", "sealed_password": sealed, "answer_key": key_text(PrivateKey.generate().public_key)}
+    kept = redact(encode(Envelope.new("auth.login", body, secrets.token_hex(16), "a-token-in-clear")))
+    assert sealed.encode() not in kept and b"a-token-in-clear" not in kept and b"<redacted>" in kept
