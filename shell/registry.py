@@ -110,6 +110,10 @@ class Command:
 
     @property
     def request_model(self) -> type[BaseModel]:
+        return self.row.body
+
+    @property
+    def form_model(self) -> type[BaseModel]:
         """What the command's builder makes is checked against (the form, before anything is sealed)."""
         return self.form or self.row.body
 

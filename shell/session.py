@@ -239,7 +239,7 @@ class Session:
         assert command.build is not None
         raw = command.build(ns, self)
         try:
-            model = command.request_model.model_validate(raw)
+            model = command.form_model.model_validate(raw)
         except ValidationError as exc:
             raise UsageError(f"{self.registry.prog} {command.name}: {first_error(exc)}") from None
         return model.model_dump(mode="json", by_alias=True)
