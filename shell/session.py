@@ -119,9 +119,8 @@ class Session:
         return seal(self.client.farm_key(accept_new=accept_new_key), password.encode("utf-8"))
 
     def answer_key(self) -> str:
-        """A one-off public key of this process's own: the farm seals the login's token to it."""
-        if self._answer_key is None:
-            self._answer_key = PrivateKey.generate()
+        """A new one-off public key for a login: the farm seals the login's token to it."""
+        self._answer_key = PrivateKey.generate()
         return key_text(self._answer_key.public_key)
 
     def open_answer(self, sealed: str) -> str:
