@@ -49,8 +49,12 @@ def main(argv: list[str]) -> int:
             return got.model_copy(update={"token": clear})
 
         rows.append((f"gateway: open the token of a {type_} envelope", cpu_us(gateway, n)))
-        rows.append((f"shell: make a {type_} envelope, its token sealed",
-                     cpu_us(lambda t=type_, b=body: Envelope.new(t, b, reply_to, token, farm_key=farm.public_key), n)))
+        rows.append(
+            (
+                f"shell: make a {type_} envelope, its token sealed",
+                cpu_us(lambda t=type_, b=body: Envelope.new(t, b, reply_to, token, farm_key=farm.public_key), n),
+            )
+        )
         rows.append((f"shell: make a {type_} envelope, token in clear (before)",
                      cpu_us(lambda t=type_, b=body: Envelope.new(t, b, reply_to, token), n)))  # fmt: skip
     sealed = seal(farm.public_key, b"correct-horse-battery")

@@ -10,6 +10,7 @@ import pytest
 
 from broker_contracts.codec import pack
 from broker_contracts.envelope import Envelope, decode_reply, encode
+from broker_contracts.sealing import seal_token
 from tests.farm import Farm, wait_for
 from tests.sealing import farm_key
 
@@ -144,7 +145,9 @@ def test_same_request_twice_creates_one_job(farm: Farm, unique: str) -> None:
     assert first == second
     jobs = farm.rfarm("jobs", "--json", config=name).json()
     assert [j["name"] for j in jobs] == ["once"]
-    other = env.model_copy(update={"body": {"name": "different"}, "reply_to": secrets.token_hex(16)})
+    body, reply_to = {"name": "different"}, secrets.token_hex(16)  # the same id, its token sealed for it
+    token = seal_token(farm_key(farm.database_url), _token(farm, name), env.id, env.type, body, reply_to)
+    other = env.model_copy(update={"body": body, "reply_to": reply_to, "token": token})
     refused = _call(farm, other)
     assert refused.ok is False and refused.error.code == "request.conflict"  # type: ignore[attr-defined]
 

@@ -20,7 +20,7 @@ from broker_contracts.envelope import Envelope, Reply, decode_envelope, decode_r
 from broker_contracts.sealing import key_text, public_key, seal, unseal
 from gateway.streams import redact
 from tests.farm import Farm, wait_for
-from tests.sealing import farm_key, farm_private_key
+from tests.sealing import farm_key, farm_private_key, sealed_body
 
 
 def _token(farm: Farm, config: str) -> str:
@@ -253,3 +253,22 @@ def test_a_dead_lettered_login_keeps_neither_its_sealed_password_nor_a_token() -
     body = {"username": "alice", "sealed_password": sealed, "answer_key": key_text(PrivateKey.generate().public_key)}
     kept = redact(encode(Envelope.new("auth.login", body, secrets.token_hex(16), "a-token-in-clear")))
     assert sealed.encode() not in kept and b"a-token-in-clear" not in kept and b"<redacted>" in kept
+
+
+def test_a_resent_login_gets_the_same_sealed_answer_which_only_its_shell_opens(farm: Farm, unique: str) -> None:
+    name = farm.user(f"resend{unique}")
+    r = farm.redis()
+    form = {"username": name, "password": "correct-horse"}
+    body, answer = sealed_body("auth.login", form, farm_key(farm.database_url))
+    assert answer is not None
+    env = Envelope.new("auth.login", body, secrets.token_hex(16))
+    first = _call(r, farm, env, env.reply_to, env.id)
+    again = _call(r, farm, env, env.reply_to, env.id)  # a shell that timed out sends the same envelope
+    assert first.ok and again == first and isinstance(first.body, dict)
+    assert _whoami(r, farm, unseal(answer, first.body["sealed_token"]).decode()).ok
+    # someone who copied the request cannot have the answer sealed to a key of their own
+    thief = PrivateKey.generate()
+    stolen = env.model_copy(update={"body": {**body, "answer_key": key_text(thief.public_key)}})
+    refused = _call(r, farm, stolen, stolen.reply_to, stolen.id)
+    assert not refused.ok and refused.error is not None and refused.error.code == "request.conflict"
+    r.close()
