@@ -25,6 +25,8 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
+    # the shell's own: the key the farm announces is not the one pinned at first contact
+    FARM_KEY_CHANGED = "farm.key_changed"
 
 
 class RfarmError(Exception):

@@ -64,6 +64,11 @@ class Keys:
         return f"{self.prefix}:node:*"
 
     @property
+    def gateway_key(self) -> str:
+        """Set by every gateway: the public half of the farm's key, which shells seal secrets to."""
+        return f"{self.prefix}:gateway-key"
+
+    @property
     def farm_info(self) -> str:
         """Set by every gateway: the farm's identity (its id in PostgreSQL), read by shells to know
         which farm answers at an address and so which saved session is theirs there."""

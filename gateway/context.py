@@ -14,6 +14,7 @@ import redis
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.keys import Keys
 from broker_contracts.messages import Body
+from gateway.sealing import GatewayKey
 from store import nodes
 from store.inbox import Answer
 from store.users import User
@@ -91,6 +92,13 @@ class Context:
     # for a write that records its own answer (RequestType.records_own_answer): what it records
     answer: Answer | None = None
     specs: Specs | None = None  # the gateway's (a fresh lookup each time without)
+    key: GatewayKey | None = None  # opens the secrets shells seal to the farm's key
+
+    @property
+    def sealing(self) -> GatewayKey:
+        if self.key is None:
+            raise RuntimeError("this request needs the farm's key and was given none")
+        return self.key
 
     @property
     def caller(self) -> User:

@@ -23,6 +23,7 @@ from gateway.lanes import AuthLane
 from gateway.ledger import Ledger
 from gateway.repair import Watchdog
 from gateway.replies import ReplyStreams
+from gateway.sealing import GatewayKey, keep_announcing
 from gateway.transport import RequestLoop
 from store.db import open_pool
 
@@ -115,12 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     n = args.request_threads
     clients = [
         redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-        for _ in range(n + 4)
+        for _ in range(n + 5)
     ]
     # Several request loops, each its own consumer of the group: a batch is shared out among them
     # by Redis, and the PostgreSQL round trips of one overlap the Python work of another.
     names = [consumer] + [f"{consumer}.{i}" for i in range(1, n)]
     outages: dict[str, int] = {}
+    key = GatewayKey(pool)
     replies = ReplyStreams(config)
     lane = AuthLane(clients[n + 2], pool, config, stop, replies)
     loops = [
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             outage_deliveries=outages,
             replies=replies,
             lane=lane,
+            key=key,
         )
         for i, name in enumerate(names)
     ]
@@ -148,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=announcer.run, name="announcer", daemon=True),
         threading.Thread(target=lane.run, name="auth-lane", daemon=True),
         threading.Thread(target=watchdog.run, name="watchdog", daemon=True),
+        threading.Thread(
+            target=keep_announcing, args=(key, clients[n + 4], config.keys, stop), name="key", daemon=True
+        ),
     ] + [threading.Thread(target=loop.run, name=f"requests-{i}", daemon=True) for i, loop in enumerate(loops)]
     log.info("gateway %s serving prefix %r", consumer, settings.prefix)
     for t in threads:

@@ -131,9 +131,10 @@ def redact(payload: bytes) -> bytes:
         raw["token"] = "<redacted>"
         changed = True
     body = raw.get("body")
-    if isinstance(body, dict) and "password" in body:  # a register/login that could not be handled
-        body["password"] = "<redacted>"
-        changed = True
+    for field in ("password", "sealed_password"):  # a register/login that could not be handled
+        if isinstance(body, dict) and field in body:  # (sealed: a copy of the gateway key would open it)
+            body[field] = "<redacted>"
+            changed = True
     return pack(raw) if changed else payload
 
 

@@ -18,6 +18,7 @@ from gateway.context import GatewayConfig
 from gateway.lanes import AuthLane
 from gateway.pipeline import Answered, Pipeline, Request
 from gateway.replies import ReplyStreams
+from gateway.sealing import GatewayKey
 from gateway.streams import Backoff, PackedPipeline, dead_letter, ensure_group, entry_id, no_group
 from store.db import StoreUnavailable
 
@@ -43,13 +44,14 @@ class RequestLoop:
         outage_deliveries: dict[str, int] | None = None,
         replies: ReplyStreams | None = None,
         lane: AuthLane | None = None,
+        key: GatewayKey | None = None,
     ) -> None:
         self.r = r
         self.config = config
         self.keys = config.keys
         self.consumer = consumer
         self.stop = stop
-        self.pipeline = Pipeline(r, pool, config)
+        self.pipeline = Pipeline(r, pool, config, key)
         # shared by a gateway's request threads and its auth lane; without a lane (a loop driven
         # on its own), password-hashing requests are answered in line with the others
         self.replies = replies or ReplyStreams(config)

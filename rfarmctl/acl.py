@@ -5,7 +5,8 @@ touches. Needs Redis >= 7 (read-only / write-only key patterns ``%R~`` and ``%W~
 
 - shell: XADD to ``<prefix>:req``; XREAD of ``<prefix>:reply:*`` (a reply stream is 128 random
   bits, so a shell can read only the one whose name it made); GET of ``<prefix>:farm`` (the farm's
-  identity). It cannot read requests, work or events, list keys, or run an admin command.
+  identity) and of ``<prefix>:gateway-key`` (the farm's public key, which it seals secrets to). It
+  cannot read requests, work or events, list keys, or run an admin command.
 - node: its consumer group on ``<prefix>:work:*``; XADD to events and dead letters; its liveness
   key; reads the cancel and hold signals. It cannot read requests or reply streams, nor add to,
   delete or trim a work stream (Redis 7 selectors give each command only its own keys).
@@ -61,7 +62,16 @@ def role_rules(role: str, prefix: str, *, setinfo: bool = True) -> tuple[str, ..
     p = glob_escape(prefix)
     connection = (_PING, _SETINFO) if setinfo else (_PING,)
     if role == "shell":
-        return (f"%W~{p}:req", f"%R~{p}:reply:*", f"%R~{p}:farm", "+xadd", "+xread", "+get", *connection)
+        return (
+            f"%W~{p}:req",
+            f"%R~{p}:reply:*",
+            f"%R~{p}:farm",
+            f"%R~{p}:gateway-key",
+            "+xadd",
+            "+xread",
+            "+get",
+            *connection,
+        )
     if role == "node":
         # Each command only on the keys it is for (Redis 7 selectors): a node may not add to, delete
         # or trim a work stream, nor read or ack events; XADD is what it sends to events and dead.

@@ -23,6 +23,7 @@ from shell.client import Client
 from shell.complete import JobBrief, Known
 from shell.credentials import CredentialStore
 from shell.errors import FarmError, NoAnswer, Refused, Unreachable
+from shell.farmkey import PinnedKeys
 from shell.session import relocated
 
 REFRESH_EVERY = 5.0
@@ -146,7 +147,11 @@ class Refresher:
         if self._client is None:
             settings = self.settings
             self._client = Client(
-                settings.redis_url, settings.prefix, timeout=REQUEST_TIMEOUT, source=settings.redis_source
+                settings.redis_url,
+                settings.prefix,
+                timeout=REQUEST_TIMEOUT,
+                source=settings.redis_source,
+                pins=PinnedKeys(settings),
             )
         return self._client
 

@@ -6,6 +6,7 @@ shell's own errors: ``NoAnswer`` (exit 3) for anything that means "the farm is n
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import secrets
 import time
@@ -14,19 +15,23 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import redis
+from nacl.public import PublicKey
 
 from broker_contracts.config import redact_url as redact
 from broker_contracts.envelope import Envelope, Notice, Reply, decode_reply, encode
-from broker_contracts.errors import DecodeError
+from broker_contracts.errors import DecodeError, ErrorCode
 from broker_contracts.keys import Keys
+from broker_contracts.sealing import fingerprint, public_key
 from broker_contracts.streamids import refused_for_its_ids
 from shell.errors import FarmError, NoAnswer, Refused, Unreachable
+from shell.farmkey import PinnedKeys
 
 REQUEST_MAXLEN = 100_000
 DEFAULT_TIMEOUT = 10.0
 _BLOCK_SLICE_MS = 1000
 _RECONNECT_PAUSE = 0.5
 _ANNOUNCE_POLL = 0.2
+_KEY_POLL = 0.2
 
 T = TypeVar("T")
 
@@ -34,8 +39,18 @@ T = TypeVar("T")
 class Client:
     """Talks to the gateway; never raises a redis exception to its caller."""
 
-    def __init__(self, redis_url: str, prefix: str, *, timeout: float = DEFAULT_TIMEOUT, source: str = "") -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        prefix: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        source: str = "",
+        pins: PinnedKeys | None = None,
+    ) -> None:
         self.redis_url = redis_url
+        self.pins = pins
+        self._farm_key: PublicKey | None = None
         self.keys = Keys(prefix)
         self.timeout = timeout
         # which address, and where it came from (environment, a farm.env, the default), for messages
@@ -64,7 +79,34 @@ class Client:
     # --- requests ---------------------------------------------------------------------------
 
     def envelope(self, type_: str, body: dict[str, Any], token: str | None) -> Envelope:
-        return Envelope.new(type_, body, reply_to=self.client_id, token=token)
+        """The request; its token (if any) sealed to the farm's key for this request alone."""
+        farm_key = self.farm_key() if token else None
+        return Envelope.new(type_, body, reply_to=self.client_id, token=token, farm_key=farm_key)
+
+    def farm_key(self, *, accept_new: bool = False) -> PublicKey:
+        """The farm's public key, which secrets are sealed to: the one its gateways announce, which
+        must be the one pinned when this shell first met the farm (else FarmError, unless
+        ``accept_new``: then the announced key is pinned instead). Asked of Redis once per client."""
+        if self._farm_key is not None and not accept_new:
+            return self._farm_key
+        pinned = self.pins.get() if self.pins is not None else None
+        announced = self._announced_key(wait=pinned is None)
+        if announced is None or announced == pinned:
+            key = pinned
+        elif pinned is not None and not accept_new:
+            raise FarmError(
+                f"the farm's key changed (pinned {fingerprint(pinned)}, now {fingerprint(announced)}): if an "
+                "operator replaced it, run `rfarm login USER --accept-new-farm-key`",
+                ErrorCode.FARM_KEY_CHANGED.value,
+            )
+        else:
+            key = announced
+            if self.pins is not None:
+                with contextlib.suppress(OSError):  # a read-only config folder: trusted for this run only
+                    self.pins.pin(announced)
+        assert key is not None
+        self._farm_key = key
+        return key
 
     def request(self, envelope: Envelope, *, timeout: float | None = None) -> Reply:
         """Send and wait for the reply; if none came in half the wait, send the SAME envelope once
@@ -99,6 +141,24 @@ class Client:
         if wait:
             raise NoAnswer(f"no farm announced itself within {wait:g}s at {self.where}: is a gateway running?")
         return None
+
+    def _announced_key(self, *, wait: bool) -> PublicKey | None:
+        """The key in Redis; with ``wait``, until one is there (a gateway that is starting) or the
+        timeout passes (NoAnswer)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            raw = self._retrying(lambda: self._guard(lambda: self._redis.get(self.keys.gateway_key)), deadline)
+            if raw is not None:
+                with contextlib.suppress(ValueError):
+                    return public_key(raw.decode("ascii", "replace"))
+            if not wait:
+                return None
+            if time.monotonic() >= deadline:
+                raise NoAnswer(  # no gateway has announced the farm's key yet: as good as no answer
+                    f"the farm is unavailable: no answer within {self.timeout:g}s at {self.where}: "
+                    "is a gateway running?"
+                )
+            time.sleep(_KEY_POLL)
 
     def ping(self) -> bool:
         """Whether Redis answers right now (never raises)."""

@@ -16,14 +16,17 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from nacl.public import PrivateKey
 from pydantic import ValidationError
 
 from broker_contracts.config import Settings, is_default_source
 from broker_contracts.envelope import first_error
 from broker_contracts.errors import ErrorCode
+from broker_contracts.sealing import SealError, key_text, seal, unseal
 from shell.client import DEFAULT_TIMEOUT, Client
 from shell.credentials import CredentialStore
 from shell.errors import EXIT_OK, FarmError, HelpShown, Refused, ShellError, UsageError
+from shell.farmkey import PinnedKeys
 from shell.format import RenderOptions, inside_shell
 from shell.registry import Command, Registry
 from shell.safe import json_text, printable
@@ -102,6 +105,7 @@ class Session:
         self.reload = reload  # where the farm is now (re-read), to follow a farm that moved
         self.store = CredentialStore(settings, self._farm_id)
         self._client: Client | None = None
+        self._answer_key: PrivateKey | None = None
 
     # --- Context (what command hooks may use) --------------------------------------------------
 
@@ -129,6 +133,24 @@ class Session:
         except OSError:
             return False
 
+    def seal_password(self, password: str, *, accept_new_key: bool = False) -> str:
+        """The password sealed to the farm's key (pinned at first contact), for the gateways alone."""
+        return seal(self.client.farm_key(accept_new=accept_new_key), password.encode("utf-8"))
+
+    def answer_key(self) -> str:
+        """A new one-off public key for a login: the farm seals the login's token to it."""
+        self._answer_key = PrivateKey.generate()
+        return key_text(self._answer_key.public_key)
+
+    def open_answer(self, sealed: str) -> str:
+        if self._answer_key is None:
+            raise FarmError("the farm sent a sealed answer this shell did not ask for", ErrorCode.INTERNAL.value)
+        try:
+            return unseal(self._answer_key, sealed).decode("utf-8")
+        except (SealError, UnicodeDecodeError):
+            message = "the farm's sealed answer cannot be opened by this shell"
+            raise FarmError(message, ErrorCode.INTERNAL.value) from None
+
     # --- running --------------------------------------------------------------------------------
 
     @property
@@ -137,7 +159,11 @@ class Session:
         if self._client is None:
             settings = self.settings
             self._client = Client(
-                settings.redis_url, settings.prefix, timeout=self.timeout, source=settings.redis_source
+                settings.redis_url,
+                settings.prefix,
+                timeout=self.timeout,
+                source=settings.redis_source,
+                pins=PinnedKeys(settings),
             )
         return self._client
 
@@ -212,6 +238,8 @@ class Session:
         json_mode = self.json_mode or bool(getattr(ns, "json", False))
         ns.json = json_mode
         body = self._validated_body(command, ns)
+        if command.seal is not None:
+            body = command.seal(body, ns, self)
         if command.live is not None:
             return command.live(body, ns, self)
         timeout = getattr(ns, "timeout", None) or self.timeout
@@ -254,7 +282,8 @@ class Session:
         return bool(hasattr(self.out, "isatty") and self.out.isatty() and os.environ.get("TERM") != "dumb")
 
     def request_for(self, argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
-        """The (request type, body) a command line would send, without sending it."""
+        """The (request type, body) a command line would send, without sending it (its form:
+        a password is sealed only as it is sent)."""
         command, ns = self.registry.parse(argv)
         if command.request is None:
             raise UsageError(f"{command.name} is answered by the shell itself, not the farm")
@@ -265,7 +294,7 @@ class Session:
         assert command.build is not None
         raw = command.build(ns, self)
         try:
-            model = command.request_model.model_validate(raw)
+            model = command.form_model.model_validate(raw)
         except ValidationError as exc:
             said = first_error(exc, command.request_model)
             raise UsageError(f"{self.registry.prog} {command.name}: {said}") from None

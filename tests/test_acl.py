@@ -84,7 +84,9 @@ def test_shell_may_only_add_requests_and_read_its_reply_stream(acl_users: dict[s
         gw.xadd(keys.reply(client), {"m": b"hello"})  # the gateway answers
         gw.xadd(keys.work("default"), {"m": b"work"})
         gw.set(keys.farm_info, "farm-id")  # the gateway announces the farm
+        gw.set(keys.gateway_key, b"the farm's public key")
     with redis.Redis.from_url(acl_users["shell"]) as sh:
+        assert sh.get(keys.gateway_key) == b"the farm's public key"  # what it seals secrets to
         assert sh.xadd(keys.requests, {"m": b"request"}, maxlen=100_000, approximate=True)
         got = sh.xread({keys.reply(client): "0-0"}, count=10)
         assert got and got[0][1][0][1] == {b"m": b"hello"}

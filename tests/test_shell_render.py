@@ -129,8 +129,8 @@ def test_history_lists_every_change() -> None:
 
 
 def test_login_json_keeps_the_token_out() -> None:
-    reply = LoginReply(username="alice", is_admin=False, token="t" * 64, expires_at=NOW)
-    assert "token" not in r.login_json(reply)
+    reply = LoginReply(username="alice", is_admin=False, sealed_token="t" * 64, expires_at=NOW)
+    assert "sealed_token" not in r.login_json(reply) and "t" * 64 not in str(r.login_json(reply))
     assert "alice" in r.render_login(reply, RenderOptions())[0]
 
 
