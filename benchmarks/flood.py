@@ -7,11 +7,14 @@ import threading
 import time
 from typing import Any
 
+from nacl.public import PrivateKey
+
 from benchmarks.gateway_bench import BenchUser
 from benchmarks.harness import BenchFarm, wait_for
 from benchmarks.measure import latency
 from benchmarks.wire import Caller
 from broker_contracts.envelope import Envelope, encode
+from broker_contracts.sealing import key_text, seal
 
 FLOOD = 300
 JOBS = ("job.list", {"limit": 50})
@@ -26,6 +29,9 @@ def login_flood(farm: BenchFarm, user: BenchUser, samples: int) -> dict[str, Any
     try:
         idle = latency(lambda: caller.ok(*JOBS, user.token), samples)
 
+        key = caller.farm_key()
+        answer_key = key_text(PrivateKey.generate().public_key)
+
         def flood() -> None:
             r = farm.redis()
             try:
@@ -33,7 +39,11 @@ def login_flood(farm: BenchFarm, user: BenchUser, samples: int) -> dict[str, Any
                     clients = [secrets.token_hex(16) for _ in range(FLOOD)]
                     pipe = r.pipeline(transaction=False)
                     for n, client in enumerate(clients):
-                        body = {"username": f"stranger{n}", "password": "not-the-password"}
+                        body = {
+                            "username": f"stranger{n}",
+                            "sealed_password": seal(key, b"not-the-password"),
+                            "answer_key": answer_key,
+                        }
                         env = Envelope.new("auth.login", body, client)
                         pipe.xadd(farm.keys.requests, {"m": encode(env)}, maxlen=100_000, approximate=True)
                     t0 = time.monotonic()

@@ -14,6 +14,7 @@ from gateway.context import GatewayConfig
 from gateway.transport import ENTRY_LIMIT
 from tests.farm import Farm, wait_for
 from tests.faults.helpers import Wire, login, submit
+from tests.sealing import farm_key, sealed_body
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -47,8 +48,9 @@ def test_a_logged_in_user_is_answered_while_300_strangers_logins_wait(farm: Farm
     clients = [secrets.token_hex(16) for _ in range(300)]
     r = farm.redis()
     pipe = r.pipeline(transaction=False)
+    key = farm_key(farm.database_url)
     for n, client in enumerate(clients):
-        body = {"username": f"ghost{unique}{n}", "password": "not-the-password"}
+        body, _ = sealed_body("auth.login", {"username": f"ghost{unique}{n}", "password": "not-the-password"}, key)
         pipe.xadd(farm.keys.requests, {"m": encode(Envelope.new("auth.login", body, client))})
     mine = wire.envelope("job.list", {"limit": 5})
     pipe.xadd(farm.keys.requests, {"m": encode(mine)})
@@ -78,7 +80,10 @@ def test_reply_streams_per_login_are_capped(farm: Farm, unique: str) -> None:
     wire = login(farm, f"rs{unique}")
     cap = CONFIG.reply_streams_per_login
     r = farm.redis()
-    envelopes = [Envelope.new("auth.whoami", {}, secrets.token_hex(16), wire.token) for _ in range(cap)]
+    key = farm_key(farm.database_url)
+    envelopes = [
+        Envelope.new("auth.whoami", {}, secrets.token_hex(16), wire.token, farm_key=key) for _ in range(cap)
+    ]
     pipe = r.pipeline(transaction=False)
     for env in envelopes:  # the login's own shell (wire.client) has had no answer on this gateway yet
         pipe.xadd(farm.keys.requests, {"m": encode(env)})

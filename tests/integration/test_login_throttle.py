@@ -14,6 +14,7 @@ from psycopg import sql
 from broker_contracts.envelope import Envelope, Reply, encode
 from store import users
 from tests.farm import Farm
+from tests.sealing import sealed_body
 from tests.test_fuzz_gateway import PASSWORD, Gw, open_gw
 
 WRONG = "wrong-password"
@@ -26,7 +27,8 @@ def gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
 
 def login_from(gw: Gw, client: str, name: str, password: str) -> Reply:
     """auth.login as sent by the shell whose reply address is ``client``."""
-    env = Envelope.new("auth.login", {"username": name, "password": password}, client)
+    body, _ = sealed_body("auth.login", {"username": name, "password": password}, gw.farm_key)
+    env = Envelope.new("auth.login", body, client)
     reply, to = gw.handle(encode(env))
     assert reply is not None and to == client
     return reply
