@@ -55,10 +55,6 @@ class Keys:
         return f"{self.prefix}:watching:{user_id}"
 
     @property
-    def node_pattern(self) -> str:
-        return f"{self.prefix}:node:*"
-
-    @property
     def farm_info(self) -> str:
         """Set by every gateway: the farm's identity (its id in PostgreSQL), read by shells to know
         which farm answers at an address and so which saved session is theirs there."""

@@ -34,7 +34,6 @@ def _keyword(value: str) -> str:
 
 Username = Annotated[str, AfterValidator(_username)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=1024), AfterValidator(_printable)]
-Token = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Text = Annotated[str, StringConstraints(max_length=4096), AfterValidator(_printable)]
 # A job name is shown in other people's terminals (admins, `jobs --all`): nothing that could drive one.
 JobName = Annotated[
@@ -43,4 +42,3 @@ JobName = Annotated[
 Keyword = Annotated[str, AfterValidator(_keyword)]
 JobId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 Priority = Annotated[int, Field(ge=0, le=100)]
-Frame = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]

@@ -67,10 +67,6 @@ class Link:
             self._down = False
         log.info("redis reachable again")
 
-    @property
-    def down(self) -> bool:
-        return self._down
-
     # -- calls ----------------------------------------------------------------------------------
 
     def call(self, fn: Callable[[redis.Redis], T], *, wait: bool = True) -> T:
