@@ -60,10 +60,6 @@ class Keys:
         return f"{self.prefix}:watching:{user_id}"
 
     @property
-    def node_pattern(self) -> str:
-        return f"{self.prefix}:node:*"
-
-    @property
     def gateway_key(self) -> str:
         """Set by every gateway: the public half of the farm's key, which shells seal secrets to."""
         return f"{self.prefix}:gateway-key"

@@ -35,7 +35,6 @@ def _keyword(value: str) -> str:
 
 Username = Annotated[str, AfterValidator(_username)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=1024), AfterValidator(_printable)]
-Token = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 # a public key (32 bytes) and a sealed box (broker_contracts.sealing), as base64 text
 KeyText = Annotated[str, StringConstraints(min_length=44, max_length=44, pattern=r"^[A-Za-z0-9+/]{43}=$")]
 SealedText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SEALED_TEXT)]
@@ -47,4 +46,3 @@ JobName = Annotated[
 Keyword = Annotated[str, AfterValidator(_keyword)]
 JobId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 Priority = Annotated[int, Field(ge=0, le=100)]
-Frame = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]

@@ -320,7 +320,7 @@ class Pipeline:
 
     def record_refusal(self, request: Request, digest: bytes, reply: Reply) -> Reply:
         """A write refused with an error: whatever the handler wrote before refusing was rolled
-        back, and the answer is recorded on its own (a savepoint around every handler cost two
+        back, and the answer is recorded on its own (a savepoint around every handler would cost two
         round trips per write; a refusal is the rare case)."""
         env = request.env
         try:

@@ -35,8 +35,8 @@ _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 def _keep_big_blocks_out_of_the_heaps() -> None:
     """Every argon2 hash allocates 19 MiB. glibc raises its mmap threshold to the size of the first
-    such block freed, so later hashes come from the calling thread's heap and stay resident: each
-    request thread kept its own 19 MiB (peak 94 MiB with 2 threads against 73 MiB with 1). A fixed
+    such block freed, so later hashes come from the calling thread's heap and stay there: each
+    request thread would keep a hash's worth of memory of its own. A fixed
     threshold of 1 MiB keeps big blocks mmapped and returns them when freed (no effect off glibc)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 1 << 20)

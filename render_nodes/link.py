@@ -68,10 +68,6 @@ class Link:
             self._down = False
         log.info("redis reachable again")
 
-    @property
-    def down(self) -> bool:
-        return self._down
-
     # -- calls ----------------------------------------------------------------------------------
 
     def call(self, fn: Callable[[redis.Redis], T], *, wait: bool = True) -> T:
@@ -184,8 +180,8 @@ class Finals:
     finish about the same time into one MULTI/EXEC (Link.publish_and_ack).
 
     A slot waits until its own report is out, as when it sent it itself; what changes is that the
-    reports of several slots share one round trip. With tasks of milliseconds a node spent a third
-    of its CPU on one MULTI/EXEC per task.
+    reports of several slots share one round trip: with tasks of milliseconds, one MULTI/EXEC per
+    task would be much of a node's work.
     """
 
     def __init__(self, link: Link) -> None:

@@ -21,8 +21,8 @@ from broker_contracts.keys import NODES_GROUP, Keys
 from broker_contracts.profiles import IN_PROCESS_BUILTINS, ProfileSpec, validate_params
 from broker_contracts.work import NodeEvent, WorkItem
 from render_nodes.link import Finals, Link, LinkDown, event
+from render_nodes.offered import Invocation, invocations, outside_roots
 from render_nodes.process import Line, RenderProcess
-from render_nodes.profiles import Invocation, invocations, outside_roots
 
 log = logging.getLogger("render_nodes")
 

@@ -152,10 +152,6 @@ def redis_version(r: redis.Redis) -> tuple[int, int]:
     return (major, minor)
 
 
-def redis_major(r: redis.Redis) -> int:
-    return redis_version(r)[0]
-
-
 def fit_to_server(r: redis.Redis, users: list[AclUser]) -> list[AclUser]:
     """Check the server is new enough; drop CLIENT SETINFO where the server has no such command."""
     version = redis_version(r)

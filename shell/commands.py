@@ -11,7 +11,7 @@ from broker_contracts.frames import parse_frames
 from broker_contracts.messages import LoginForm, RegisterForm
 from broker_contracts.states import JobStatus
 from shell import completion
-from shell import renderers as r
+from shell import views as r
 from shell.errors import UsageError
 from shell.registry import Arg, Command, Context, Registry, Renderer, positive_seconds
 from shell.safe import printable

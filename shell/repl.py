@@ -23,7 +23,7 @@ from prompt_toolkit.styles import Style
 from shell.background import Refresher
 from shell.complete import LEAVE, Known, split_words, suggest
 from shell.errors import EXIT_NO_ANSWER, UsageError
-from shell.keys import make_key_bindings
+from shell.keybindings import make_key_bindings
 from shell.registry import Registry
 from shell.session import Session
 from shell.toolbar import PLAIN_STYLE, STYLE, farm_name, prompt_fragments, toolbar_fragments

@@ -15,7 +15,7 @@ from broker_contracts.messages import (
     ShowReply,
     SubmitReply,
 )
-from shell import renderers as r
+from shell import views as r
 from shell.format import RenderOptions, ago, cut, table
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

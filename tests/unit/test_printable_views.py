@@ -24,7 +24,7 @@ from broker_contracts.messages import (
 )
 from broker_contracts.states import JobStatus
 from broker_contracts.text import is_unsafe
-from shell import renderers as r
+from shell import views as r
 from shell.background import CONNECTED, Snapshot
 from shell.commands import default_registry
 from shell.complete import JobBrief, Known, suggest

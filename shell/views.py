@@ -1,4 +1,4 @@
-"""Pure renderers: a typed reply body and RenderOptions in, text lines out. No I/O, no clock."""
+"""Text views of replies, pure: a typed reply body and RenderOptions in, text lines out. No I/O, no clock."""
 
 from __future__ import annotations
 
