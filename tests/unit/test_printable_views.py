@@ -108,7 +108,7 @@ def test_auth_views() -> None:
     user = UserReply(username=EVIL, is_admin=True)
     assert_safe(r.render_registered(user, OPTS))
     assert_safe(r.render_whoami(user, OPTS))
-    login = LoginReply(username=EVIL, is_admin=False, token="t", expires_at=NOW)
+    login = LoginReply(username=EVIL, is_admin=False, sealed_token="t", expires_at=NOW)
     assert_safe(r.render_login(login, OPTS))
 
 
