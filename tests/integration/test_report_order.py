@@ -171,3 +171,14 @@ def test_a_repeated_success_changes_nothing(ledger: Ledger) -> None:
     apply(ledger, done)
     apply(ledger, done, report("started", job_id, task_id, "a", 1), done)
     assert state(ledger, job_id, task_id) == first
+
+
+def test_a_hand_back_before_its_start_leaves_the_task_queued(ledger: Ledger) -> None:
+    """A node stopped mid-render: its "released" came first; the late "started" must not leave the
+    task running (with nobody rendering it) until its lease lapses."""
+    job_id, task_id = submit(ledger, max_attempts=1)
+    apply(ledger, report("released", job_id, task_id, "a", 1, error="node stopping"))
+    apply(ledger, report("started", job_id, task_id, "a", 1))
+    s = state(ledger, job_id, task_id)
+    assert (s["status"], s["attempt"], s["failures"], s["run_id"], s["dispatched_at"]) == ("queued", 1, 0, None, None)
+    assert [h[:2] for h in s["history"][1:]] == [("queued", "running"), ("running", "queued")]
