@@ -260,6 +260,7 @@ class Ledger:
                 conn, task, ev.run, ev.node, lease, ev.attempt, ev.started, pending if ev.kind == "succeeded" else None
             )
             if late:
+                log.info("%s report of task %s came before its start (run %s); applying both", ev.kind, task.id, ev.run)
                 self._started(task, f"node {ev.node} started {task.frames}", ev.node, batch)
         if ev.kind == "started":
             if task.job_status == JobStatus.CANCELLED or task.status is TaskStatus.CANCELLED:
