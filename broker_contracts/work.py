@@ -28,6 +28,8 @@ class WorkItem(BaseModel):
     requires: list[str] = Field(default_factory=list)
     max_attempts: int = 3
     dispatched_at: float
+    # the task's attempts when it was dispatched: a run of this item is attempt ``attempt + 1``
+    attempt: int = 0
     blocked_nodes: list[str] = Field(default_factory=list)
 
 
@@ -36,6 +38,11 @@ class NodeEvent(BaseModel):
 
     ``run`` identifies one start of a task on one node (a new attempt). Reports are applied only
     while the task's current run is this one, so a report from a superseded attempt changes nothing.
+
+    ``attempt`` (the run's attempt number, from its work item) and ``started`` (when the run
+    started; on its last report) let a last report be applied on its own when it arrives before its
+    run's ``started``: the start and the end are then applied together, and the late ``started``
+    changes nothing.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -52,6 +59,8 @@ class NodeEvent(BaseModel):
     error: str | None = Field(default=None, max_length=2000)
     output: str | None = Field(default=None, max_length=65536)
     info: dict[str, Any] | None = None
+    attempt: int | None = Field(default=None, ge=1)
+    started: float | None = None
 
 
 class NodeHeartbeat(BaseModel):

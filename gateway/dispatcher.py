@@ -127,6 +127,7 @@ class Dispatcher:
                 requires=list(t["requires"] or []),
                 max_attempts=t["max_attempts"],
                 dispatched_at=now,
+                attempt=t["attempt"],
                 blocked_nodes=list(t["blocked_nodes"] or []),
             )
             pipe.xadd(stream, {"m": pack(item.model_dump(mode="json"))}, maxlen=WORK_MAXLEN, approximate=True)

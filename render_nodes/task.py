@@ -67,6 +67,7 @@ class TaskRun:
         self.message_id = message_id
         self.item = item
         self.run_id: str | None = None
+        self.started_at: float | None = None  # when this run started (its "started" report went out)
         self._abort = threading.Event()
         self._abort_now = False
         self._done: set[int] = set()
@@ -95,7 +96,15 @@ class TaskRun:
         the claim loop publishes with those of the rest of its batch in one round trip."""
         self.run_id = uuid.uuid4().hex
         self.started = True
-        return event("started", self.ctx.node, task_id=self.item.task_id, job_id=self.item.job_id, run=self.run_id)
+        self.started_at = time.time()
+        return event(
+            "started",
+            self.ctx.node,
+            task_id=self.item.task_id,
+            job_id=self.item.job_id,
+            run=self.run_id,
+            attempt=self.item.attempt + 1,
+        )
 
     def run(self) -> None:
         item = self.item
@@ -113,6 +122,7 @@ class TaskRun:
                     self._report("released", ack=self.message_id, error=reason)
                     return
                 self.run_id = uuid.uuid4().hex
+                self.started_at = time.time()
                 self._report("started")
             log.info(
                 "task %s: started run %s (job %s, frames %s-%s, %s)",
@@ -308,11 +318,25 @@ class TaskRun:
         )
 
     def _report(self, kind: str, *, ack: str | None = None, **fields: object) -> None:
-        """Publish a report; with ``ack``, the work entry is acked in the same round trip."""
+        """Publish a report; with ``ack``, the work entry is acked in the same round trip.
+
+        The last report of a run that started says when it started: if the ledger applies it
+        before the run's "started", it applies both.
+        """
         item = self.item
         if isinstance(fields.get("error"), str):
             fields["error"] = fields["error"][:MAX_ERROR]  # type: ignore[index]
-        ev = event(kind, self.ctx.node, task_id=item.task_id, job_id=item.job_id, run=self.run_id, **fields)
+        if kind in ("succeeded", "failed", "released"):
+            fields["started"] = self.started_at
+        ev = event(
+            kind,
+            self.ctx.node,
+            task_id=item.task_id,
+            job_id=item.job_id,
+            run=self.run_id,
+            attempt=item.attempt + 1,
+            **fields,
+        )
         if ack is None:
             self.ctx.link.publish(ev)
         else:

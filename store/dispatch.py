@@ -58,7 +58,7 @@ def take_ready(conn: psycopg.Connection, pool: str, limit: int) -> list[dict[str
             FROM picked, jobs j
             WHERE t.id = picked.id AND j.id = t.job_id
             RETURNING t.id AS task_id, t.job_id, t.seq, t.frame_first AS first, t.frame_last AS last,
-                      j.renderer, j.params, j.requires, j.max_attempts, t.priority,
+                      j.renderer, j.params, j.requires, j.max_attempts, t.priority, t.attempt,
                       ARRAY(SELECT b.node FROM task_blocklist b WHERE b.job_id = t.job_id AND b.failures >= 3
                             UNION
                             -- a retry goes to a node that has not failed this task, while one is alive
