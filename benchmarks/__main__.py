@@ -19,11 +19,12 @@ from typing import Any
 from benchmarks import report, seed
 from benchmarks.bigfarm import run_bigfarm
 from benchmarks.dispatch import run_dispatch
+from benchmarks.flood import login_flood
 from benchmarks.floor import commit_floor, echo_floor
 from benchmarks.gateway_bench import make_user, request_rates, roundtrips
 from benchmarks.harness import BenchFarm, peak_rss_mib
 
-PHASES = ("floor", "gateway", "dispatch", "scale", "bigfarm")
+PHASES = ("floor", "gateway", "flood", "dispatch", "scale", "bigfarm")
 REQUEST_CAP = 100_000  # shells XADD with MAXLEN ~ 100000
 CAPS = {"req": REQUEST_CAP, "events": 100_000, "dead": 10_000, "work": 20_000, "reply": 500}
 
@@ -95,6 +96,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             res["throughput"]["2_gateways"] = request_rates(farm, user, sizes.clients, sizes.seconds)
             res["memory_gateway_2_peak_rss_mib"] = peak_rss_mib(farm.procs["gateway-2"].pid)
             farm.stop("gateway-2")
+        if "flood" in phases:
+            step("jobs during a login flood")
+            res["login_flood"] = login_flood(farm, user, sizes.samples)
         if "dispatch" in phases:
             res["dispatch"] = []
             for n in sizes.dispatch_nodes:

@@ -26,8 +26,8 @@ def make_user(farm: BenchFarm, jobs: int, history_tasks: int) -> BenchUser:
     """Registered and logged in through the gateway; its jobs written straight into the store."""
     caller = Caller(farm.redis_url, farm.prefix)
     try:
-        caller.ok("auth.register", {"username": "bench", "password": PASSWORD})
-        token = caller.ok("auth.login", {"username": "bench", "password": PASSWORD})["token"]
+        caller.register("bench", PASSWORD)
+        token = caller.login("bench", PASSWORD)
     finally:
         caller.close()
     with farm.db(autocommit=False) as conn:

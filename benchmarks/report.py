@@ -69,6 +69,11 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         if key in full and key in rt:
             ratio = full[key]["p50_ms"] / rt[key]["p50_ms"]
             out.append(_t(f"{key} p50 full store / empty", round(ratio, 2), "<= 1.5", ratio <= 1.5))
+    flood = res.get("login_flood")
+    if flood:
+        ratio = flood["jobs_during_flood"]["p50_ms"] / flood["jobs_idle"]["p50_ms"]
+        out.append(_t(f"jobs p50 during a {flood['logins_per_burst']}-login flood / idle", round(ratio, 2), "<= 3",
+                      ratio <= 3))
     mem = res.get("memory", {})
     for key in ("gateway_peak_rss_mib", "node_peak_rss_mib"):
         if mem.get(key) is not None:
@@ -117,6 +122,14 @@ def table(res: dict[str, Any]) -> str:
         for key, v in tp.items():
             add(f"  {key.replace('_', ' ') + ', ' + str(v['jobs']['clients']) + ' clients':32} "
                 f"{v['jobs']['per_s']:>8} {v['submit']['per_s']:>8}")
+        add("")
+    flood = res.get("login_flood")
+    if flood:
+        idle, during = flood["jobs_idle"], flood["jobs_during_flood"]
+        add(f"jobs during bursts of {flood['logins_per_burst']} strangers' logins ({flood['bursts']} answered whole, "
+            f"the slowest in {flood['burst_answered_s_max']} s): p50 "
+            f"{during['p50_ms']} ms, p99 {during['p99_ms']} ms "
+            f"(idle: p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms)")
         add("")
     for d in res.get("dispatch", []):
         h = d["history"]

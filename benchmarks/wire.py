@@ -24,10 +24,12 @@ from typing import Any
 import hiredis
 import msgpack
 import redis
+from nacl.public import PrivateKey, PublicKey
 from redis.connection import parse_url
 
 from broker_contracts.envelope import Envelope, Reply, decode_reply, encode, encode_reply
 from broker_contracts.keys import Keys
+from broker_contracts.sealing import key_text, public_key, seal, unseal
 
 REQUEST_MAXLEN = 100_000
 ECHO_GROUP = "echo"
@@ -50,7 +52,10 @@ class Caller:
     def __init__(self, redis_url: str, prefix: str, *, requests: str | None = None) -> None:
         self.sock = _connect(redis_url)
         self.reader = hiredis.Reader()
+        self.redis_url = redis_url
         keys = Keys(prefix)
+        self.keys = keys
+        self._farm_key: PublicKey | None = None
         self.requests = requests or keys.requests
         self.client_id = secrets.token_hex(16)
         self.reply_key = keys.reply(self.client_id)
@@ -61,8 +66,32 @@ class Caller:
     def close(self) -> None:
         self.sock.close()
 
+    def farm_key(self) -> PublicKey:
+        """The key the farm's gateways announce (waited for while a gateway starts): as the shell
+        does, the token of every request is sealed to it, a password too."""
+        if self._farm_key is None:
+            deadline = time.monotonic() + 30
+            with redis.Redis.from_url(self.redis_url) as r:
+                while (raw := r.get(self.keys.gateway_key)) is None:
+                    if time.monotonic() >= deadline:
+                        raise NoReply("no gateway announced the farm's key within 30 s")
+                    time.sleep(0.1)
+            self._farm_key = public_key(raw.decode())
+        return self._farm_key
+
+    def register(self, username: str, password: str) -> None:
+        self.ok("auth.register", {"username": username, "sealed_password": seal(self.farm_key(), password.encode())})
+
+    def login(self, username: str, password: str) -> str:
+        """The session token, opened with this login's own one-off key."""
+        answer = PrivateKey.generate()
+        body = {"username": username, "sealed_password": seal(self.farm_key(), password.encode()),
+                "answer_key": key_text(answer.public_key)}
+        return unseal(answer, self.ok("auth.login", body)["sealed_token"]).decode()
+
     def send(self, type_: str, body: dict[str, Any], token: str | None = None) -> None:
-        env = Envelope.new(type_, body, reply_to=self.client_id, token=token)
+        key = self.farm_key() if token else None
+        env = Envelope.new(type_, body, reply_to=self.client_id, token=token, farm_key=key)
         self.request_id = env.id
         self.sock.sendall(
             hiredis.pack_command(("XADD", self.requests, "MAXLEN", "~", REQUEST_MAXLEN, "*", "m", encode(env)))

@@ -6,11 +6,13 @@ import time
 import uuid
 from typing import Any, Literal
 
+from nacl.public import PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from broker_contracts.codec import MAX_MESSAGE_BYTES, pack, unpack
 from broker_contracts.errors import DecodeError, ErrorCode
 from broker_contracts.keys import valid_client_id
+from broker_contracts.sealing import seal_token
 
 SCHEMA_VERSION = 1
 
@@ -44,8 +46,24 @@ class Envelope(BaseModel):
         return value
 
     @classmethod
-    def new(cls, type_: str, body: dict[str, Any], reply_to: str, token: str | None = None) -> Envelope:
-        return cls(id=str(uuid.uuid4()), type=type_, reply_to=reply_to, token=token, body=body)
+    def new(
+        cls,
+        type_: str,
+        body: dict[str, Any],
+        reply_to: str,
+        token: str | None = None,
+        *,
+        farm_key: PublicKey | None = None,
+    ) -> Envelope:
+        """A new request; its ``token`` sealed to ``farm_key`` for this request alone (a gateway
+        refuses a token in clear: given no key, it is sent as it is, to be refused)."""
+        env = cls(id=str(uuid.uuid4()), type=type_, reply_to=reply_to, body=body)
+        if not token:
+            return env
+        if farm_key is not None:  # bound to the body as it is encoded, which the gateway decodes
+            wire_body = env.model_dump(mode="json")["body"]
+            token = seal_token(farm_key, token, env.id, env.type, wire_body, env.reply_to)
+        return env.model_copy(update={"token": token})
 
 
 class ErrorBody(BaseModel):

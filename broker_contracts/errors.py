@@ -21,9 +21,12 @@ class ErrorCode(StrEnum):
     JOB_NOT_FOUND = "job.not_found"
     JOB_INVALID_STATE = "job.invalid_state"
     PROFILE_UNKNOWN = "profile.unknown"
+    QUOTA_EXCEEDED = "quota.exceeded"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
+    # the shell's own: the key the farm announces is not the one pinned at first contact
+    FARM_KEY_CHANGED = "farm.key_changed"
 
 
 class RfarmError(Exception):

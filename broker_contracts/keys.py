@@ -50,9 +50,19 @@ class Keys:
         """A hash of the shells watching a job: ``<client>:<sub>`` -> expiry time."""
         return f"{self.prefix}:watch:{job_id}"
 
+    def poisoned(self, stream: str) -> str:
+        """Where the gateway keeps a stream it replaced because its ids were poisoned (for operators:
+        under no pattern a shell or a node may use)."""
+        return f"{self.prefix}:poisoned:{stream.removeprefix(self.prefix + ':')}"
+
+    def watching(self, user_id: int) -> str:
+        """A hash of one user's watch subscriptions: ``<job>:<client>:<sub>`` -> expiry time."""
+        return f"{self.prefix}:watching:{user_id}"
+
     @property
-    def node_pattern(self) -> str:
-        return f"{self.prefix}:node:*"
+    def gateway_key(self) -> str:
+        """Set by every gateway: the public half of the farm's key, which shells seal secrets to."""
+        return f"{self.prefix}:gateway-key"
 
     @property
     def work_key(self) -> str:
@@ -61,7 +71,8 @@ class Keys:
 
     @property
     def farm_info(self) -> str:
-        """Set by the gateway: the farm's name and version, read by shells to say where they are."""
+        """Set by every gateway: the farm's identity (its id in PostgreSQL), read by shells to know
+        which farm answers at an address and so which saved session is theirs there."""
         return f"{self.prefix}:farm"
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from broker_contracts.frames import parse_frames
 from broker_contracts.states import JobStatus, TaskStatus
 from broker_contracts.tables import from_table
-from broker_contracts.types import JobId, JobName, Keyword, Password, Priority, Text, Username
+from broker_contracts.types import JobId, JobName, KeyText, Keyword, Password, Priority, SealedText, Text, Username
 
 MAX_PARAMS = 32
 
@@ -31,15 +31,41 @@ class Out(Body):
 # --- auth ---------------------------------------------------------------------------------------
 
 
-class RegisterRequest(Body):
+class RegisterForm(Body):
+    """What a user gives to register, before the shell seals the password (and once the gateway
+    has opened it: the password's rules are checked on both sides)."""
+
     username: Username
     password: Password
 
 
-class LoginRequest(Body):
+class LoginForm(Body):
     username: Username
     # Any length is accepted at login so that a too-short guess still gets the uniform answer.
     password: str = Field(max_length=1024)
+
+
+class _Sealed(Body):
+    """A body whose password is sealed to the farm's key (broker_contracts.sealing); one that
+    carries it in clear is refused, so no client can leak a password to readers of Redis."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_clear_password(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError("password: must be sealed to the farm's key, never sent in clear (update rfarm)")
+        return data
+
+
+class RegisterRequest(_Sealed):
+    username: Username
+    sealed_password: SealedText
+
+
+class LoginRequest(_Sealed):
+    username: Username
+    sealed_password: SealedText
+    answer_key: KeyText  # the shell's one-off public key: the token comes back sealed to it
 
 
 class EmptyRequest(Body):
@@ -54,7 +80,7 @@ class UserReply(Out):
 class LoginReply(Out):
     username: str
     is_admin: bool
-    token: str
+    sealed_token: str  # sealed to the request's answer_key: stored and resent, but usable only by its shell
     expires_at: datetime
 
 
@@ -280,6 +306,8 @@ class RequestType:
     key, and the stored answer is read then); it refuses only before that statement.
     ``answers_together``: several plain requests of this type in one batch are answered by one
     statement.
+    ``hashes_password``: answered on the gateway's auth lane (one thread, a bounded queue), so that
+    argon2 never keeps other requests waiting; when the lane is full it is refused at once.
     """
 
     name: str
@@ -290,6 +318,7 @@ class RequestType:
     session_in_statement: bool = False
     records_own_answer: bool = False
     answers_together: bool = False
+    hashes_password: bool = False
 
     def __post_init__(self) -> None:
         if self.records_own_answer and not (self.writes and self.session_in_statement):
@@ -309,8 +338,8 @@ def _registry(*rows: RequestType) -> dict[str, RequestType]:
 
 
 REQUEST_TYPES: dict[str, RequestType] = _registry(
-    RequestType("auth.register", RegisterRequest, UserReply, needs_user=False, writes=True),
-    RequestType("auth.login", LoginRequest, LoginReply, needs_user=False, writes=True),
+    RequestType("auth.register", RegisterRequest, UserReply, needs_user=False, writes=True, hashes_password=True),
+    RequestType("auth.login", LoginRequest, LoginReply, needs_user=False, writes=True, hashes_password=True),
     RequestType("auth.logout", EmptyRequest, EmptyRequest, writes=True),
     RequestType("auth.whoami", EmptyRequest, UserReply),
     RequestType(

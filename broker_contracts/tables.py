@@ -1,8 +1,8 @@
 """Lists of rows as tables on the wire: the field names once, then one list of values per row.
 
-A page of 50 jobs sent as 50 maps repeats fifteen field names fifty times: 11.7 KB, 63 µs for a
-shell to unpack and 50 µs for the gateway to pack. As a table it is 5.6 KB and 14 µs each way, and
-the gateway can send the database's row tuples as they come. The reply models that carry many rows
+A page of 50 jobs sent as 50 maps repeats fifteen field names fifty times. As a table it is smaller
+and cheaper to pack and to unpack (docs/PERFORMANCE.md has the figures), and the gateway can send
+the database's row tuples as they come. The reply models that carry many rows
 (ListReply, HistoryReply) read this form, and plain maps as well.
 
     {"columns": ["id", "name", …], "jobs": [[7, "shot-10", …], [6, "shot-9", …]]}

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
 
+from broker_contracts.sealing import MAX_SEALED_TEXT
 from broker_contracts.text import no_unsafe
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -34,7 +35,9 @@ def _keyword(value: str) -> str:
 
 Username = Annotated[str, AfterValidator(_username)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=1024), AfterValidator(_printable)]
-Token = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# a public key (32 bytes) and a sealed box (broker_contracts.sealing), as base64 text
+KeyText = Annotated[str, StringConstraints(min_length=44, max_length=44, pattern=r"^[A-Za-z0-9+/]{43}=$")]
+SealedText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SEALED_TEXT)]
 Text = Annotated[str, StringConstraints(max_length=4096), AfterValidator(_printable)]
 # A job name is shown in other people's terminals (admins, `jobs --all`): nothing that could drive one.
 JobName = Annotated[
@@ -43,4 +46,3 @@ JobName = Annotated[
 Keyword = Annotated[str, AfterValidator(_keyword)]
 JobId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 Priority = Annotated[int, Field(ge=0, le=100)]
-Frame = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]

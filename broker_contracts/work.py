@@ -28,6 +28,8 @@ class WorkItem(BaseModel):
     requires: list[str] = Field(default_factory=list)
     max_attempts: int = 3
     dispatched_at: float
+    # the task's attempts when it was dispatched: a run of this item is attempt ``attempt + 1``
+    attempt: int = 0
     blocked_nodes: list[str] = Field(default_factory=list)
 
 
@@ -38,6 +40,11 @@ class NodeEvent(BaseModel):
     while the task's current run is this one and come from the node that started it, so a report
     from a superseded attempt or from another node changes nothing. On the stream an event is
     signed by its node (field ``s``, broker_contracts.signing).
+
+    ``attempt`` (the run's attempt number, from its work item) and ``started`` (when the run
+    started; on its last report) let a last report be applied on its own when it arrives before its
+    run's ``started``: the start and the end are then applied together, and the late ``started``
+    changes nothing.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -56,6 +63,8 @@ class NodeEvent(BaseModel):
     error: str | None = Field(default=None, max_length=2000)
     output: str | None = Field(default=None, max_length=65536)
     info: dict[str, Any] | None = None
+    attempt: int | None = Field(default=None, ge=1)
+    started: float | None = None
 
 
 class NodeHeartbeat(BaseModel):

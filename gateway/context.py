@@ -14,6 +14,7 @@ import redis
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.keys import Keys
 from broker_contracts.messages import Body
+from gateway.sealing import GatewayKey
 from store import nodes
 from store.inbox import Answer
 from store.users import User
@@ -28,6 +29,16 @@ class GatewayConfig:
     max_deliveries: int = 5
     reply_ttl: int = 300
     reply_maxlen: int = 500
+    # a reply stream that only ever got errors (a stranger's, a bad token's) lives this long
+    error_reply_ttl: int = 10
+    # distinct live reply streams (shells) one login may have answers on, per gateway
+    reply_streams_per_login: int = 1024
+    # live reply streams of callers not known by a login (strangers logging in), per gateway
+    anonymous_reply_streams: int = 1000
+    watches_per_user: int = 16
+    watchers_per_job: int = 32
+    # password-hashing requests waiting for the auth lane; more are refused at once
+    auth_queue: int = 64
     inbox_keep: float = 7 * 24 * 3600
     fault: str | None = None
     # reports only from nodes with a credential (otherwise also from names that never had one)
@@ -83,6 +94,13 @@ class Context:
     # for a write that records its own answer (RequestType.records_own_answer): what it records
     answer: Answer | None = None
     specs: Specs | None = None  # the gateway's (a fresh lookup each time without)
+    key: GatewayKey | None = None  # opens the secrets shells seal to the farm's key
+
+    @property
+    def sealing(self) -> GatewayKey:
+        if self.key is None:
+            raise RuntimeError("this request needs the farm's key and was given none")
+        return self.key
 
     @property
     def caller(self) -> User:

@@ -96,17 +96,48 @@ def logs(ctx: Context, req: m.LogsRequest) -> m.LogsReply:
 
 def watch(ctx: Context, req: m.WatchRequest) -> Outcome:
     job = jobs.get(ctx.conn, ctx.caller, req.id)
-    key = ctx.config.keys.watch(req.id)
+    keys, config, user = ctx.config.keys, ctx.config, ctx.caller
+    key, mine = keys.watch(req.id), keys.watching(user.id)
     member = f"{ctx.reply_to}:{req.sub}"
+    own = f"{req.id}:{member}"
 
     def subscribe(r: redis.Redis) -> None:
+        """Subscribe, within the caps: a refusal here is the reply (a watch writes nothing else)."""
+        now = time.time()
+        watchers, subscriptions = _live(r, key, now), _live(r, mine, now)
+        if member not in watchers and len(watchers) >= config.watchers_per_job:
+            raise RfarmError(
+                ErrorCode.QUOTA_EXCEEDED, f"job {req.id} already has {config.watchers_per_job} watchers: try later"
+            )
+        if own not in subscriptions and len(subscriptions) >= config.watches_per_user:
+            raise RfarmError(
+                ErrorCode.QUOTA_EXCEEDED,
+                f"you already watch {config.watches_per_user} times: stop a watch, or wait {WATCH_TTL} s",
+            )
+        until = str(now + WATCH_TTL)
         pipe = r.pipeline(transaction=False)
-        pipe.hset(key, member, str(time.time() + WATCH_TTL))
+        pipe.hset(key, member, until)
         pipe.expire(key, WATCH_TTL)
+        pipe.hset(mine, own, until)
+        pipe.expire(mine, WATCH_TTL)
         pipe.execute()
 
     tasks = [m.TaskInfo.model_validate(t) for t in jobs.tasks_of(ctx.conn, req.id)]
     return Outcome(m.WatchReply(job=detail(ctx.conn, job), tasks=tasks, sub=req.sub), after_commit=(subscribe,))
+
+
+def _live(r: redis.Redis, key: str, now: float) -> set[str]:
+    """The members of a subscription hash whose expiry is still ahead; the lapsed ones are removed."""
+    live: set[str] = set()
+    lapsed = []
+    for member, until in r.hgetall(key).items():
+        if float(until) > now:
+            live.add(member.decode())
+        else:
+            lapsed.append(member)
+    if lapsed:
+        r.hdel(key, *lapsed)
+    return live
 
 
 def detail(conn: psycopg.Connection, job: dict[str, Any]) -> m.JobDetail:

@@ -85,9 +85,10 @@ class Dispatcher:
         self.publish_outbox()
         if now >= self.next_prune:
             with transaction(self.pool) as conn:
-                from store import inbox
+                from store import inbox, users
 
                 inbox.prune(conn, self.config.inbox_keep)
+                users.prune_throttle(conn)
             self.next_prune = now + 600
 
     # --- the ready window ----------------------------------------------------------------------
@@ -141,13 +142,22 @@ class Dispatcher:
                 requires=list(t["requires"] or []),
                 max_attempts=t["max_attempts"],
                 dispatched_at=now,
+                attempt=t["attempt"],
                 blocked_nodes=list(t["blocked_nodes"] or []),
             )
             data = pack(item.model_dump(mode="json"))
             pipe.xadd(stream, {"m": data, "s": signer.sign_work(prefix, data)}, maxlen=WORK_MAXLEN, approximate=True)
-        ids = pipe.execute()[1:]
+        announced, *ids = pipe.execute(raise_on_error=False)
+        sent = [(t["task_id"], entry_id(i)) for t, i in zip(ready, ids, strict=True) if not isinstance(i, Exception)]
+        refused = [t["task_id"] for t, i in zip(ready, ids, strict=True) if isinstance(i, Exception)]
         with transaction(self.pool) as conn:
-            dispatch.set_work_msgs(conn, [(t["task_id"], entry_id(i)) for t, i in zip(ready, ids, strict=True)])
+            dispatch.set_work_msgs(conn, sent)
+            # refused (a poisoned stream, which gateway/repair.py replaces): back to the backlog at once
+            dispatch.undispatch(conn, refused)
+        if refused:
+            raise next(i for i in ids if isinstance(i, redis.ResponseError))
+        if isinstance(announced, Exception):
+            raise announced
 
     # --- reconcile -----------------------------------------------------------------------------
 

@@ -6,39 +6,57 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
+from pydantic import BaseModel, ValidationError
 
 from broker_contracts import messages as m
-from broker_contracts.envelope import Envelope, Reply
+from broker_contracts.envelope import Envelope, Reply, first_error
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec, validate_params
 from gateway import control, wire
 from gateway.context import Context, KeepWrites, Outcome, Specs
 from gateway.passwords import hash_password, needs_rehash, verify_password
+from gateway.sealing import seal_for
 from store import history, jobs, nodes, users
+
+FormT = TypeVar("FormT", bound=BaseModel)
 
 
 def register(ctx: Context, req: m.RegisterRequest) -> m.UserReply:
-    user = users.create_user(ctx.conn, req.username, hash_password(req.password))
+    form = _opened(m.RegisterForm, req.username, ctx.sealing.password(req.sealed_password))
+    user = users.create_user(ctx.conn, form.username, hash_password(form.password))
     return m.UserReply(username=user.username, is_admin=user.is_admin)
 
 
+def _opened(form: type[FormT], username: str, password: str) -> FormT:
+    """The body with its password opened, checked as the shell checked it before sealing."""
+    try:
+        return form(username=username, password=password)
+    except ValidationError as exc:
+        raise RfarmError(ErrorCode.REQUEST_INVALID, first_error(exc)) from None
+
+
 def login(ctx: Context, req: m.LoginRequest) -> m.LoginReply:
-    wait = users.throttle_wait(ctx.conn, req.username)
+    password = _opened(m.LoginForm, req.username, ctx.sealing.password(req.sealed_password)).password
+    wait = users.throttle_wait(ctx.conn, req.username, ctx.reply_to)
     if wait > 0:
         raise RfarmError(ErrorCode.RATE_LIMITED, f"too many failed logins: try again in {int(wait) + 1} s")
     found = users.credentials(ctx.conn, req.username)
-    if not verify_password(found.password_hash if found else None, req.password) or found is None:
-        users.record_failure(ctx.conn, req.username)
+    if not verify_password(found.password_hash if found else None, password) or found is None:
+        users.record_failure(ctx.conn, req.username, ctx.reply_to)
         raise KeepWrites(ErrorCode.AUTH_INVALID_CREDENTIALS, "wrong username or password")
-    users.clear_failures(ctx.conn, req.username)
+    users.clear_failures(ctx.conn, req.username, ctx.reply_to)
     if needs_rehash(found.password_hash):
-        users.set_password_hash(ctx.conn, found.user.id, hash_password(req.password))
+        users.set_password_hash(ctx.conn, found.user.id, hash_password(password))
     token = secrets.token_urlsafe(32)  # 256 random bits; only its hash is stored
     expires = users.create_session(ctx.conn, found.user.id, token, ctx.config.token_ttl)
-    return m.LoginReply(username=found.user.username, is_admin=found.user.is_admin, token=token, expires_at=expires)
+    # sealed to the shell's one-off key: the reply stream and the inbox never hold it in clear
+    sealed = seal_for(req.answer_key, token)
+    return m.LoginReply(
+        username=found.user.username, is_admin=found.user.is_admin, sealed_token=sealed, expires_at=expires
+    )
 
 
 def logout(ctx: Context, req: m.EmptyRequest) -> m.EmptyRequest:

@@ -33,6 +33,7 @@ CLAIM_BATCH = 500  # events read or taken over per round
 TRANSITIONS = frozenset({"started", "succeeded", "failed", "released"})
 KEYS_FRESH = 2.0  # seconds node credentials are cached: a revocation counts within this
 REFUSAL_LOG_EVERY = 60.0  # seconds between log lines about the same node's refused reports
+ENDS = TRANSITIONS - {"started"}  # a run's last report
 
 
 @dataclass
@@ -326,11 +327,19 @@ class Ledger:
             return
         moved: bool | TaskStatus | None = False
         reason = ""
+        if ev.kind in ENDS and ev.attempt is not None and ev.started is not None:
+            # its "started" may not be applied yet (redelivered or reclaimed out of order): both now
+            late = tasks.start_before_end(
+                conn, task, ev.run, ev.node, lease, ev.attempt, ev.started, pending if ev.kind == "succeeded" else None
+            )
+            if late:
+                log.info("%s report of task %s came before its start (run %s); applying both", ev.kind, task.id, ev.run)
+                self._started(task, f"node {ev.node} started {task.frames}", ev.node, batch)
         if ev.kind == "started":
             if task.job_status == JobStatus.CANCELLED or task.status is TaskStatus.CANCELLED:
                 self._signal_cancel(batch, task.job_id)
                 return
-            moved = tasks.start(conn, task, ev.run, ev.node, lease, pending)
+            moved = tasks.start(conn, task, ev.run, ev.node, lease, pending, attempt=ev.attempt)
             reason = f"node {ev.node} started {task.frames}"
         elif ev.kind == "succeeded":
             moved = tasks.succeed(conn, task, ev.run, ev.node, pending)
@@ -353,12 +362,11 @@ class Ledger:
             batch.unsettled.pop(task.job_id, None)
             batch.locked = {k: t for k, t in batch.locked.items() if t.job_id != task.job_id}
         elif moved:
-            # the job's status is derived once per batch (finish), not once per report
-            batch.changed_jobs.add(task.job_id)
-            batch.unsettled[task.job_id] = (reason, ev.node)
             if ev.kind == "started":
-                batch.first_start.setdefault(task.job_id, (reason, ev.node))
-                batch.starts[task.pool] += 1
+                self._started(task, reason, ev.node, batch)
+            else:  # the job's status is derived once per batch (finish), not once per report
+                batch.changed_jobs.add(task.job_id)
+                batch.unsettled[task.job_id] = (reason, ev.node)
         else:  # a duplicate delivery, or the report of a run that lost its lease: counted, changes nothing
             log.info("ignored stale %s report of task %s (run %s, node %s)", ev.kind, task.id, ev.run, ev.node)
 
@@ -375,6 +383,12 @@ class Ledger:
         if (ev.kind == "started" or holder is None) and task.work_msg is not None and ev.work != task.work_msg:
             return f"it names work entry {ev.work}, not the task's {task.work_msg}"
         return None
+
+    def _started(self, task: tasks.Task, reason: str, node: str, batch: EventsApplied) -> None:
+        batch.changed_jobs.add(task.job_id)
+        batch.unsettled[task.job_id] = (reason, node)
+        batch.first_start.setdefault(task.job_id, (reason, node))
+        batch.starts[task.pool] += 1
 
     def settle_job(self, conn: psycopg.Connection, job_id: int, reason: str, actor: str, batch: EventsApplied) -> None:
         batch.changed_jobs.add(job_id)

@@ -6,7 +6,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 # argon2id with OWASP's recommended minimum (19 MiB, 2 passes, 1 lane). The library's default asks
-# for 64 MiB per hash, which alone took the gateway's peak memory past its 100 MiB budget; these
+# for 64 MiB per hash, alone more than the gateway's memory budget (docs/PERFORMANCE.md); these
 # parameters are still memory-hard, and a hash made with others is replaced at the next login.
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # Verified against when the user does not exist, so both answers take the same time.

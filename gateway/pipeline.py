@@ -35,6 +35,7 @@ from broker_contracts.errors import DecodeError, ErrorCode, RfarmError
 from broker_contracts.messages import REQUEST_TYPES, RequestType
 from gateway import faults, handlers
 from gateway.context import Context, Effect, GatewayConfig, KeepWrites, Outcome, Specs
+from gateway.sealing import GatewayKey
 from gateway.streams import dead_letter
 from gateway.wire import id_reply_parts
 from store import inbox, users
@@ -42,6 +43,9 @@ from store.db import Conflict, StoreUnavailable, reading, transaction
 from store.users import User
 
 log = logging.getLogger("rfarm.gateway")
+
+# request types whose body carries a password sealed to the farm's key
+SEALED_PASSWORDS = frozenset({"auth.login", "auth.register"})
 
 _MISSING = handlers.missing_handlers()
 if _MISSING:  # a request type the gateway cannot answer fails here, not when it is first asked
@@ -84,17 +88,19 @@ def body_hash(envelope: Envelope) -> bytes:
 
 
 class Pipeline:
-    def __init__(self, r: redis.Redis, pool: ConnectionPool, config: GatewayConfig) -> None:
+    def __init__(
+        self, r: redis.Redis, pool: ConnectionPool, config: GatewayConfig, key: GatewayKey | None = None
+    ) -> None:
         self.r = r
         self.pool = pool
         self.config = config
         self.specs = Specs()
+        self.key = key if key is not None else GatewayKey(pool)
 
-    def answer(self, todo: list[tuple[str, bytes | None]]) -> Iterator[tuple[str, Reply | None, str | None]]:
-        """(entry id, reply, where to) for each of a batch's payloads, as each is answered: those
-        answered together first, then the rest in stream order. Raises StoreUnavailable when the
-        database is away (the entries not yet answered are to stay unacked)."""
-        decoded = [(eid, self.decode(payload)) for eid, payload in todo]
+    def answer(self, decoded: list[tuple[str, Request | Answered]]) -> Iterator[tuple[str, Reply | None, str | None]]:
+        """(entry id, reply, where to) for each of a batch's decoded payloads, as each is answered:
+        those answered together first, then the rest in stream order. Raises StoreUnavailable when
+        the database is away (the entries not yet answered are to stay unacked)."""
         together, rest = self.answer_together(decoded)
         yield from together
         for eid, request in rest:
@@ -124,6 +130,16 @@ class Pipeline:
             body = row.body.model_validate(env.body)
         except ValidationError as exc:
             return Answered(Reply.failure(env.id, ErrorCode.REQUEST_INVALID, first_error(exc, row.body)), env.reply_to)
+        if env.token:  # sealed for this request (broker_contracts.sealing): opened here, once
+            try:
+                token = self.key.token(env.token, env.id, env.type, env.body, env.reply_to)
+            except StoreUnavailable:
+                raise
+            except RfarmError as exc:
+                return Answered(Reply.failure(env.id, exc.code, exc.message), env.reply_to)
+            env = env.model_copy(update={"token": token})
+        elif row.name in SEALED_PASSWORDS:
+            self.key.private  # noqa: B018 - read before the handler's transaction takes a connection
         return Request(env, row, body)
 
     def dead(self, payload: bytes | None, reason: str) -> None:
@@ -216,8 +232,13 @@ class Pipeline:
             if first is None:
                 raise
             return first
-        for effect in decision.effects:
-            effect(self.r)
+        try:
+            for effect in decision.effects:
+                effect(self.r)
+        except RfarmError as exc:  # a read's effect may refuse (a watch over its cap): nothing was recorded
+            if row.writes:
+                raise
+            return Reply.failure(env.id, exc.code, exc.message)
         return decision.reply
 
     def write_in_transaction(self, request: Request, digest: bytes) -> Decision:
@@ -265,6 +286,7 @@ class Pipeline:
                 user=self.caller(conn, request, session),
                 answer=answer,
                 specs=self.specs,
+                key=self.key,
             )
             result = handlers.HANDLERS[env.type](ctx, request.body)
         except KeepWrites as exc:  # an error answer whose writes stay (a failed login is counted)
@@ -298,7 +320,7 @@ class Pipeline:
 
     def record_refusal(self, request: Request, digest: bytes, reply: Reply) -> Reply:
         """A write refused with an error: whatever the handler wrote before refusing was rolled
-        back, and the answer is recorded on its own (a savepoint around every handler cost two
+        back, and the answer is recorded on its own (a savepoint around every handler would cost two
         round trips per write; a refusal is the rare case)."""
         env = request.env
         try:

@@ -16,9 +16,14 @@ import threading
 import redis
 
 from broker_contracts.config import Settings
+from gateway.announce import Announcer
 from gateway.context import GatewayConfig
 from gateway.dispatcher import Dispatcher
+from gateway.lanes import AuthLane
 from gateway.ledger import Ledger
+from gateway.repair import Watchdog
+from gateway.replies import ReplyStreams
+from gateway.sealing import GatewayKey, keep_announcing
 from gateway.transport import RequestLoop
 from store.db import open_pool
 
@@ -30,8 +35,8 @@ _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 def _keep_big_blocks_out_of_the_heaps() -> None:
     """Every argon2 hash allocates 19 MiB. glibc raises its mmap threshold to the size of the first
-    such block freed, so later hashes come from the calling thread's heap and stay resident: each
-    request thread kept its own 19 MiB (peak 94 MiB with 2 threads against 73 MiB with 1). A fixed
+    such block freed, so later hashes come from the calling thread's heap and stay there: each
+    request thread would keep a hash's worth of memory of its own. A fixed
     threshold of 1 MiB keeps big blocks mmapped and returns them when freed (no effect off glibc)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 1 << 20)
@@ -81,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     if args.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        print(f"rfarmctl gateway: --log-level must be DEBUG, INFO, WARNING or ERROR, not {args.log_level!r}",
-              file=sys.stderr)
+        print(
+            f"rfarmctl gateway: --log-level must be DEBUG, INFO, WARNING or ERROR, not {args.log_level!r}",
+            file=sys.stderr,
+        )
         return 2
     _keep_big_blocks_out_of_the_heaps()
     logging.basicConfig(
@@ -110,26 +117,50 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    # each request thread holds a connection while it answers; the ledger and dispatcher one each
-    pool = open_pool(settings.database_url, max_size=max(args.pool_size, args.request_threads + 2), name="gateway")
+    # each request thread holds a connection while it answers; the auth lane, the ledger, the
+    # dispatcher and the stream watchdog one each
+    pool = open_pool(settings.database_url, max_size=max(args.pool_size, args.request_threads + 4), name="gateway")
     n = args.request_threads
     clients = [
         redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-        for _ in range(n + 2)
+        for _ in range(n + 5)
     ]
     # Several request loops, each its own consumer of the group: a batch is shared out among them
     # by Redis, and the PostgreSQL round trips of one overlap the Python work of another.
     names = [consumer] + [f"{consumer}.{i}" for i in range(1, n)]
     outages: dict[str, int] = {}
+    key = GatewayKey(pool)
+    replies = ReplyStreams(config)
+    lane = AuthLane(clients[n + 2], pool, config, stop, replies)
     loops = [
-        RequestLoop(clients[2 + i], pool, config, name, stop, reclaims=i == 0, outage_deliveries=outages)
+        RequestLoop(
+            clients[2 + i],
+            pool,
+            config,
+            name,
+            stop,
+            reclaims=i == 0,
+            outage_deliveries=outages,
+            replies=replies,
+            lane=lane,
+            key=key,
+        )
         for i, name in enumerate(names)
     ]
     ledger = Ledger(clients[0], pool, config, consumer, stop, wake)
     dispatcher = Dispatcher(clients[1], pool, config, stop, wake, ledger)
+    watchdog = Watchdog(clients[n + 3], pool, config, stop)
+    announcer = Announcer(clients[n + 2], pool, config.keys, stop)
+    announcer.announce()  # before the first request is answered, where the servers allow it
     threads = [
         threading.Thread(target=ledger.run, name="ledger", daemon=True),
         threading.Thread(target=dispatcher.run, name="dispatcher", daemon=True),
+        threading.Thread(target=announcer.run, name="announcer", daemon=True),
+        threading.Thread(target=lane.run, name="auth-lane", daemon=True),
+        threading.Thread(target=watchdog.run, name="watchdog", daemon=True),
+        threading.Thread(
+            target=keep_announcing, args=(key, clients[n + 4], config.keys, stop), name="key", daemon=True
+        ),
     ] + [threading.Thread(target=loop.run, name=f"requests-{i}", daemon=True) for i, loop in enumerate(loops)]
     log.info("gateway %s serving prefix %r", consumer, settings.prefix)
     for t in threads:

@@ -15,7 +15,6 @@ except ImportError:  # pragma: no cover - redis[hiredis] brings it
     pack_command = None  # type: ignore[assignment]
 
 from broker_contracts.codec import pack, unpack
-from broker_contracts.envelope import Reply, encode_reply
 from broker_contracts.errors import DecodeError
 from broker_contracts.keys import Keys
 
@@ -69,8 +68,8 @@ class PackedPipeline:
             args += (key, value)
         self.commands.append(tuple(args))
 
-    def expire(self, name: str, seconds: int) -> None:
-        self.commands.append(("EXPIRE", name, seconds))
+    def expire(self, name: str, seconds: int, *option: str) -> None:
+        self.commands.append(("EXPIRE", name, seconds, *option))
 
     def xack(self, name: str, group: str, *ids: str) -> None:
         self.commands.append(("XACK", name, group, *ids))
@@ -119,12 +118,6 @@ def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> Any:
     return [b"".join(pack_command(c) for c in commands)]
 
 
-def send_reply(pipe: Any, keys: Keys, client: str, reply: Reply, *, maxlen: int, ttl: int) -> None:
-    stream = keys.reply(client)
-    pipe.xadd(stream, {"m": encode_reply(reply)}, maxlen=maxlen, approximate=True)
-    pipe.expire(stream, ttl)
-
-
 def redact(payload: bytes) -> bytes:
     """The payload as kept for operators: a token or password it carries is replaced, never kept in clear."""
     try:  # (msgpack 1.2's unpackb refuses max_buffer_size: a TypeError here kept every token in clear)
@@ -138,9 +131,10 @@ def redact(payload: bytes) -> bytes:
         raw["token"] = "<redacted>"
         changed = True
     body = raw.get("body")
-    if isinstance(body, dict) and "password" in body:  # a register/login that could not be handled
-        body["password"] = "<redacted>"
-        changed = True
+    for field in ("password", "sealed_password"):  # a register/login that could not be handled
+        if isinstance(body, dict) and field in body:  # (sealed: a copy of the gateway key would open it)
+            body[field] = "<redacted>"
+            changed = True
     return pack(raw) if changed else payload
 
 

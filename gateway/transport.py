@@ -9,18 +9,24 @@ import threading
 import redis
 from psycopg_pool import ConnectionPool
 
+from broker_contracts.codec import MAX_MESSAGE_BYTES
 from broker_contracts.envelope import Reply, decode_envelope
 from broker_contracts.errors import DecodeError, ErrorCode
 from broker_contracts.keys import GATEWAY_GROUP
-from gateway import faults
+from gateway import bounded, faults
 from gateway.context import GatewayConfig
-from gateway.pipeline import Pipeline
-from gateway.streams import Backoff, PackedPipeline, dead_letter, ensure_group, entry_id, no_group, send_reply
+from gateway.lanes import AuthLane
+from gateway.pipeline import Answered, Pipeline, Request
+from gateway.replies import ReplyStreams
+from gateway.sealing import GatewayKey
+from gateway.streams import Backoff, PackedPipeline, dead_letter, ensure_group, entry_id, no_group
 from store.db import StoreUnavailable
 
 log = logging.getLogger("rfarm.gateway")
 
 REQUESTS_MAXLEN = 100_000  # what shells trim to; the gateway enforces it for clients that do not
+# the most of one entry the gateway holds; a bigger one is dead-lettered unread (gateway/bounded.py)
+ENTRY_LIMIT = 2 * MAX_MESSAGE_BYTES
 
 Entry = tuple[str, dict[bytes, bytes]]
 
@@ -36,13 +42,20 @@ class RequestLoop:
         *,
         reclaims: bool = True,
         outage_deliveries: dict[str, int] | None = None,
+        replies: ReplyStreams | None = None,
+        lane: AuthLane | None = None,
+        key: GatewayKey | None = None,
     ) -> None:
         self.r = r
         self.config = config
         self.keys = config.keys
         self.consumer = consumer
         self.stop = stop
-        self.pipeline = Pipeline(r, pool, config)
+        self.pipeline = Pipeline(r, pool, config, key)
+        # shared by a gateway's request threads and its auth lane; without a lane (a loop driven
+        # on its own), password-hashing requests are answered in line with the others
+        self.replies = replies or ReplyStreams(config)
+        self.lane = lane
         # Only one request thread of a gateway takes over unacked entries. A poison request kills
         # the whole process, and with it whatever another thread was answering: were two threads
         # reclaiming, an innocent request could be in flight at every one of the poison's crashes
@@ -81,10 +94,24 @@ class RequestLoop:
                     self.stop.wait(self.redis_backoff.failed(exc))
 
     def read(self) -> list[Entry]:
-        got = self.r.xreadgroup(
-            GATEWAY_GROUP, self.consumer, {self.keys.requests: ">"}, count=self.config.request_batch, block=1000
+        batch = self.config.request_batch
+        got = bounded.xreadgroup(
+            self.r, GATEWAY_GROUP, self.consumer, self.keys.requests, count=batch, block_ms=1000, limit=ENTRY_LIMIT
         )
-        return [(entry_id(i), f) for _, items in got or [] for i, f in items]
+        return self.without_oversize(got)
+
+    def without_oversize(self, got: list[bounded.Entry | bounded.Oversize]) -> list[Entry]:
+        """The entries read, after those over ENTRY_LIMIT are dead-lettered, acked and deleted:
+        undecoded, so unanswered (their reply address was never read)."""
+        oversize = [e for e in got if isinstance(e, bounded.Oversize)]
+        if oversize:
+            out = PackedPipeline(self.r)
+            for e in oversize:
+                reason = f"an entry of {e.size} bytes; the limit is {ENTRY_LIMIT}: dropped unread"
+                dead_letter(out, self.keys, self.keys.requests, e.id, reason, None)
+                log.warning("request %s dead-lettered: %s", e.id, reason)
+            self.finish(out, [e.id for e in oversize])
+        return [e for e in got if not isinstance(e, bounded.Oversize)]
 
     def reclaim(self) -> None:
         """Take over requests a dead gateway left unacked; give up on ones that keep failing.
@@ -100,8 +127,12 @@ class RequestLoop:
             if self.stop.is_set():
                 return
             eid = entry_id(p["message_id"])
-            claimed = self.r.xclaim(self.keys.requests, GATEWAY_GROUP, self.consumer, idle_ms, [eid])
-            entries = [(entry_id(i), f) for i, f in claimed if f is not None]
+            if self.lane is not None and self.lane.holds(eid):  # idle because the lane is busy, not abandoned
+                continue
+            claimed = bounded.xclaim(
+                self.r, self.keys.requests, GATEWAY_GROUP, self.consumer, idle_ms, [eid], limit=ENTRY_LIMIT
+            )
+            entries = self.without_oversize(claimed)
             if not entries:  # another gateway took it, or it was trimmed away while pending
                 continue
             # deliveries that only met a database outage say nothing about the request itself
@@ -115,7 +146,7 @@ class RequestLoop:
         """Answer and ack a batch. False if the database was unavailable (the rest stays unacked)."""
         out = PackedPipeline(self.r)
         done: list[str] = []
-        todo: list[tuple[str, bytes | None]] = []
+        todo: list[tuple[str, Request | Answered]] = []
         for eid, fields in entries:
             payload = fields.get(b"m")
             if delivered > self.config.max_deliveries:
@@ -123,12 +154,19 @@ class RequestLoop:
                 done.append(eid)
                 continue
             faults.trip(self.config.fault, "poison", payload)
-            todo.append((eid, payload))
+            request = self.admit(self.pipeline.decode(payload))
+            if isinstance(request, Request) and request.row.hashes_password and self.lane is not None:
+                if self.lane.offer(eid, request):
+                    continue  # answered and acked by the lane
+                busy = "the farm is busy checking passwords: try again in a few seconds"
+                request = Answered(Reply.failure(request.env.id, ErrorCode.RATE_LIMITED, busy), request.env.reply_to)
+            todo.append((eid, request))
+        tokens = {eid: request.env.token for eid, request in todo if isinstance(request, Request)}
         try:
             for eid, reply, to in self.pipeline.answer(todo):
                 self.store_backoff.ok()
                 if to is not None and reply is not None:
-                    self.send(out, to, reply)
+                    self.replies.send(out, to, reply, tokens.get(eid))
                 done.append(eid)
         except StoreUnavailable as exc:
             # Leave the rest unacked: answered when the database is back (at-least-once).
@@ -143,8 +181,12 @@ class RequestLoop:
         self.finish(out, done)
         return True
 
-    def send(self, out: PackedPipeline, to: str, reply: Reply) -> None:
-        send_reply(out, self.keys, to, reply, maxlen=self.config.reply_maxlen, ttl=self.config.reply_ttl)
+    def admit(self, request: Request | Answered) -> Request | Answered:
+        """The request, or its refusal when its answer would make one reply stream too many."""
+        if not isinstance(request, Request):
+            return request
+        refused = self.replies.refusal(request.env)
+        return request if refused is None else Answered(refused, request.env.reply_to)
 
     def finish(self, out: PackedPipeline, done: list[str]) -> None:
         """Replies first, then ack; an answered entry is deleted, so the stream stays short even
@@ -165,9 +207,8 @@ class RequestLoop:
             env = decode_envelope(payload or b"")
         except DecodeError as exc:
             if exc.reply_to and exc.request_id:
-                self.send(out, exc.reply_to, Reply.failure(exc.request_id, ErrorCode.INTERNAL, reason))
+                self.replies.send(out, exc.reply_to, Reply.failure(exc.request_id, ErrorCode.INTERNAL, reason), None)
             return
-        self.send(
-            out, env.reply_to, Reply.failure(env.id, ErrorCode.INTERNAL, "the farm could not process this request")
-        )
+        failure = Reply.failure(env.id, ErrorCode.INTERNAL, "the farm could not process this request")
+        self.replies.send(out, env.reply_to, failure, env.token)
         log.error("request %s dead-lettered: %s", eid, reason)

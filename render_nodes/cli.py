@@ -23,7 +23,7 @@ from broker_contracts.keys import Keys, valid_name
 from broker_contracts.signing import CredentialError, NodeCredential, Signer
 from render_nodes.link import Link, redact
 from render_nodes.node import Node, NodeOptions
-from render_nodes.profiles import ProfileFileError, confine_paths, load_profiles
+from render_nodes.offered import ProfileFileError, confine_paths, load_profiles
 
 PROG = "rfarm-node"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -22,6 +22,7 @@ from broker_contracts.codec import pack
 from broker_contracts.config import redact_url as redact
 from broker_contracts.keys import NODES_GROUP, Keys
 from broker_contracts.signing import Signer
+from broker_contracts.streamids import refused_for_its_ids
 from broker_contracts.work import NodeEvent
 
 T = TypeVar("T")
@@ -29,13 +30,13 @@ log = logging.getLogger("render_nodes")
 
 BACKOFF_START = 0.2
 BACKOFF_MAX = 5.0
+REFUSED_RETRY = 0.5  # a stream refusing new entries is replaced by the gateway within seconds
 EVENTS_MAXLEN = 100_000
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 
 
 class LinkDown(Exception):
     """Redis cannot be reached and the caller asked not to wait (or the link was abandoned)."""
-
 
 
 def is_nogroup(exc: redis.ResponseError) -> bool:
@@ -69,15 +70,13 @@ class Link:
             self._down = False
         log.info("redis reachable again")
 
-    @property
-    def down(self) -> bool:
-        return self._down
-
     # -- calls ----------------------------------------------------------------------------------
 
     def call(self, fn: Callable[[redis.Redis], T], *, wait: bool = True) -> T:
-        """Run ``fn(client)``; on a lost connection retry with backoff (``wait``) or raise LinkDown."""
+        """Run ``fn(client)``; on a lost connection, or a stream refusing new entries for its ids (the
+        gateway replaces it), retry (``wait``) or raise LinkDown."""
         delay = BACKOFF_START
+        refused = False
         while True:
             try:
                 result = fn(self.client)
@@ -90,6 +89,16 @@ class Link:
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
             except redis.ResponseError as exc:
+                if refused_for_its_ids(str(exc)):
+                    if not refused:
+                        log.warning(
+                            "redis refused a new entry (%s); sending it again once the gateway has repaired the stream",
+                            exc,
+                        )
+                    refused = True
+                    if not wait or self.abandoned.wait(REFUSED_RETRY):
+                        raise LinkDown(str(exc)) from None
+                    continue
                 if not is_nogroup(exc):
                     raise
                 log.warning(
@@ -180,8 +189,8 @@ class Finals:
     finish about the same time into one MULTI/EXEC (Link.publish_and_ack).
 
     A slot waits until its own report is out, as when it sent it itself; what changes is that the
-    reports of several slots share one round trip. With tasks of milliseconds a node spent a third
-    of its CPU on one MULTI/EXEC per task.
+    reports of several slots share one round trip: with tasks of milliseconds, one MULTI/EXEC per
+    task would be much of a node's work.
     """
 
     def __init__(self, link: Link) -> None:

@@ -181,7 +181,7 @@ class Node:
     def _start(self, messages: list[tuple[str, dict[bytes, bytes]]]) -> None:
         """Hand a claimed batch to the slots. The cancel/hold flags of its jobs are read in one round
         trip and the "started" reports of the runs that start go out in one more, rather than two
-        round trips per task on the slots (with millisecond tasks, a third of a node's CPU)."""
+        round trips per task on the slots (much of a node's work when tasks take milliseconds)."""
         runs = [run for message_id, fields in messages if (run := self._task(message_id, fields)) is not None]
         if not runs:
             return

@@ -21,8 +21,8 @@ from broker_contracts.keys import NODES_GROUP, Keys
 from broker_contracts.profiles import IN_PROCESS_BUILTINS, ProfileSpec, validate_params
 from broker_contracts.work import NodeEvent, WorkItem
 from render_nodes.link import Finals, Link, LinkDown, event
+from render_nodes.offered import Invocation, invocations, outside_roots
 from render_nodes.process import Line, RenderProcess
-from render_nodes.profiles import Invocation, invocations, outside_roots
 
 log = logging.getLogger("render_nodes")
 
@@ -67,6 +67,7 @@ class TaskRun:
         self.message_id = message_id
         self.item = item
         self.run_id: str | None = None
+        self.started_at: float | None = None  # when this run started (its "started" report went out)
         self._abort = threading.Event()
         self._abort_now = False
         self._done: set[int] = set()
@@ -95,9 +96,15 @@ class TaskRun:
         the claim loop publishes with those of the rest of its batch in one round trip."""
         self.run_id = uuid.uuid4().hex
         self.started = True
-        item = self.item
+        self.started_at = time.time()
         return event(
-            "started", self.ctx.node, task_id=item.task_id, job_id=item.job_id, run=self.run_id, work=self.message_id
+            "started",
+            self.ctx.node,
+            task_id=self.item.task_id,
+            job_id=self.item.job_id,
+            run=self.run_id,
+            work=self.message_id,
+            attempt=self.item.attempt + 1,
         )
 
     def run(self) -> None:
@@ -116,6 +123,7 @@ class TaskRun:
                     self._report("released", ack=self.message_id, error=reason)
                     return
                 self.run_id = uuid.uuid4().hex
+                self.started_at = time.time()
                 self._report("started")
             log.info(
                 "task %s: started run %s (job %s, frames %s-%s, %s)",
@@ -311,10 +319,16 @@ class TaskRun:
         )
 
     def _report(self, kind: str, *, ack: str | None = None, **fields: object) -> None:
-        """Publish a report; with ``ack``, the work entry is acked in the same round trip."""
+        """Publish a report; with ``ack``, the work entry is acked in the same round trip.
+
+        The last report of a run that started says when it started: if the ledger applies it
+        before the run's "started", it applies both.
+        """
         item = self.item
         if isinstance(fields.get("error"), str):
             fields["error"] = fields["error"][:MAX_ERROR]  # type: ignore[index]
+        if kind in ("succeeded", "failed", "released"):
+            fields["started"] = self.started_at
         ev = event(
             kind,
             self.ctx.node,
@@ -322,6 +336,7 @@ class TaskRun:
             job_id=item.job_id,
             run=self.run_id,
             work=self.message_id,
+            attempt=item.attempt + 1,
             **fields,
         )
         if ack is None:

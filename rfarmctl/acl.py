@@ -4,12 +4,14 @@ Each role gets exactly the commands its process sends and only the keys under th
 touches. Needs Redis >= 7 (read-only / write-only key patterns ``%R~`` and ``%W~``).
 
 - shell: XADD to ``<prefix>:req``; XREAD of ``<prefix>:reply:*`` (a reply stream is 128 random
-  bits, so a shell can read only the one whose name it made). It cannot read requests, work or
-  events, list keys, or run an admin command.
-- node: its consumer group on ``<prefix>:work:*`` (it cannot add work); XADD to events and dead
-  letters; SET and DEL of its liveness key only; reads the cancel and hold signals and the gateways'
-  work key. It cannot read requests, reply streams, events or dead letters.
-- gateway: stream, hash, string and key commands on ``<prefix>:*``; nothing dangerous or admin.
+  bits, so a shell can read only the one whose name it made); GET of ``<prefix>:farm`` (the farm's
+  identity) and of ``<prefix>:gateway-key`` (the farm's public key, which it seals secrets to). It
+  cannot read requests, work or events, list keys, or run an admin command.
+- node: its consumer group on ``<prefix>:work:*``; XADD to events and dead letters; SET and DEL of
+  its liveness key only; reads the cancel and hold signals and the gateways' work key. It cannot
+  read requests, reply streams, events or dead letters, nor add to, delete or trim a work stream
+  (Redis 7 selectors give each command only its own keys).
+- gateway: stream, hash, string and key commands on ``<prefix>:*``, and TIME; nothing dangerous or admin.
 """
 
 from __future__ import annotations
@@ -62,26 +64,37 @@ def role_rules(role: str, prefix: str, *, setinfo: bool = True) -> tuple[str, ..
     p = glob_escape(prefix)
     connection = (_PING, _SETINFO) if setinfo else (_PING,)
     if role == "shell":
-        return (f"%W~{p}:req", f"%R~{p}:reply:*", "+xadd", "+xread", *connection)
-    if role == "node":
         return (
-            f"%W~{p}:events",
-            f"%W~{p}:dead",
-            f"%R~{p}:cancel:*",
-            f"%R~{p}:hold:*",
-            f"%R~{p}:workkey",
+            f"%W~{p}:req",
+            f"%R~{p}:reply:*",
+            f"%R~{p}:farm",
+            f"%R~{p}:gateway-key",
             "+xadd",
-            "+exists",
+            "+xread",
             "+get",
+            *connection,
+        )
+    if role == "node":
+        # Each command only on the keys it is for (Redis 7 selectors): a node may not add to, delete
+        # or trim a work stream, nor read or ack events, nor set any key but its liveness key; XADD
+        # is what it sends to events and dead, GET reads only the gateways' work key.
+        return (
+            f"~{p}:work:*",
+            "+xreadgroup",
+            "+xautoclaim",
+            "+xclaim",
+            "+xack",
+            "+xpending",
+            "+xgroup|create",
             # a task's last report and the ack of its work entry go in one MULTI/EXEC
             "+multi",
             "+exec",
             "+discard",
             *connection,
-            # selectors: work streams are only claimed from (never added to), and only the
-            # liveness keys may be set or deleted (never a stream)
-            f"(~{p}:work:* +xreadgroup +xautoclaim +xclaim +xack +xpending +xgroup|create)",
+            f"(%W~{p}:events %W~{p}:dead +xadd)",
             f"(%W~{p}:node:* +set +del)",
+            f"(%R~{p}:cancel:* %R~{p}:hold:* +exists)",
+            f"(%R~{p}:workkey +get)",
         )
     if role == "gateway":
         return (
@@ -94,6 +107,7 @@ def role_rules(role: str, prefix: str, *, setinfo: bool = True) -> tuple[str, ..
             "+@transaction",
             "-@dangerous",
             "-@admin",
+            "+time",  # the Redis clock, which stream ids are made from (gateway/repair.py)
         )
     raise AclError(f"unknown role {role!r}; the roles are {', '.join(ROLES)}")
 
@@ -110,9 +124,7 @@ def check_password(role: str, password: str) -> str:
     return password
 
 
-def build_users(
-    prefix: str, passwords: dict[str, str | None] | None = None, *, setinfo: bool = True
-) -> list[AclUser]:
+def build_users(prefix: str, passwords: dict[str, str | None] | None = None, *, setinfo: bool = True) -> list[AclUser]:
     """One user per role; a password not given is generated (256 random bits)."""
     given = passwords or {}
     users = []
@@ -142,10 +154,6 @@ def redis_version(r: redis.Redis) -> tuple[int, int]:
     except ValueError:
         return (0, 0)
     return (major, minor)
-
-
-def redis_major(r: redis.Redis) -> int:
-    return redis_version(r)[0]
 
 
 def fit_to_server(r: redis.Redis, users: list[AclUser]) -> list[AclUser]:

@@ -1,4 +1,5 @@
-"""What `rfarmctl` does to the database itself: migrate it, create an admin, tell whether it has users."""
+"""What `rfarmctl` does to the database itself: migrate it, create an admin, unlock a user, tell whether
+it has users."""
 
 from __future__ import annotations
 
@@ -40,6 +41,19 @@ def create_admin(url: str, username: str, password: str) -> str:
                 return f"{username} is already an admin"
             users.set_admin(conn, found.user.id, True)
             return f"{username} is now an admin"
+    except psycopg.OperationalError as exc:
+        raise unreachable("PostgreSQL", url, exc) from exc
+    except psycopg.errors.UndefinedTable as exc:
+        raise CtlError(EXIT_REFUSED, "the database has no rfarm schema yet: run `rfarmctl migrate`") from exc
+
+
+def unlock_user(url: str, username: str) -> int:
+    """Forget every failed login for ``username``; how many counts were removed."""
+    from store import users
+
+    try:
+        with psycopg.connect(url, connect_timeout=10) as conn, conn.transaction():
+            return users.unlock(conn, username)
     except psycopg.OperationalError as exc:
         raise unreachable("PostgreSQL", url, exc) from exc
     except psycopg.errors.UndefinedTable as exc:

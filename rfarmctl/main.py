@@ -21,7 +21,7 @@ from broker_contracts.config import Settings
 from broker_contracts.config import redact_url as redact
 from broker_contracts.types import Password, Username
 from rfarmctl import credentials as node_credential
-from rfarmctl.database import create_admin, migrate_database
+from rfarmctl.database import create_admin, migrate_database, unlock_user
 from rfarmctl.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CtlError, unreachable
 
 # --- migrate ----------------------------------------------------------------------------------------
@@ -91,6 +91,21 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
         raise CtlError(EXIT_USAGE, f"username refused: {problem}") from exc
     password = read_password(username, args.password_stdin)
     print(create_admin(Settings.from_env().database_url, username, password))
+    return EXIT_OK
+
+
+# --- unlock -----------------------------------------------------------------------------------------
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    """Forget a user's failed logins: whoever made them, the user may log in at once."""
+    try:
+        username = TypeAdapter(Username).validate_python(args.user)
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise CtlError(EXIT_USAGE, f"username refused: {problem}") from exc
+    removed = unlock_user(Settings.from_env().database_url, username)
+    print(f"unlocked {username}" if removed else f"{username} had no failed logins to forget")
     return EXIT_OK
 
 
@@ -179,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user")
     p.add_argument("--password-stdin", action="store_true", help="read the password as one line of stdin")
     p.set_defaults(run=cmd_create_admin)
+
+    p = sub.add_parser("unlock", help="forget a user's failed logins, so that they may log in at once")
+    p.add_argument("user")
+    p.set_defaults(run=cmd_unlock)
 
     p = sub.add_parser("redis-acl", help="print, or --apply, least-privilege Redis ACL users for each role")
     p.add_argument("--apply", action="store_true", help="create the users (connects as RFARM_REDIS_URL's user)")

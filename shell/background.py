@@ -19,10 +19,12 @@ from broker_contracts.config import Settings
 from broker_contracts.errors import ErrorCode
 from broker_contracts.messages import ListReply, NodesReply, UserReply
 from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec
-from shell.client import Client, redact
+from shell.client import Client
 from shell.complete import JobBrief, Known
 from shell.credentials import CredentialStore
-from shell.errors import FarmError, NoAnswer, Unreachable
+from shell.errors import FarmError, NoAnswer, Refused, Unreachable
+from shell.farmkey import PinnedKeys
+from shell.session import relocated
 
 REFRESH_EVERY = 5.0
 REQUEST_TIMEOUT = 3.0
@@ -55,13 +57,20 @@ def counts(jobs: tuple[JobBrief, ...]) -> tuple[int, int]:
 class Refresher:
     """Keeps ``snapshot`` fresh; ``poke()`` asks for a refresh now (after a command ran)."""
 
-    def __init__(self, settings: Settings, *, every: float = REFRESH_EVERY,
-                 on_change: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        every: float = REFRESH_EVERY,
+        on_change: Callable[[], None] | None = None,
+        reload: Callable[[], Settings] | None = None,
+    ) -> None:
         self.settings = settings
         self.every = every
         self.on_change = on_change
+        self.reload = reload  # where the farm is now: re-read when it stops answering
         self.snapshot = Snapshot(known=Known(profiles=dict(BUILTIN_PROFILES)))
-        self._store = CredentialStore(settings)
+        self._store = CredentialStore(settings, self._farm_id)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -89,7 +98,28 @@ class Refresher:
             self._wake.clear()
 
     def refresh_once(self) -> Snapshot:
-        """One refresh (also usable without the thread, e.g. in tests). Never raises."""
+        """One refresh (also usable without the thread, e.g. in tests). Never raises. When the farm
+        does not answer and the farm.env names another address, the refresh moves there."""
+        snapshot = self._attempt()
+        if snapshot.state in (REDIS_DOWN, NO_GATEWAY) and self._relocate():
+            snapshot = self._attempt()
+        self.snapshot = replace(snapshot, at=time.monotonic())
+        if self.on_change is not None:
+            self.on_change()
+        return self.snapshot
+
+    def _relocate(self) -> bool:
+        found = relocated(self.settings, self.reload)
+        if found is None:
+            return False
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self.settings = found
+        self._store = CredentialStore(found, self._farm_id)
+        return True
+
+    def _attempt(self) -> Snapshot:
         try:
             snapshot = self._fetch()
         except Unreachable as exc:
@@ -98,26 +128,47 @@ class Refresher:
             snapshot = replace(self.snapshot, state=NO_GATEWAY, detail=exc.message)
         except FarmError as exc:
             if exc.code in (ErrorCode.AUTH_TOKEN_EXPIRED, ErrorCode.AUTH_TOKEN_INVALID, ErrorCode.AUTH_REQUIRED):
-                snapshot = replace(self.snapshot, state=SIGNED_OUT, user=None, running=0, queued=0,
-                                   known=replace(self.snapshot.known, jobs=()), detail=exc.message)
+                snapshot = replace(
+                    self.snapshot,
+                    state=SIGNED_OUT,
+                    user=None,
+                    running=0,
+                    queued=0,
+                    known=replace(self.snapshot.known, jobs=()),
+                    detail=exc.message,
+                )
             else:
                 snapshot = replace(self.snapshot, detail=exc.message)
         except (ValidationError, ValueError) as exc:
             snapshot = replace(self.snapshot, detail=f"unexpected reply: {exc}")
-        self.snapshot = replace(snapshot, at=time.monotonic())
-        if self.on_change is not None:
-            self.on_change()
-        return self.snapshot
+        return snapshot
+
+    def _connected(self) -> Client:
+        if self._client is None:
+            settings = self.settings
+            self._client = Client(
+                settings.redis_url,
+                settings.prefix,
+                timeout=REQUEST_TIMEOUT,
+                source=settings.redis_source,
+                pins=PinnedKeys(settings),
+            )
+        return self._client
+
+    def _farm_id(self, wait: bool) -> str | None:
+        try:
+            return self._connected().farm_id(wait=REQUEST_TIMEOUT if wait else 0.0)
+        except Refused:  # an ACL user made before shells could read the farm's identity
+            return None
 
     def _fetch(self) -> Snapshot:
-        if self._client is None:
-            self._client = Client(self.settings.redis_url, self.settings.prefix, timeout=REQUEST_TIMEOUT)
-        client = self._client
+        client = self._connected()
         token = self._store.token()
         if not token:
             if not client.ping():
-                raise Unreachable(f"cannot reach Redis at {redact(self.settings.redis_url)}")
+                raise Unreachable(f"cannot reach Redis at {client.where}")
             return Snapshot(state=SIGNED_OUT, known=Known(profiles=self.snapshot.known.profiles))
+        self._farm_id(wait=True)  # the token goes only where a farm announces itself
         who = UserReply.model_validate(client.call("auth.whoami", {}, token))
         listed = ListReply.model_validate(client.call("job.list", {"limit": 200}, token))
         jobs = tuple(JobBrief(j.id, j.name, "paused" if j.paused else j.status.value) for j in listed.jobs)

@@ -8,9 +8,10 @@ import secrets
 from typing import Any
 
 from broker_contracts.frames import parse_frames
+from broker_contracts.messages import LoginForm, RegisterForm
 from broker_contracts.states import JobStatus
 from shell import completion
-from shell import renderers as r
+from shell import views as r
 from shell.errors import UsageError
 from shell.registry import Arg, Command, Context, Registry, Renderer, positive_seconds
 from shell.safe import printable
@@ -63,6 +64,11 @@ def _password(ns: argparse.Namespace, ctx: Context, *, twice: bool) -> str:
 
 _USER = Arg("user", "user name", metavar="USER", completes="user")
 _PASSWORD_STDIN = Arg("--password-stdin", "read the password from one line of standard input", flag=True)
+_ACCEPT_NEW_KEY = Arg(
+    "--accept-new-farm-key",
+    "trust the key the farm announces now, though it differs from the one this shell first saw",
+    flag=True,
+)
 _JOB = Arg("job", "job id", type=job_id, metavar="JOB", completes="job")
 
 
@@ -85,8 +91,17 @@ def _login(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     return {"username": ns.user, "password": _password(ns, ctx, twice=False)}
 
 
+def _seal_register(form: dict[str, Any], ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    return {"username": form["username"], "sealed_password": ctx.seal_password(form["password"])}
+
+
+def _seal_login(form: dict[str, Any], ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    sealed = ctx.seal_password(form["password"], accept_new_key=ns.accept_new_farm_key)
+    return {"username": form["username"], "sealed_password": sealed, "answer_key": ctx.answer_key()}
+
+
 def _store_login(reply: Any, ns: argparse.Namespace, ctx: Context) -> None:
-    ctx.save_login(reply.username, reply.token)
+    ctx.save_login(reply.username, ctx.open_answer(reply.sealed_token))
 
 
 def _forget_login(ctx: Context) -> None:
@@ -181,15 +196,19 @@ COMMANDS: tuple[Command, ...] = (
         args=(_USER, _PASSWORD_STDIN),
         request="auth.register",
         build=_register,
+        form=RegisterForm,
+        seal=_seal_register,
         render=r.render_registered,
         examples=("rfarm register alice", "printf '%s\\n' \"$PW\" | rfarm register alice --password-stdin"),
     ),
     Command(
         name="login",
         help="log in and keep the session token for the next commands",
-        args=(_USER, _PASSWORD_STDIN),
+        args=(_USER, _PASSWORD_STDIN, _ACCEPT_NEW_KEY),
         request="auth.login",
         build=_login,
+        form=LoginForm,
+        seal=_seal_login,
         render=r.render_login,
         as_json=r.login_json,
         after=_store_login,

@@ -49,13 +49,8 @@ class Unreachable(NoAnswer):
     """Redis itself could not be reached (connection refused, reset, timed out)."""
 
 
-class WaitTimedOut(ShellError):
-    """`wait --timeout S` ran out before the job ended (exit 3, like any other wait that gave up)."""
-
-    exit_code = EXIT_NO_ANSWER
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, ErrorCode.UNAVAILABLE.value)
+class Refused(NoAnswer):
+    """Redis answered with an error: a command its ACL user may not send, or a key of another type."""
 
 
 class HelpShown(Exception):

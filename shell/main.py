@@ -69,7 +69,7 @@ def _main(args: list[str], registry: Registry) -> int:
     except ValidationError as exc:
         raise UsageError(f"bad RFARM_* setting: {first_error(exc)}") from None
     timeout = top.timeout or timeout_from_env(os.environ)
-    session = Session(settings, registry, json_mode=top.json, timeout=timeout)
+    session = Session(settings, registry, json_mode=top.json, timeout=timeout, reload=Settings.from_env)
     try:
         if top.words:
             return session.run(top.words)

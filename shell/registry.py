@@ -31,6 +31,12 @@ class Context(Protocol):
 
     def forget_login(self) -> bool: ...
 
+    def seal_password(self, password: str, *, accept_new_key: bool = False) -> str: ...
+
+    def answer_key(self) -> str: ...
+
+    def open_answer(self, sealed: str) -> str: ...
+
 
 @dataclass(frozen=True)
 class Arg:
@@ -65,6 +71,8 @@ LocalRunner = Callable[[argparse.Namespace, "Registry"], list[str]]
 LiveRunner = Callable[[dict[str, Any], argparse.Namespace, Any], int]
 # (typed reply, arguments, the session) -> exit code; runs when the command was given --watch
 FollowHook = Callable[[Any, argparse.Namespace, Any], int]
+# (the validated form, arguments, the session) -> the body sent, its secrets sealed
+SealHook = Callable[[dict[str, Any], argparse.Namespace, Context], dict[str, Any]]
 
 
 def _dump(reply: Any) -> Any:
@@ -88,6 +96,9 @@ class Command:
     follow: FollowHook | None = None  # after the reply, when --watch was given (submit --watch)
     view: Callable[[argparse.Namespace], Renderer] | None = None  # the renderer the arguments ask for
     examples: tuple[str, ...] = ()
+    # what the user gives, when the body sent differs from it (a password, before ``seal`` seals it)
+    form: type[BaseModel] | None = None
+    seal: SealHook | None = None
 
     def renderer(self, ns: argparse.Namespace) -> Renderer | None:
         """``render``, or the one ``view`` picks from the arguments (`jobs --all` shows owners)."""
@@ -106,6 +117,11 @@ class Command:
     @property
     def request_model(self) -> type[BaseModel]:
         return self.row.body
+
+    @property
+    def form_model(self) -> type[BaseModel]:
+        """What the command's builder makes is checked against (the form, before anything is sealed)."""
+        return self.form or self.row.body
 
     @property
     def reply_model(self) -> type[BaseModel]:

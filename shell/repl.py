@@ -22,8 +22,8 @@ from prompt_toolkit.styles import Style
 
 from shell.background import Refresher
 from shell.complete import LEAVE, Known, split_words, suggest
-from shell.errors import UsageError
-from shell.keys import make_key_bindings
+from shell.errors import EXIT_NO_ANSWER, UsageError
+from shell.keybindings import make_key_bindings
 from shell.registry import Registry
 from shell.session import Session
 from shell.toolbar import PLAIN_STYLE, STYLE, farm_name, prompt_fragments, toolbar_fragments
@@ -52,7 +52,7 @@ class RegistryCompleter(Completer):
 
 
 def history_for(session: Session) -> History:
-    folder = session.settings.config_dir
+    folder = session.settings.data_dir
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         return FileHistory(str(folder / HISTORY_FILE))
@@ -71,17 +71,29 @@ def split_line(text: str, prog: str) -> list[str]:
     return words
 
 
-def _username(session: Session, refresher: Refresher) -> str | None:
-    creds = session.store.load()
-    return creds.username if creds else refresher.snapshot.user
+def _prompt(refresher: Refresher) -> FormattedText:
+    """Who the farm says you are (as it last said, while it is away) and where it is: no waiting."""
+    settings = refresher.settings
+    return FormattedText(prompt_fragments(refresher.snapshot.user, farm_name(settings.redis_url, settings.prefix)))
+
+
+def run_on_the_farm(session: Session, refresher: Refresher, words: list[str]) -> int:
+    """Run a command where the farm is now: where the refresher found it moved, or, when the farm
+    did not answer, where the environment or a farm.env names it now (and then once more, there)."""
+    if refresher.settings != session.settings:
+        session.relocate()
+    code = session.run(words)
+    if code == EXIT_NO_ANSWER and session.relocate():
+        print(f"the farm is now at {session.client.where}: trying again", file=session.err)
+        code = session.run(words)
+    return code
 
 
 def build_prompt(
     session: Session, refresher: Refresher, *, input: Input | None = None, output: Output | None = None
 ) -> PromptSession[str]:
-    farm = farm_name(session.settings.redis_url, session.settings.prefix)
     prompt: PromptSession[str] = PromptSession(
-        message=lambda: FormattedText(prompt_fragments(_username(session, refresher), farm)),
+        message=lambda: _prompt(refresher),
         history=history_for(session),
         completer=RegistryCompleter(session.registry, lambda: refresher.snapshot.known),
         complete_while_typing=True,
@@ -111,7 +123,7 @@ def run(
 ) -> int:
     """Read commands until `exit`, `quit` or Ctrl-D; each runs through ``session.run``. Returns 0,
     or the exit code of the last command when the shell ends. ``input``/``output`` are for tests."""
-    refresher = refresher or Refresher(session.settings)
+    refresher = refresher or Refresher(session.settings, reload=session.reload)
     session.registry.inside_shell = True
     prompt = build_prompt(session, refresher, input=input, output=output)
     refresher.on_change = prompt.app.invalidate
@@ -135,7 +147,7 @@ def run(
                 continue
             if words[0] in LEAVE:
                 return last
-            last = session.run(words)
+            last = run_on_the_farm(session, refresher, words)
             refresher.poke()
     finally:
         refresher.stop()

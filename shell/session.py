@@ -16,14 +16,17 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from nacl.public import PrivateKey
 from pydantic import ValidationError
 
-from broker_contracts.config import Settings
+from broker_contracts.config import Settings, is_default_source
 from broker_contracts.envelope import first_error
 from broker_contracts.errors import ErrorCode
+from broker_contracts.sealing import SealError, key_text, seal, unseal
 from shell.client import DEFAULT_TIMEOUT, Client
 from shell.credentials import CredentialStore
-from shell.errors import EXIT_OK, FarmError, HelpShown, ShellError, UsageError
+from shell.errors import EXIT_OK, FarmError, HelpShown, Refused, ShellError, UsageError
+from shell.farmkey import PinnedKeys
 from shell.format import RenderOptions, inside_shell
 from shell.registry import Command, Registry
 from shell.safe import json_text, printable
@@ -43,6 +46,22 @@ def timeout_from_env(environ: dict[str, str] | os._Environ[str]) -> float:
     if not 0 < value <= 3600:
         raise UsageError(f"RFARM_TIMEOUT={text!r} must be between 0 and 3600 seconds")
     return value
+
+
+def relocated(current: Settings, reload: Callable[[], Settings] | None) -> Settings | None:
+    """The settings ``reload`` reads now, if they name another farm address than ``current`` does.
+    Falling back to the built-in default is no news (a farm.env is removed while its farm is down)."""
+    if reload is None:
+        return None
+    try:
+        found = reload()
+    except ValidationError:
+        return None
+    if is_default_source(found.redis_source):
+        return None
+    if (found.redis_url, found.prefix) == (current.redis_url, current.prefix):
+        return None
+    return found
 
 
 def _ask_on_terminal(prompt: str) -> str:
@@ -72,6 +91,7 @@ class Session:
         err: TextIO | None = None,
         ask_password: Callable[[str], str] = _ask_on_terminal,
         render_options: Callable[[], RenderOptions] | None = None,
+        reload: Callable[[], Settings] | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -82,8 +102,10 @@ class Session:
         self.err = err if err is not None else sys.stderr
         self._ask_password = ask_password
         self._render_options = render_options or self._terminal_options
-        self.store = CredentialStore(settings)
+        self.reload = reload  # where the farm is now (re-read), to follow a farm that moved
+        self.store = CredentialStore(settings, self._farm_id)
         self._client: Client | None = None
+        self._answer_key: PrivateKey | None = None
 
     # --- Context (what command hooks may use) --------------------------------------------------
 
@@ -111,19 +133,69 @@ class Session:
         except OSError:
             return False
 
+    def seal_password(self, password: str, *, accept_new_key: bool = False) -> str:
+        """The password sealed to the farm's key (pinned at first contact), for the gateways alone."""
+        return seal(self.client.farm_key(accept_new=accept_new_key), password.encode("utf-8"))
+
+    def answer_key(self) -> str:
+        """A new one-off public key for a login: the farm seals the login's token to it."""
+        self._answer_key = PrivateKey.generate()
+        return key_text(self._answer_key.public_key)
+
+    def open_answer(self, sealed: str) -> str:
+        if self._answer_key is None:
+            raise FarmError("the farm sent a sealed answer this shell did not ask for", ErrorCode.INTERNAL.value)
+        try:
+            return unseal(self._answer_key, sealed).decode("utf-8")
+        except (SealError, UnicodeDecodeError):
+            message = "the farm's sealed answer cannot be opened by this shell"
+            raise FarmError(message, ErrorCode.INTERNAL.value) from None
+
     # --- running --------------------------------------------------------------------------------
 
     @property
     def client(self) -> Client:
         """Created on first use, so a wrong command line never touches Redis."""
         if self._client is None:
-            self._client = Client(self.settings.redis_url, self.settings.prefix, timeout=self.timeout)
+            settings = self.settings
+            self._client = Client(
+                settings.redis_url,
+                settings.prefix,
+                timeout=self.timeout,
+                source=settings.redis_source,
+                pins=PinnedKeys(settings),
+            )
         return self._client
+
+    def _farm_id(self, wait: bool) -> str | None:
+        return self._announced(self.timeout if wait else 0.0)
+
+    def _announced(self, wait: float) -> str | None:
+        try:
+            return self.client.farm_id(wait=wait)
+        except Refused:  # an ACL user made before shells could read the farm's identity
+            return None
+
+    def _farm_is_there(self, timeout: float) -> None:
+        """Nothing (no password, no token) is sent where no farm announces itself: a farm that is
+        starting is waited for, up to ``timeout``; then NoAnswer says which address was tried."""
+        self._announced(timeout)
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def relocate(self) -> bool:
+        """Re-read where the farm is; if the environment or a farm.env now names another address,
+        talk there from the next request on. The saved session follows: it is keyed by the farm."""
+        found = relocated(self.settings, self.reload)
+        if found is None:
+            return False
+        self.close()
+        self.settings = found
+        self.store = CredentialStore(found, self._farm_id)
+        return True
 
     def run(self, argv: Sequence[str], *, where: str = "") -> int:
         """Run one command line; return its exit code. Never raises, never prints a traceback.
@@ -166,10 +238,13 @@ class Session:
         json_mode = self.json_mode or bool(getattr(ns, "json", False))
         ns.json = json_mode
         body = self._validated_body(command, ns)
+        if command.seal is not None:
+            body = command.seal(body, ns, self)
         if command.live is not None:
             return command.live(body, ns, self)
         timeout = getattr(ns, "timeout", None) or self.timeout
         token = self.store.require_token() if command.needs_auth else None
+        self._farm_is_there(timeout)
         assert command.request is not None
         try:
             raw = self.client.call(command.request, body, token, timeout=timeout)
@@ -195,7 +270,9 @@ class Session:
     # --- what following a job needs (shell.watch.Host) ----------------------------------------
 
     def token(self) -> str:
-        return self.store.require_token()
+        token = self.store.require_token()
+        self._farm_is_there(self.timeout)
+        return token
 
     def options(self) -> RenderOptions:
         return self._render_options()
@@ -205,7 +282,8 @@ class Session:
         return bool(hasattr(self.out, "isatty") and self.out.isatty() and os.environ.get("TERM") != "dumb")
 
     def request_for(self, argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
-        """The (request type, body) a command line would send, without sending it."""
+        """The (request type, body) a command line would send, without sending it (its form:
+        a password is sealed only as it is sent)."""
         command, ns = self.registry.parse(argv)
         if command.request is None:
             raise UsageError(f"{command.name} is answered by the shell itself, not the farm")
@@ -216,7 +294,7 @@ class Session:
         assert command.build is not None
         raw = command.build(ns, self)
         try:
-            model = command.request_model.model_validate(raw)
+            model = command.form_model.model_validate(raw)
         except ValidationError as exc:
             said = first_error(exc, command.request_model)
             raise UsageError(f"{self.registry.prog} {command.name}: {said}") from None

@@ -14,8 +14,8 @@ from typing import Any
 from broker_contracts.messages import HistoryEntry, JobSummary, WatchNotice, WatchReply
 from broker_contracts.states import JOB_TERMINAL, JobStatus, TaskStatus
 from shell.format import RenderOptions, colour, cut, duration, width_of
-from shell.renderers import change_subject, frames_label, frames_text, status_cell
 from shell.safe import printable
+from shell.views import change_subject, frames_label, frames_text, status_cell
 
 BAR_MAX = 30
 RUNNING_SHOWN = 6

@@ -58,7 +58,7 @@ def take_ready(conn: psycopg.Connection, pool: str, limit: int) -> list[dict[str
             FROM picked, jobs j
             WHERE t.id = picked.id AND j.id = t.job_id
             RETURNING t.id AS task_id, t.job_id, t.seq, t.frame_first AS first, t.frame_last AS last,
-                      j.renderer, j.params, j.requires, j.max_attempts, t.priority,
+                      j.renderer, j.params, j.requires, j.max_attempts, t.priority, t.attempt,
                       ARRAY(SELECT b.node FROM task_blocklist b WHERE b.job_id = t.job_id AND b.failures >= 3
                             UNION
                             -- a retry goes to a node that has not failed this task, while one is alive
@@ -124,7 +124,7 @@ def refresh_statistics(conn: psycopg.Connection, *, floor: int = 1000) -> list[s
     A fresh farm's statistics say `tasks` holds a few succeeded rows. Then one submit adds 5,000
     queued tasks, and until autovacuum's next look (a minute or more) every plan believes that
     status = 'queued' matches one row: the ledger's batch UPDATE joined its 50 ids to a sequential
-    scan of every task, 80-130 ms per batch where 2 ms do (seen with auto_explain on the benchmark).
+    scan of every task (seen with auto_explain on the benchmark; docs/PERFORMANCE.md).
     Analyzing as soon as the tables have moved that far keeps the plans right; it samples, does
     not block writers, and invalidates the plans other sessions cached.
     """

@@ -13,9 +13,9 @@ from store.users import SESSION_COLUMNS, SESSION_FROM, token_hash
 @dataclass(frozen=True)
 class Answer:
     """For a write that records its own answer in the statement that makes its effect (one
-    statement, so no transaction block: BEGIN, the record and COMMIT were three round trips of a
-    submit's five). Its success reply is ``{"id": N}`` for the N the statement makes: ``head`` and
-    ``tail`` are the reply's bytes around N's eight (gateway.wire.id_reply_parts)."""
+    statement, so no transaction block: no BEGIN and no COMMIT). Its success reply is
+    ``{"id": N}`` for the N the statement makes: ``head`` and ``tail`` are the reply's bytes around
+    N's eight (gateway.wire.id_reply_parts)."""
 
     request_id: str
     body_hash: bytes

@@ -190,8 +190,8 @@ def list_page(
     """The caller (from the session token), the page's column names and its rows (tuples), newest
     first, in ONE statement.
 
-    `jobs` is what every shell asks most (its toolbar too): checking the session in its own
-    statement was a second round trip to PostgreSQL for each. The session is the statement's `me`
+    `jobs` is what every shell asks most (its toolbar too): checking the session in a statement
+    of its own would be a second round trip to PostgreSQL for each. The session is the statement's `me`
     row; the page is joined to it, so a bad token gives no page and the error users.session_user says.
     Rows carry the times as ISO text (the reply's form).
     """
@@ -253,7 +253,7 @@ def own_pages(
     caller's newest ``limit`` jobs, in ONE statement for all of them; and the page's column names.
 
     What list_page answers for a plain `jobs` (no filter, not --all), for a batch of such requests
-    at once: a statement costs the gateway about 70 µs of CPU before any row, and shells poll
+    at once: a statement costs the gateway CPU of its own before any row, and shells poll
     `jobs` more than anything else. Pages of a session that does not hold are empty; the caller
     gives such a request users.session_user's error, as list_page does.
     """

@@ -172,12 +172,12 @@ def _pending_history(src: str, dst: str) -> str:
 
 # Pending's two set-wise moves, each row guarded by the status, attempt (and run) it was read with
 _STARTS = f"""WITH v AS (
-      SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[])
-        WITH ORDINALITY AS v(id, attempt, run, node, reason, ord)),
+      SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[], %s::float8[])
+        WITH ORDINALITY AS v(id, attempt, run, node, reason, started, ord)),
     moved AS (
       UPDATE tasks t SET status = {_RUNNING}, attempt = v.attempt + 1, run_id = v.run, node = v.node,
-        started_at = now(), finished_at = NULL, lease_until = now() + make_interval(secs => %s),
-        exit_code = NULL, error = NULL, done_frames = 0
+        started_at = COALESCE(to_timestamp(v.started), now()), finished_at = NULL,
+        lease_until = now() + make_interval(secs => %s), exit_code = NULL, error = NULL, done_frames = 0
       FROM v WHERE t.id = ANY(%s) AND t.id = v.id AND t.status = {_QUEUED} AND t.attempt = v.attempt
       RETURNING t.id, t.job_id, t.attempt, v.node, v.reason, v.ord)
     {_pending_history(_QUEUED, _RUNNING)}"""
@@ -209,15 +209,16 @@ class Pending:
         self.lease = lease
         self.tasks: set[int] = set()  # tasks with a queued move
         self.finished: set[int] = set()  # tasks with a queued success: nothing may follow it
-        self._starts: list[tuple[int, int, str, str, str]] = []  # id, attempt read, run, node, reason
+        # id, attempt read, run, node, reason, when the node started it (None: now)
+        self._starts: list[tuple[int, int, str, str, str, float | None]] = []
         self._succeeds: list[tuple[int, int, str, str]] = []  # id, attempt, run, reason (actor: node)
         self._succeed_nodes: list[str] = []
 
-    def start(self, task: Task, run: str, node: str) -> bool:
+    def start(self, task: Task, run: str, node: str, started: float | None = None) -> bool:
         if task.id in self.tasks or not task_may(task.status, TaskStatus.RUNNING):
             raise ValueError(f"task {task.id}: a start cannot be queued here")
         attempt = task.attempt + 1
-        self._starts.append((task.id, task.attempt, run, node, f"node {node} started attempt {attempt}"))
+        self._starts.append((task.id, task.attempt, run, node, f"node {node} started attempt {attempt}", started))
         self.tasks.add(task.id)
         task.status, task.attempt, task.run_id, task.node = TaskStatus.RUNNING, attempt, run, node
         return True
@@ -235,8 +236,8 @@ class Pending:
 
     def flush(self, conn: psycopg.Connection) -> None:
         if self._starts:
-            ids, attempts, runs, nodes, reasons = (list(c) for c in zip(*self._starts, strict=True))
-            cur = conn.execute(_STARTS, (ids, attempts, runs, nodes, reasons, self.lease, ids))
+            ids, attempts, runs, nodes, reasons, started = (list(c) for c in zip(*self._starts, strict=True))
+            cur = conn.execute(_STARTS, (ids, attempts, runs, nodes, reasons, started, self.lease, ids))
             if cur.rowcount != len(ids):
                 raise RuntimeError(f"{len(ids) - cur.rowcount} of {len(ids)} queued starts no longer applied")
         if self._succeeds:
@@ -252,12 +253,27 @@ class Pending:
 
 
 def start(
-    conn: psycopg.Connection, task: Task, run: str, node: str, lease: float, pending: Pending | None = None
+    conn: psycopg.Connection,
+    task: Task,
+    run: str,
+    node: str,
+    lease: float,
+    pending: Pending | None = None,
+    *,
+    attempt: int | None = None,
+    started: float | None = None,
 ) -> bool:
     """A node started the task: a new attempt. A running task started elsewhere lost its lease.
 
     With ``pending`` the start itself is queued there (the lease-lost move, if any, is applied now).
+    ``attempt`` is the run's attempt number as its work item gave it (None: not known): a run of
+    an older attempt changes nothing, nor does one whose attempt already ended (its last report
+    came first and applied its start with it). ``started``: when the node started it (None: now).
     """
+    if attempt is not None and (
+        attempt < task.attempt or (attempt == task.attempt and task.status is not TaskStatus.RUNNING)
+    ):
+        return False
     if task.status is TaskStatus.RUNNING:
         if task.run_id == run:
             return False  # the same report twice
@@ -270,24 +286,45 @@ def start(
     if task.status is not TaskStatus.QUEUED:
         return False
     if pending is not None:
-        return pending.start(task, run, node)
-    attempt = task.attempt + 1
+        return pending.start(task, run, node, started)
+    new_attempt = task.attempt + 1
     ok = move(
         conn,
         task,
         TaskStatus.RUNNING,
-        f"node {node} started attempt {attempt}",
+        f"node {node} started attempt {new_attempt}",
         node,
-        attempt=attempt,
-        sets="""run_id = %(run)s, node = %(node)s, started_at = now(), finished_at = NULL,
-                lease_until = now() + make_interval(secs => %(lease)s), exit_code = NULL, error = NULL,
-                done_frames = 0""",
-        params={"run": run, "node": node, "lease": lease},
+        attempt=new_attempt,
+        sets="""run_id = %(run)s, node = %(node)s, started_at = COALESCE(to_timestamp(%(started)s), now()),
+                finished_at = NULL, lease_until = now() + make_interval(secs => %(lease)s), exit_code = NULL,
+                error = NULL, done_frames = 0""",
+        params={"run": run, "node": node, "lease": lease, "started": started},
     )
     if ok:
         task.run_id = run
         task.node = node
     return ok
+
+
+def start_before_end(
+    conn: psycopg.Connection,
+    task: Task,
+    run: str,
+    node: str,
+    lease: float,
+    attempt: int,
+    started: float,
+    pending: Pending | None = None,
+) -> bool:
+    """A run's last report arrived before its "started" (reports applied out of order): apply the
+    start first, as it happened, if the task is still queued for the very attempt that run was
+    dispatched for; the caller then applies the last report to the running task.
+
+    A task that started since (another run, a newer attempt) is left as it is: the report is stale.
+    """
+    if task.status is not TaskStatus.QUEUED or task.attempt != attempt - 1:
+        return False
+    return start(conn, task, run, node, lease, pending, attempt=attempt, started=started)
 
 
 def succeed(conn: psycopg.Connection, task: Task, run: str, node: str, pending: Pending | None = None) -> bool:

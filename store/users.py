@@ -11,8 +11,15 @@ import psycopg
 
 from broker_contracts.errors import ErrorCode, RfarmError
 
+# Failed logins are counted twice: per (username, client) and per username. From one client, after
+# THROTTLE_FREE_FAILURES each failure doubles its wait up to THROTTLE_CLIENT_MAX_SECONDS. Per
+# username, whoever fails, the wait doubles only up to THROTTLE_MAX_SECONDS: what a stranger's
+# failures can cost the real user, who logs in from a client of their own. The count per username
+# starts again once it has seen no failure for THROTTLE_FORGET_SECONDS.
 THROTTLE_FREE_FAILURES = 5
-THROTTLE_MAX_SECONDS = 900
+THROTTLE_MAX_SECONDS = 60
+THROTTLE_CLIENT_MAX_SECONDS = 900
+THROTTLE_FORGET_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -61,32 +68,68 @@ def credentials(conn: psycopg.Connection, username: str) -> Credentials | None:
     return Credentials(User(r["id"], r["username"], r["is_admin"]), r["password_hash"])
 
 
-def throttle_wait(conn: psycopg.Connection, username: str) -> float:
-    """Seconds until ``username`` may try again; 0 when it may now. Locks the row for the attempt."""
+def throttle_wait(conn: psycopg.Connection, username: str, client: str) -> float:
+    """Seconds until ``username`` may try again from ``client``; 0 when it may now. Locks the
+    username's row for the attempt."""
     row = conn.execute(
-        """SELECT GREATEST(0, EXTRACT(EPOCH FROM locked_until - now()))::float AS wait
-           FROM login_throttle WHERE username = %s FOR UPDATE""",
-        (username,),
+        """SELECT GREATEST(0,
+                  (SELECT EXTRACT(EPOCH FROM locked_until - now()) FROM login_throttle
+                   WHERE username = %(u)s FOR UPDATE),
+                  (SELECT EXTRACT(EPOCH FROM locked_until - now()) FROM login_throttle_client
+                   WHERE username = %(u)s AND client = %(c)s))::float AS wait""",
+        {"u": username, "c": client},
     ).fetchone()
     return float(row["wait"]) if row and row["wait"] else 0.0  # type: ignore[call-overload]
 
 
-def record_failure(conn: psycopg.Connection, username: str) -> None:
-    """One more failure; past the free ones each failure doubles the wait, up to a cap."""
+def record_failure(conn: psycopg.Connection, username: str, client: str) -> None:
+    """One more failure, for the username and for the client; past the free ones each failure
+    doubles the wait, up to each one's cap."""
     conn.execute(
         """INSERT INTO login_throttle AS t (username, failures, locked_until) VALUES (%(u)s, 1, NULL)
            ON CONFLICT (username) DO UPDATE SET
+             failures = CASE WHEN t.updated_at < now() - make_interval(secs => %(forget)s) THEN 1
+                             ELSE t.failures + 1 END,
+             updated_at = now(),
+             locked_until = CASE WHEN t.updated_at >= now() - make_interval(secs => %(forget)s)
+                                      AND t.failures + 1 > %(free)s
+               THEN now() + make_interval(secs => LEAST(%(cap)s, 2 ^ LEAST(t.failures + 1 - %(free)s, 30)))
+               ELSE NULL END""",
+        {"u": username, "free": THROTTLE_FREE_FAILURES, "cap": THROTTLE_MAX_SECONDS, "forget": THROTTLE_FORGET_SECONDS},
+    )
+    conn.execute(
+        """INSERT INTO login_throttle_client AS t (username, client, failures, locked_until)
+           VALUES (%(u)s, %(c)s, 1, NULL)
+           ON CONFLICT (username, client) DO UPDATE SET
              failures = t.failures + 1,
              updated_at = now(),
              locked_until = CASE WHEN t.failures + 1 > %(free)s
-               THEN now() + make_interval(secs => LEAST(%(cap)s, 2 ^ (t.failures + 1 - %(free)s)))
+               THEN now() + make_interval(secs => LEAST(%(cap)s, 2 ^ LEAST(t.failures + 1 - %(free)s, 30)))
                ELSE NULL END""",
-        {"u": username, "free": THROTTLE_FREE_FAILURES, "cap": THROTTLE_MAX_SECONDS},
+        {"u": username, "c": client, "free": THROTTLE_FREE_FAILURES, "cap": THROTTLE_CLIENT_MAX_SECONDS},
     )
 
 
-def clear_failures(conn: psycopg.Connection, username: str) -> None:
+def clear_failures(conn: psycopg.Connection, username: str, client: str) -> None:
+    """A right password: the username's count and this client's start again (other clients' stay)."""
     conn.execute("DELETE FROM login_throttle WHERE username = %s", (username,))
+    conn.execute("DELETE FROM login_throttle_client WHERE username = %s AND client = %s", (username, client))
+
+
+def unlock(conn: psycopg.Connection, username: str) -> int:
+    """Forget every failed login for ``username`` (an operator's `rfarmctl unlock`); how many
+    counts (the username's, each client's) were removed."""
+    removed = conn.execute("DELETE FROM login_throttle WHERE username = %s", (username,)).rowcount
+    removed += conn.execute("DELETE FROM login_throttle_client WHERE username = %s", (username,)).rowcount
+    return removed
+
+
+def prune_throttle(conn: psycopg.Connection) -> int:
+    """Drop counts that have seen no failure for a day (made-up names, one-off clients)."""
+    idle = "updated_at < now() - interval '1 day' AND (locked_until IS NULL OR locked_until < now())"
+    removed = conn.execute(f"DELETE FROM login_throttle WHERE {idle}").rowcount
+    removed += conn.execute(f"DELETE FROM login_throttle_client WHERE {idle}").rowcount
+    return removed
 
 
 def create_session(conn: psycopg.Connection, user_id: int, token: str, ttl_seconds: float) -> datetime:

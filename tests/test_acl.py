@@ -20,7 +20,7 @@ def _admin(redis_url: str) -> redis.Redis:
 
 def _need_redis7(redis_url: str) -> None:
     with _admin(redis_url) as r:
-        if acl.redis_major(r) < acl.MIN_REDIS_MAJOR:
+        if acl.redis_version(r)[0] < acl.MIN_REDIS_MAJOR:
             pytest.skip("the shared Redis is older than 7: no ACL key selectors")
 
 
@@ -83,11 +83,15 @@ def test_shell_may_only_add_requests_and_read_its_reply_stream(acl_users: dict[s
     with _admin(acl_users["gateway"]) as gw:
         gw.xadd(keys.reply(client), {"m": b"hello"})  # the gateway answers
         gw.xadd(keys.work("default"), {"m": b"work"})
+        gw.set(keys.farm_info, "farm-id")  # the gateway announces the farm
+        gw.set(keys.gateway_key, b"the farm's public key")
     with redis.Redis.from_url(acl_users["shell"]) as sh:
+        assert sh.get(keys.gateway_key) == b"the farm's public key"  # what it seals secrets to
         assert sh.xadd(keys.requests, {"m": b"request"}, maxlen=100_000, approximate=True)
         got = sh.xread({keys.reply(client): "0-0"}, count=10)
         assert got and got[0][1][0][1] == {b"m": b"hello"}
         assert sh.ping()
+        assert sh.get(keys.farm_info) == b"farm-id"  # the one key a shell may GET
         denied = {
             "XREAD requests": lambda: sh.xread({keys.requests: "0-0"}),
             "XRANGE requests": lambda: sh.xrange(keys.requests),
@@ -102,7 +106,9 @@ def test_shell_may_only_add_requests_and_read_its_reply_stream(acl_users: dict[s
             "KEYS": lambda: sh.keys("*"),
             "SCAN": lambda: sh.scan(0),
             "EXISTS": lambda: sh.exists(keys.requests),
-            "GET": lambda: sh.get(keys.farm_info),
+            "GET requests": lambda: sh.get(keys.requests),
+            "GET work": lambda: sh.get(keys.work("default")),
+            "SET farm": lambda: sh.set(keys.farm_info, "forged"),
             "CONFIG GET": lambda: sh.config_get("*"),
             "FLUSHALL": lambda: sh.flushall(),
             "FLUSHDB": lambda: sh.flushdb(),
@@ -236,3 +242,39 @@ def test_the_shell_client_sends_only_xadd_and_xread(acl_users: dict[str, str], p
         stop.set()
         thread.join(timeout=5)
     assert len(_denials(redis_url, shell_user)) == before
+
+
+def test_no_role_but_the_gateway_may_erase_or_move_a_stream(acl_users: dict[str, str], prefix: str) -> None:
+    """Trimming, deleting, renaming or moving the ids of a stream is the gateway's alone; a node may
+    not publish work. What no ACL can refuse is the id of an entry a role may add: the gateway
+    repairs a stream poisoned that way (tests/faults/test_stream_poison.py)."""
+    keys = Keys(prefix)
+    work = keys.work("default")
+    groups = {keys.requests: "gateway", keys.events: "ledger", keys.dead: "operators", work: "nodes"}
+    with _admin(acl_users["gateway"]) as gw:
+        for stream, group in groups.items():
+            gw.xgroup_create(stream, group, id="0", mkstream=True)
+            gw.xadd(stream, {"m": b"someone else's"})
+    for role in ("shell", "node"):
+        with redis.Redis.from_url(acl_users[role]) as c:
+            refused: dict[str, object] = {f"XADD {work}": lambda c=c: c.xadd(work, {"m": b"forged work"})}
+            for stream, group in groups.items():
+                refused |= {
+                    f"XTRIM {stream}": lambda c=c, s=stream: c.xtrim(s, maxlen=0),
+                    f"DEL {stream}": lambda c=c, s=stream: c.delete(s),
+                    f"UNLINK {stream}": lambda c=c, s=stream: c.unlink(s),
+                    f"RENAME {stream}": lambda c=c, s=stream: c.rename(s, f"{s}:gone"),
+                    f"EXPIRE {stream}": lambda c=c, s=stream: c.expire(s, 1),
+                    f"XDEL {stream}": lambda c=c, s=stream: c.xdel(s, "0-1"),
+                    f"XSETID {stream}": lambda c=c, s=stream: c.execute_command("XSETID", s, "9999999999999-0"),
+                    f"XGROUP SETID {stream}": lambda c=c, s=stream, g=group: c.xgroup_setid(s, g, "$"),
+                    f"XGROUP DESTROY {stream}": lambda c=c, s=stream, g=group: c.xgroup_destroy(s, g),
+                }
+            allowed = [what for what, call in refused.items() if not _denied(call)]
+            assert allowed == [], role
+    with _admin(acl_users["gateway"]) as gw:
+        assert all(gw.xlen(stream) == 1 for stream in groups)
+    with redis.Redis.from_url(acl_users["shell"]) as sh:
+        assert sh.xadd(keys.requests, {"m": b"x"}, id="18446744073709551615-18446744073709551615")
+    with redis.Redis.from_url(acl_users["node"]) as node:
+        assert node.xadd(keys.events, {"m": b"x"}, id="18446744073709551615-18446744073709551615")

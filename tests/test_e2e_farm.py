@@ -10,7 +10,9 @@ import pytest
 
 from broker_contracts.codec import pack
 from broker_contracts.envelope import Envelope, decode_reply, encode
+from broker_contracts.sealing import seal_token
 from tests.farm import Farm, wait_for
+from tests.sealing import farm_key
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -141,13 +143,15 @@ def _token(farm: Farm, name: str) -> str:
 def test_same_request_twice_creates_one_job(farm: Farm, unique: str) -> None:
     name = farm.user(f"alice{unique}")
     client = secrets.token_hex(16)
-    env = Envelope.new("job.submit", {"name": "once"}, client, _token(farm, name))
+    env = Envelope.new("job.submit", {"name": "once"}, client, _token(farm, name), farm_key=farm_key(farm.database_url))
     first = _call(farm, env)
     second = _call(farm, env)
     assert first == second
     jobs = farm.rfarm("jobs", "--json", config=name).json()
     assert [j["name"] for j in jobs] == ["once"]
-    other = env.model_copy(update={"body": {"name": "different"}, "reply_to": secrets.token_hex(16)})
+    body, reply_to = {"name": "different"}, secrets.token_hex(16)  # the same id, its token sealed for it
+    token = seal_token(farm_key(farm.database_url), _token(farm, name), env.id, env.type, body, reply_to)
+    other = env.model_copy(update={"body": body, "reply_to": reply_to, "token": token})
     refused = _call(farm, other)
     assert refused.ok is False and refused.error.code == "request.conflict"  # type: ignore[attr-defined]
 
@@ -157,7 +161,8 @@ def test_gateway_killed_after_commit_before_ack_makes_no_duplicate(farm: Farm, u
     farm.stop()
     crashing = farm.start_gateway("gw-crash", RFARM_FAULT_POINT="after_commit")
     client = secrets.token_hex(16)
-    env = Envelope.new("job.submit", {"name": "exactly-once"}, client, _token(farm, name))
+    env = Envelope.new("job.submit", {"name": "exactly-once"}, client, _token(farm, name),
+                       farm_key=farm_key(farm.database_url))
     farm.redis().xadd(farm.keys.requests, {"m": encode(env)})
     assert crashing.wait(timeout=30) == 86  # died after its commit, before reply and ack
     farm.procs.pop("gw-crash")

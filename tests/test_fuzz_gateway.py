@@ -7,6 +7,7 @@ request id with another body is refused, and 50 shells registering one name at o
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
@@ -20,6 +21,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nacl.public import PublicKey
 from psycopg_pool import ConnectionPool
 from pydantic import ValidationError
 
@@ -28,12 +30,14 @@ from broker_contracts.envelope import Envelope, Reply, decode_envelope, decode_r
 from broker_contracts.errors import DecodeError
 from broker_contracts.keys import GATEWAY_GROUP
 from broker_contracts.messages import REQUEST_TYPES, SubmitRequest
+from broker_contracts.sealing import seal_token
 from broker_contracts.tables import from_table
 from gateway.context import GatewayConfig
 from gateway.streams import ensure_group
 from gateway.transport import RequestLoop
 from store.db import open_pool
 from tests.farm import Farm
+from tests.sealing import farm_key, opened_login, sealed_body
 from tests.test_fuzz_contracts import NASTY_TEXT, TEXT, VALUES, field_names, mutated_map
 
 TABLES = ("users", "sessions", "login_throttle", "jobs", "tasks", "job_history", "task_history", "inbox", "outbox")
@@ -54,13 +58,24 @@ class Gw:
     def handle(self, payload: bytes) -> tuple[Reply | None, str | None]:
         return self.loop.pipeline.handle(payload)
 
+    @property
+    def farm_key(self) -> PublicKey:
+        return self.loop.pipeline.key.public
+
     def call(self, type_: str, body: dict[str, Any], token: str | None = None, *, rid: str | None = None) -> Reply:
-        raw = Envelope.new(type_, {}, secrets.token_hex(16), token).model_dump(mode="json")
-        raw["body"] = body  # packed as it is: bytes stay bytes, as a hostile sender would send them
+        """As rfarm sends it: a login's or register's password and the token sealed to the farm's key
+        (the token for this request); a login's reply comes back with its token opened."""
+        wire, answer = sealed_body(type_, body, self.farm_key)
+        raw = Envelope.new(type_, {}, secrets.token_hex(16)).model_dump(mode="json")
+        raw["body"] = wire  # packed as it is: bytes stay bytes, as a hostile sender would send them
         if rid is not None:
             raw["id"] = rid
+        if token is not None:
+            raw["token"] = seal_token(self.farm_key, token, raw["id"], type_, wire, raw["reply_to"])
         reply, to = self.handle(msgpack.packb(raw, use_bin_type=True))
         assert reply is not None and to == raw["reply_to"] and reply.re == raw["id"]
+        if answer is not None and reply.ok and isinstance(reply.body, dict):
+            return reply.model_copy(update={"body": opened_login(reply.body, answer)})
         return reply
 
     def ok(self, type_: str, body: dict[str, Any], token: str | None = None) -> Any:
@@ -144,14 +159,19 @@ BASE_BODIES: dict[str, dict[str, Any]] = {
 }
 
 
+def base_body(type_: str, key: PublicKey) -> dict[str, Any]:
+    """BASE_BODIES' body of ``type_`` as rfarm sends it (a password sealed to the farm's key)."""
+    return sealed_body(type_, dict(BASE_BODIES.get(type_, {})), key)[0]
+
+
 @st.composite
-def payloads(draw: st.DrawFn, token: str, job_id: int = 1) -> bytes:
+def payloads(draw: st.DrawFn, token: str, key: PublicKey, job_id: int = 1) -> bytes:
     shape = draw(st.sampled_from(["bytes", "truncated", *["envelope"] * 8]))
     if shape == "bytes":
         return draw(st.binary(max_size=200))
     type_ = draw(st.one_of(st.sampled_from(sorted(REQUEST_TYPES)), st.sampled_from(sorted(REQUEST_TYPES)), TEXT))
     model = REQUEST_TYPES[type_].body if type_ in REQUEST_TYPES else SubmitRequest
-    base = dict(BASE_BODIES.get(type_, {"id": job_id} if "id" in field_names(model) else {}))
+    base = base_body(type_, key) if type_ in BASE_BODIES else ({"id": job_id} if "id" in field_names(model) else {})
     if "id" in base:
         base["id"] = job_id  # the caller's own job, so that handlers run past the ownership check
     body = draw(st.one_of(st.just(base), *[mutated_map(field_names(model), base, FIELD_VALUES)] * 4, VALUES))
@@ -164,6 +184,9 @@ def payloads(draw: st.DrawFn, token: str, job_id: int = 1) -> bytes:
         "ts": time.time(),
         "body": body,
     }
+    if raw["token"] == token and isinstance(body, dict):  # sealed for this request, as rfarm sends it
+        with contextlib.suppress(ValueError, TypeError, OverflowError):  # a body msgpack cannot carry
+            raw["token"] = seal_token(key, token, raw["id"], type_, body, raw["reply_to"])
     if draw(st.integers(0, 7)) == 0:  # now and then the envelope itself is wrong
         raw = draw(mutated_map(list(raw), raw))
     try:
@@ -181,7 +204,7 @@ def test_fuzzed_requests_get_an_answer_or_a_dead_letter_and_invalid_ones_write_n
     seen: dict[str, int] = {}
 
     @FUZZ
-    @given(payload=payloads(token, job_id))
+    @given(payload=payloads(token, gw.farm_key, job_id))
     def check(payload: bytes) -> None:
         kind = expected(payload)
         seen[kind] = seen.get(kind, 0) + 1
@@ -215,7 +238,7 @@ def test_each_request_type_with_fuzzed_fields_never_fails_inside(gw: Gw, unique:
     token = gw.user(f"t{unique}{secrets.token_hex(2)}")
     job_id = gw.ok("job.submit", {"name": "target", "frames": "1-4"}, token)["id"]
     model = REQUEST_TYPES[type_].body
-    base = dict(BASE_BODIES.get(type_, {}))
+    base = base_body(type_, gw.farm_key)
     if "id" in field_names(model):
         base["id"] = job_id
 
@@ -247,7 +270,7 @@ def test_fuzzed_batches_through_process_are_all_acked_and_answered(gw: Gw, uniqu
     ensure_group(gw.r, gw.keys.requests, GATEWAY_GROUP)
 
     @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(batch=st.lists(payloads(token), min_size=1, max_size=8))
+    @given(batch=st.lists(payloads(token, gw.farm_key), min_size=1, max_size=8))
     def check(batch: list[bytes]) -> None:
         for payload in batch:
             gw.r.xadd(gw.keys.requests, {"m": payload})
@@ -342,12 +365,13 @@ def test_fifty_shells_registering_one_name_at_once_make_one_user(farm: Farm, uni
     name = f"race{unique}"
     start = threading.Barrier(50)
     replies: list[Reply | None] = [None] * 50
+    key = farm_key(farm.database_url)
 
     def shell(i: int) -> None:
         r = farm.redis()
         try:
-            env = Envelope.new("auth.register", {"username": name, "password": f"password-{i:04d}"},
-                               secrets.token_hex(16))
+            body, _ = sealed_body("auth.register", {"username": name, "password": f"password-{i:04d}"}, key)
+            env = Envelope.new("auth.register", body, secrets.token_hex(16))
             start.wait(timeout=30)
             r.xadd(farm.keys.requests, {"m": encode(env)})
             deadline = time.monotonic() + 60

@@ -29,6 +29,7 @@ EXPECTED = {
     "task_blocklist": {"job_id", "node", "failures"},
     "inbox": {"request_id", "body_hash", "reply", "created_at"},
     "outbox": {"id", "stream", "payload"},
+    "farm_identity": {"one", "farm_id", "created_at"},
     "nodes": {"id", "pool", "slots", "tags", "profiles", "running", "version", "host", "lease", "specs", "state",
               "last_seen"},
     "node_credentials": {"name", "public_key", "created_at", "revoked_at"},

@@ -20,6 +20,7 @@ from gateway.passwords import needs_rehash
 from gateway.transport import RequestLoop
 from store import users
 from tests.farm import Farm, wait_for
+from tests.sealing import opened_login, sealed_body
 from tests.test_fuzz_gateway import PASSWORD, Gw, open_gw
 
 
@@ -73,10 +74,11 @@ def test_only_the_token_hash_is_stored_and_logout_revokes(gw: Gw, unique: str) -
 def test_tokens_expire_after_the_configured_ttl_in_process(gw: Gw, unique: str) -> None:
     short = RequestLoop(gw.r, gw.pool, GatewayConfig(prefix=gw.config.prefix, token_ttl=1), "ttl", gw.loop.stop)
     gw.ok("auth.register", {"username": f"ttl{unique}", "password": PASSWORD})
-    env = Envelope.new("auth.login", {"username": f"ttl{unique}", "password": PASSWORD}, secrets.token_hex(16))
+    body, answer = sealed_body("auth.login", {"username": f"ttl{unique}", "password": PASSWORD}, gw.farm_key)
+    env = Envelope.new("auth.login", body, secrets.token_hex(16))
     reply, _ = short.pipeline.handle(encode(env))
-    assert reply is not None and reply.ok and reply.body is not None
-    token = reply.body["token"]
+    assert reply is not None and reply.ok and isinstance(reply.body, dict) and answer is not None
+    token = opened_login(reply.body, answer)["token"]
     assert gw.ok("auth.whoami", {}, token)
     time.sleep(1.3)
     expired = gw.call("auth.whoami", {}, token)
@@ -115,7 +117,7 @@ def test_throttling_after_five_failures_same_for_unknown_users(gw: Gw, unique: s
     waits = []
     with psycopg.connect(gw.db_url) as conn:
         for _ in range(4):
-            users.record_failure(conn, known)
+            users.record_failure(conn, known, secrets.token_hex(16))
             row = conn.execute("SELECT EXTRACT(EPOCH FROM locked_until - now()) FROM login_throttle "
                                "WHERE username = %s", (known,)).fetchone()
             assert row is not None

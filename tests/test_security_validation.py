@@ -17,7 +17,7 @@ from broker_contracts.codec import pack
 from broker_contracts.profiles import ParamSpec, ProfileSpec
 from broker_contracts.work import NodeEvent, NodeHeartbeat
 from gateway.ledger import Ledger
-from render_nodes.profiles import confine_paths
+from render_nodes.offered import confine_paths
 from store import nodes
 from tests.farm import Farm, Result, wait_for
 from tests.test_fuzz_gateway import PASSWORD, Gw, open_gw

@@ -60,7 +60,8 @@ def test_no_gateway_exits_3(env: dict[str, str], tmp_path: Path, redis_url: str)
     result = rfarm(["--timeout", "0.3", "jobs"], {**env, "RFARM_TOKEN": "t"}, tmp_path)
     assert result.returncode == 3
     assert result.stderr.strip() == (
-        f"error: the farm is unavailable: no answer within 0.3s (is a gateway running? {redis_url})"
+        f"error: no farm announced itself within 0.3s at {redis_url}"
+        " (from RFARM_REDIS_URL in the environment): is a gateway running?"
     )
 
 

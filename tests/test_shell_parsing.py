@@ -225,10 +225,10 @@ def test_hints_outside_the_shell_say_rfarm(tmp_path: Path) -> None:
 
 
 def test_jobs_all_picks_the_renderer_with_owners() -> None:
-    from shell import renderers
+    from shell import views
 
     registry = default_registry()
     command, ns = registry.parse(["jobs", "--all"])
-    assert command.renderer(ns) is renderers.render_all_jobs
+    assert command.renderer(ns) is views.render_all_jobs
     command, ns = registry.parse(["jobs"])
-    assert command.renderer(ns) is renderers.render_jobs
+    assert command.renderer(ns) is views.render_jobs

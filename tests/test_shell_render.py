@@ -15,7 +15,7 @@ from broker_contracts.messages import (
     ShowReply,
     SubmitReply,
 )
-from shell import renderers as r
+from shell import views as r
 from shell.format import RenderOptions, ago, cut, table
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -129,8 +129,8 @@ def test_history_lists_every_change() -> None:
 
 
 def test_login_json_keeps_the_token_out() -> None:
-    reply = LoginReply(username="alice", is_admin=False, token="t" * 64, expires_at=NOW)
-    assert "token" not in r.login_json(reply)
+    reply = LoginReply(username="alice", is_admin=False, sealed_token="t" * 64, expires_at=NOW)
+    assert "sealed_token" not in r.login_json(reply) and "t" * 64 not in str(r.login_json(reply))
     assert "alice" in r.render_login(reply, RenderOptions())[0]
 
 

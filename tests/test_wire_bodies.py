@@ -147,7 +147,8 @@ def test_plain_pages_answered_together_are_what_each_gets_alone(
         (alice, {"limit": 500}), (alice, {"status": "queued"}), (None, {}), (bob, {"all": True}),
     ]
     alone = [gw.call("job.list", body, token) for token, body in asked]
-    envelopes = [Envelope.new("job.list", body, secrets.token_hex(16), token) for token, body in asked]
+    envelopes = [Envelope.new("job.list", body, secrets.token_hex(16), token, farm_key=gw.farm_key)
+                 for token, body in asked]
     entries = [(f"{i + 1}-0", {b"m": encode(env)}) for i, env in enumerate(envelopes)]
     batched: list[int] = []
     real = jobs.own_pages
@@ -177,10 +178,10 @@ def test_a_client_s_own_requests_in_a_batch_keep_their_order_and_a_failed_shared
     carol, dave, erin = (gw.user(f"{who}{unique}") for who in ("oc", "od", "oe"))
     pipelined = secrets.token_hex(16)  # one client that sends a submit and a jobs without waiting
     submit = Envelope.new("job.submit", {"name": "mine", "frames": "1", "renderer": "noop", "pool": "wire-idle"},
-                          pipelined, carol)
-    envelopes = [submit, Envelope.new("job.list", {}, pipelined, carol),
-                 Envelope.new("job.list", {}, secrets.token_hex(16), dave),
-                 Envelope.new("job.list", {}, secrets.token_hex(16), erin)]
+                          pipelined, carol, farm_key=gw.farm_key)
+    envelopes = [submit, Envelope.new("job.list", {}, pipelined, carol, farm_key=gw.farm_key),
+                 Envelope.new("job.list", {}, secrets.token_hex(16), dave, farm_key=gw.farm_key),
+                 Envelope.new("job.list", {}, secrets.token_hex(16), erin, farm_key=gw.farm_key)]
     batched: list[int] = []
     real = jobs.own_pages
     monkeypatch.setattr(jobs, "own_pages", lambda conn, asks: batched.append(len(asks)) or real(conn, asks))
@@ -196,7 +197,8 @@ def test_a_client_s_own_requests_in_a_batch_keep_their_order_and_a_failed_shared
         raise RuntimeError("the shared statement broke")
 
     monkeypatch.setattr(jobs, "own_pages", broken)
-    again = [Envelope.new("job.list", {}, secrets.token_hex(16), token) for token in (dave, erin, "garbage")]
+    again = [Envelope.new("job.list", {}, secrets.token_hex(16), token, farm_key=gw.farm_key)
+             for token in (dave, erin, "garbage")]
     assert gw.loop.process([(f"{i + 9}-0", {b"m": encode(env)}) for i, env in enumerate(again)])
     for env, ok in zip(again, (True, True, False), strict=True):
         [(_, [(_, fields)])] = gw.r.xread({gw.keys.reply(env.reply_to): "0-0"})

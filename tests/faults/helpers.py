@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 
 import psycopg
 import redis
+from nacl.public import PublicKey
 from psycopg.rows import dict_row
 
 from broker_contracts.envelope import Envelope, Notice, Reply, decode_reply, encode
 from broker_contracts.states import JOB_TERMINAL, replay_is_legal
 from tests.farm import Farm
+from tests.sealing import farm_key
 
 
 class Wire:
@@ -32,9 +34,13 @@ class Wire:
         self.last = "0-0"
         self.r = farm.redis()
         self.seen: dict[str, Reply] = {}  # replies read while waiting for another one
+        self.key: PublicKey | None = None
 
     def envelope(self, type_: str, body: dict) -> Envelope:
-        return Envelope.new(type_, body, self.client, self.token)
+        """As rfarm sends it: the token sealed to the farm's key for this request."""
+        if self.key is None and self.token:
+            self.key = farm_key(self.farm.database_url)
+        return Envelope.new(type_, body, self.client, self.token, farm_key=self.key)
 
     def send(self, env: Envelope) -> None:
         self.r.xadd(self.farm.keys.requests, {"m": encode(env)}, maxlen=100_000, approximate=True)

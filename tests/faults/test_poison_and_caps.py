@@ -8,7 +8,7 @@ import time
 import pytest
 
 from broker_contracts.codec import pack, unpack
-from broker_contracts.envelope import Envelope, encode
+from broker_contracts.envelope import encode
 from broker_contracts.signing import NodeCredential, Signer
 from gateway.context import GatewayConfig
 from gateway.streams import DEAD_MAXLEN, WORK_MAXLEN
@@ -106,7 +106,7 @@ def test_streams_stay_under_their_caps_under_load(farm: Farm, unique: str) -> No
     hostile = Wire(farm, token=wire.token)
     pipe = r.pipeline(transaction=False)
     for _ in range(3000):
-        pipe.xadd(farm.keys.requests, {"m": encode(Envelope.new("auth.whoami", {}, hostile.client, wire.token))})
+        pipe.xadd(farm.keys.requests, {"m": encode(hostile.envelope("auth.whoami", {}))})
     pipe.execute()
     wait_for(lambda: all_terminal(farm.database_url, jobs), timeout=120, what="the jobs")
     wait_for(lambda: r.xpending(farm.keys.requests, "gateway")["pending"] == 0 and r.xlen(farm.keys.requests) < 200,

@@ -48,7 +48,7 @@ def test_without_the_model_a_range_names_the_bound_it_broke() -> None:
 
 
 def test_a_long_rule_is_never_cut_mid_sentence() -> None:
-    from broker_contracts.messages import RegisterRequest
+    from broker_contracts.messages import RegisterForm
 
-    text = _refusal(RegisterRequest, {"username": "x", "password": "longenough"})
+    text = _refusal(RegisterForm, {"username": "x", "password": "longenough"})
     assert text == "username must be 2-32 letters, digits, '.', '_' or '-', starting with a letter or digit"

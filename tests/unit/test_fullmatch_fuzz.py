@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from broker_contracts.envelope import Envelope
 from broker_contracts.frames import parse_frames
 from broker_contracts.keys import CLIENT_ID_RE, NAME_RE, valid_client_id, valid_name
-from broker_contracts.messages import RegisterRequest, SubmitRequest, WatchRequest
+from broker_contracts.messages import RegisterForm, SubmitRequest, WatchRequest
 from broker_contracts.profiles import PARAM_NAME, ProfileSpec
 from broker_contracts.types import Username
 from broker_contracts.work import NodeEvent, NodeHeartbeat
@@ -86,7 +86,7 @@ def _submit(field: str) -> Any:
 
 
 CASES: dict[str, tuple[st.SearchStrategy[str], Any]] = {
-    "username (register)": (USERNAMES, lambda v: RegisterRequest(username=v, password="correct-horse")),
+    "username (register)": (USERNAMES, lambda v: RegisterForm(username=v, password="correct-horse")),
     "username (type)": (USERNAMES, TypeAdapter(Username).validate_python),
     "reply address": (CLIENT_IDS, valid_client_id),
     "reply address (envelope)": (CLIENT_IDS, lambda v: Envelope.new("auth.whoami", {}, v)),
@@ -137,7 +137,7 @@ def test_control_and_separator_characters_anywhere_are_refused(case: str) -> Non
 
 def test_a_trailing_newline_is_not_a_second_alice() -> None:
     with pytest.raises(ValidationError):
-        RegisterRequest(username="alice\n", password="correct-horse")
+        RegisterForm(username="alice\n", password="correct-horse")
     assert not valid_client_id("a" * 32 + "\n")
     assert not valid_name("default\n")
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from broker_contracts.messages import HistoryReply, ListReply, ShowReply, TaskInfo, UserReply, WatchReply
-from shell import renderers as r
+from shell import views as r
 from shell.format import RenderOptions, inside_shell
 from shell.watchview import WatchState, render_change
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from broker_contracts.frames import parse_frames
 from broker_contracts.messages import SubmitRequest
 from broker_contracts.profiles import ParamSpec, ProfileSpec, parse_profiles_toml, validate_params
-from render_nodes.profiles import ProfileFileError, confine_paths, load_profiles, outside_roots
+from render_nodes.offered import ProfileFileError, confine_paths, load_profiles, outside_roots
 
 BLENDER = ProfileSpec(
     name="blender",

@@ -24,7 +24,7 @@ from broker_contracts.messages import (
 )
 from broker_contracts.states import JobStatus
 from broker_contracts.text import is_unsafe
-from shell import renderers as r
+from shell import views as r
 from shell.background import CONNECTED, Snapshot
 from shell.commands import default_registry
 from shell.complete import JobBrief, Known, suggest
@@ -108,7 +108,7 @@ def test_auth_views() -> None:
     user = UserReply(username=EVIL, is_admin=True)
     assert_safe(r.render_registered(user, OPTS))
     assert_safe(r.render_whoami(user, OPTS))
-    login = LoginReply(username=EVIL, is_admin=False, token="t", expires_at=NOW)
+    login = LoginReply(username=EVIL, is_admin=False, sealed_token="t", expires_at=NOW)
     assert_safe(r.render_login(login, OPTS))
 
 

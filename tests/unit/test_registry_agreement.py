@@ -65,6 +65,7 @@ def test_a_command_takes_its_models_and_login_from_the_row() -> None:
         row = m.REQUEST_TYPES[command.request]
         assert command.row is row
         assert (command.request_model, command.reply_model, command.needs_auth) == (row.body, row.reply, row.needs_user)
+        assert (command.form is None) == (command.seal is None)  # a form is what is sealed into the row's body
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from broker_contracts.messages import ListReply
-from shell import renderers as r
+from shell import views as r
 from shell.format import RenderOptions, cut, table, width_of
 from shell.toolbar import fit, text_of
 

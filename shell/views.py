@@ -1,4 +1,4 @@
-"""Pure renderers: a typed reply body and RenderOptions in, text lines out. No I/O, no clock."""
+"""Text views of replies, pure: a typed reply body and RenderOptions in, text lines out. No I/O, no clock."""
 
 from __future__ import annotations
 
@@ -74,8 +74,8 @@ def render_login(reply: LoginReply, opts: RenderOptions) -> list[str]:
 
 
 def login_json(reply: LoginReply) -> dict[str, Any]:
-    """The token stays in the credentials file: it is not printed."""
-    return reply.model_dump(mode="json", exclude={"token"})
+    """The token stays in the credentials file: it is not printed (nor its sealed form)."""
+    return reply.model_dump(mode="json", exclude={"sealed_token"})
 
 
 def render_logout(reply: Any, opts: RenderOptions) -> list[str]:
