@@ -15,9 +15,7 @@ import redis
 from psycopg import sql
 
 from store.migrate import migrate
-from tests.farm import Farm
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.farm import Farm
 
 
 def _answers(url: str) -> bool:
@@ -45,7 +43,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     if os.environ.get("CI"):
         pytest.fail("no Redis answers at 127.0.0.1:6379 and RFARM_TEST_REDIS_URL is not set")
-    from tests.servers import embedded_redis
+    from tests.support.servers import embedded_redis
 
     with embedded_redis(tmp_path_factory.mktemp("redis")) as url:
         yield url
@@ -62,7 +60,7 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     if os.environ.get("CI"):
         pytest.fail("no PostgreSQL answers at 127.0.0.1:5432 and RFARM_TEST_DATABASE_URL is not set")
-    from tests.servers import embedded_postgres
+    from tests.support.servers import embedded_postgres
 
     with embedded_postgres(tmp_path_factory.mktemp("pg")) as url:
         yield url

@@ -13,8 +13,8 @@ from gateway.context import GatewayConfig
 from gateway.streams import DEAD_MAXLEN, WORK_MAXLEN
 from gateway.transport import REQUESTS_MAXLEN
 from render_nodes.link import EVENTS_MAXLEN
-from tests.farm import Farm, wait_for
-from tests.faults.helpers import Wire, all_terminal, login, start_gateway, submit
+from tests.support.farm import Farm, wait_for
+from tests.support.wire import Wire, all_terminal, login, start_gateway, submit
 
 pytestmark = pytest.mark.timeout(180)
 

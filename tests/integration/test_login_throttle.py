@@ -13,8 +13,8 @@ from psycopg import sql
 
 from broker_contracts.envelope import Envelope, Reply, encode
 from store import users
-from tests.farm import Farm
-from tests.test_fuzz_gateway import PASSWORD, Gw, open_gw
+from tests.integration.test_fuzz_gateway import PASSWORD, Gw, open_gw
+from tests.support.farm import Farm
 
 WRONG = "wrong-password"
 

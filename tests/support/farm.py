@@ -18,6 +18,7 @@ import redis
 from broker_contracts.keys import Keys
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass

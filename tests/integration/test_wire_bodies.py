@@ -18,7 +18,7 @@ from broker_contracts.tables import from_table
 from store import jobs
 from store.db import iso_utc
 from store.users import token_hash
-from tests.test_fuzz_gateway import PASSWORD, Gw, open_gw
+from tests.integration.test_fuzz_gateway import PASSWORD, Gw, open_gw
 
 
 @pytest.fixture

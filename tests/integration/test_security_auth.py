@@ -19,8 +19,8 @@ from gateway.context import GatewayConfig
 from gateway.passwords import needs_rehash
 from gateway.transport import RequestLoop
 from store import users
-from tests.farm import Farm, wait_for
-from tests.test_fuzz_gateway import PASSWORD, Gw, open_gw
+from tests.integration.test_fuzz_gateway import PASSWORD, Gw, open_gw
+from tests.support.farm import Farm, wait_for
 
 
 @pytest.fixture

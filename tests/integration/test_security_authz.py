@@ -11,7 +11,7 @@ import pytest
 
 from broker_contracts.messages import REQUEST_TYPES
 from broker_contracts.tables import from_table
-from tests.test_fuzz_gateway import Gw, open_gw
+from tests.integration.test_fuzz_gateway import Gw, open_gw
 
 # every command that names a job, with a body for it (``ID`` is replaced by the job id)
 JOB_COMMANDS: dict[str, dict[str, Any]] = {

@@ -11,7 +11,7 @@ import redis
 
 from broker_contracts.keys import Keys
 from rfarmctl import acl
-from tests.farm import BIN, Farm
+from tests.support.farm import BIN, Farm
 
 
 def _admin(redis_url: str) -> redis.Redis:

@@ -33,8 +33,8 @@ from gateway.context import GatewayConfig
 from gateway.streams import ensure_group
 from gateway.transport import RequestLoop
 from store.db import open_pool
-from tests.farm import Farm
-from tests.test_fuzz_contracts import NASTY_TEXT, TEXT, VALUES, field_names, mutated_map
+from tests.support.farm import Farm
+from tests.unit.test_fuzz_contracts import NASTY_TEXT, TEXT, VALUES, field_names, mutated_map
 
 TABLES = ("users", "sessions", "login_throttle", "jobs", "tasks", "job_history", "task_history", "inbox", "outbox")
 FUZZ = settings(max_examples=600, deadline=None, database=None, suppress_health_check=list(HealthCheck))

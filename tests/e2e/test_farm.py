@@ -10,7 +10,7 @@ import pytest
 
 from broker_contracts.codec import pack
 from broker_contracts.envelope import Envelope, decode_reply, encode
-from tests.farm import Farm, wait_for
+from tests.support.farm import Farm, wait_for
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

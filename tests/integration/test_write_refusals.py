@@ -21,7 +21,7 @@ from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.messages import REQUEST_TYPES
 from gateway import handlers
 from gateway.context import Context, KeepWrites
-from tests.test_fuzz_gateway import Gw, open_gw
+from tests.integration.test_fuzz_gateway import Gw, open_gw
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 
 from broker_contracts.envelope import Envelope, Notice, Reply, decode_reply, encode
 from broker_contracts.states import JOB_TERMINAL, replay_is_legal
-from tests.farm import Farm
+from tests.support.farm import Farm
 
 
 class Wire:

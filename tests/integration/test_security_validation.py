@@ -19,8 +19,8 @@ from broker_contracts.work import NodeEvent, NodeHeartbeat
 from gateway.ledger import Ledger
 from render_nodes.profiles import confine_paths
 from store import nodes
-from tests.farm import Farm, Result, wait_for
-from tests.test_fuzz_gateway import PASSWORD, Gw, open_gw
+from tests.integration.test_fuzz_gateway import PASSWORD, Gw, open_gw
+from tests.support.farm import Farm, Result, wait_for
 
 BAD_NAMES = ["alice\n", "alice\r\n", "\nalice", "alice\t", "alice\x00", "al\x1b[2Jice", "alice\u2028", "\u202ealice"]
 

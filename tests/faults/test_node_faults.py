@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from broker_contracts.keys import NODES_GROUP
-from tests.test_node_run import Farm, finish, of
+from tests.e2e.test_node_run import Farm, finish, of
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -132,7 +132,7 @@ def test_group_is_recreated_when_the_stream_vanishes(farm: Farm) -> None:
 
 
 def test_node_rides_out_a_redis_restart(tmp_path: Path, prefix: str) -> None:
-    from tests.servers import private_redis
+    from tests.support.servers import private_redis
 
     with private_redis(tmp_path) as (url, server):
         f = Farm(url, prefix, tmp_path)
