@@ -72,11 +72,6 @@ def test_unreachable_redis_is_exit_3(tmp_path: Path, prefix: str) -> None:
     assert res.code == 3 and "cannot reach Redis" in res.err and "Traceback" not in res.err
 
 
-def test_glob_characters_in_the_prefix_are_literal() -> None:
-    assert acl.glob_escape("a*b?[c]\\") == "a\\*b\\?\\[c\\]\\\\"
-    assert acl.role_rules("shell", "x*")[0] == "%W~x\\*:req"
-
-
 def test_shell_may_only_add_requests_and_read_its_reply_stream(acl_users: dict[str, str], prefix: str) -> None:
     keys = Keys(prefix)
     client = secrets.token_hex(16)
