@@ -347,7 +347,7 @@ def test_up_with_given_servers_starts_none_of_its_own(
 def test_up_again_keeps_the_redis_address_and_asks_to_log_in_once_users_exist(tmp_path: Path, scratch_db: str) -> None:
     def run_once() -> tuple[str, str]:
         """Start the farm, note its Redis URL and its hint, stop it."""
-        farm = Farm(tmp_path, "--nodes", "0", "--data-dir", str(tmp_path / "data"), RFARM_DATABASE_URL=scratch_db)
+        farm = RunningUp(tmp_path, "--nodes", "0", "--data-dir", str(tmp_path / "data"), RFARM_DATABASE_URL=scratch_db)
         try:
             farm.wait_for(lambda ls: any(line.startswith("rfarm is up") for line in ls), 60, "'rfarm is up'")
             url = read_farm_file(tmp_path / ".rfarm" / "farm.env")["RFARM_REDIS_URL"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway import acl
+from rfarmctl import acl
 
 
 def test_glob_characters_in_the_prefix_are_literal() -> None:
