@@ -18,6 +18,7 @@ import redis
 from broker_contracts.keys import Keys
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -66,9 +67,9 @@ class Farm:
         self.procs[name] = proc
         return proc
 
-    def start_gateway(self, name: str = "gateway", **env: str) -> subprocess.Popen[bytes]:
+    def start_gateway(self, name: str = "gateway", *args: str, **env: str) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "gateway", "--name", name, "--lease", str(self.lease),
-                "--claim-idle", str(self.claim_idle)]
+                "--claim-idle", str(self.claim_idle), *args]
         return self._spawn(name, argv, **env)
 
     def start_node(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
