@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hypothesis import strategies as st
@@ -58,3 +59,11 @@ def mutated_map(
     if draw(st.booleans()):
         out[draw(TEXT)] = draw(VALUES)
     return out
+
+
+def fuzz_examples(full: int) -> int:
+    """How many examples a fuzz test draws: ``full`` in CI and with RFARM_FUZZ_SCALE=1, a tenth of
+    it by default, so that `./farm test tests/unit` stays quick on a developer's machine."""
+    default = "1" if os.environ.get("CI") else "0.1"
+    scale = float(os.environ.get("RFARM_FUZZ_SCALE", default))
+    return max(20, int(full * scale))

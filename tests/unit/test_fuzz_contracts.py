@@ -21,11 +21,12 @@ from broker_contracts.envelope import Envelope, decode_envelope, decode_reply, e
 from broker_contracts.errors import DecodeError, ErrorCode
 from broker_contracts.messages import REQUEST_TYPES, SubmitRequest
 from broker_contracts.work import NodeEvent, WorkItem
-from tests.support.strategies import TEXT, VALUES, field_names, mutated_map
+from tests.support.strategies import TEXT, VALUES, field_names, fuzz_examples, mutated_map
 
-BIG = settings(max_examples=5000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-MEDIUM = settings(max_examples=1500, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-SMALL = settings(max_examples=1000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+_QUIET = {"deadline": None, "database": None, "suppress_health_check": list(HealthCheck)}
+BIG = settings(max_examples=fuzz_examples(5000), **_QUIET)
+MEDIUM = settings(max_examples=fuzz_examples(1500), **_QUIET)
+SMALL = settings(max_examples=fuzz_examples(1000), **_QUIET)
 
 # --- strategies -------------------------------------------------------------------------------------
 
