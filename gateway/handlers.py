@@ -116,7 +116,7 @@ def plain_page(env: Envelope, body: m.ListRequest) -> bool:
 
 def plain_pages(conn: psycopg.Connection, asked: list[tuple[Envelope, m.ListRequest]]) -> list[Reply]:
     """What list_jobs answers to each of several plain `jobs` requests, from one statement: each
-    request gets its own session's page or error (tests/test_wire_bodies.py compares the two)."""
+    request gets its own session's page or error (tests/integration/test_wire_bodies.py compares the two)."""
     columns, answers = jobs.own_pages(conn, [(env.token or "", body.limit) for env, body in asked])
     replies = []
     for (env, _body), (session, rows) in zip(asked, answers, strict=True):

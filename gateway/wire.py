@@ -4,7 +4,7 @@ The reply models in broker_contracts.messages are the contract. For the replies 
 rows (a page of jobs, a job's history) the gateway sends the rows as they come (with their times
 already ISO text, made by PostgreSQL: store.db.iso_utc) rather than validating them into models and
 dumping them again, which would cost about as much CPU as fetching the page.
-tests/test_wire_bodies.py checks that both ways give the same body.
+tests/integration/test_wire_bodies.py checks that both ways give the same body.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Fixtures: real Redis and real PostgreSQL, a fresh database and key prefix per test run."""
+"""Fixtures: real Redis and real PostgreSQL, a fresh database and key prefix per test run; the farms built on them.
+
+Nothing here reaches a server until a test asks for a fixture that needs one, so tests/unit runs with none."""
 
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ import pytest
 import redis
 from psycopg import sql
 
+from gateway.context import GatewayConfig
+from store.db import open_pool
 from store.migrate import migrate
-from tests.farm import Farm
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.farm import Farm
+from tests.support.gateway import Gw
+from tests.support.nodes import NodeRig
 
 
 def _answers(url: str) -> bool:
@@ -45,7 +49,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     if os.environ.get("CI"):
         pytest.fail("no Redis answers at 127.0.0.1:6379 and RFARM_TEST_REDIS_URL is not set")
-    from tests.servers import embedded_redis
+    from tests.support.servers import embedded_redis
 
     with embedded_redis(tmp_path_factory.mktemp("redis")) as url:
         yield url
@@ -62,7 +66,7 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     if os.environ.get("CI"):
         pytest.fail("no PostgreSQL answers at 127.0.0.1:5432 and RFARM_TEST_DATABASE_URL is not set")
-    from tests.servers import embedded_postgres
+    from tests.support.servers import embedded_postgres
 
     with embedded_postgres(tmp_path_factory.mktemp("pg")) as url:
         yield url
@@ -104,6 +108,27 @@ def farm(tmp_path: Path, redis_url: str, database_url: str, prefix: str) -> Iter
         yield f
     finally:
         f.stop()
+
+
+@pytest.fixture
+def gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
+    """The gateway's request loop in-process, on its own pool and Redis client, closed afterwards."""
+    pool = open_pool(database_url, max_size=4, name="fuzz")
+    pool.wait(timeout=10)
+    r = redis.Redis.from_url(redis_url)
+    try:
+        yield Gw(r, pool, GatewayConfig(prefix=prefix))
+    finally:
+        pool.close()
+        r.close()
+
+
+@pytest.fixture
+def rig(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[NodeRig]:
+    """Render nodes against Redis with no gateway: work put in by hand, their reports read back."""
+    r = NodeRig(redis_url, prefix, tmp_path)
+    yield r
+    r.close()
 
 
 @pytest.fixture

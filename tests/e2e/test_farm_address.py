@@ -21,8 +21,8 @@ from shell import repl
 from shell.background import Refresher
 from shell.commands import default_registry
 from shell.session import Session
-from tests.farm import BIN, Farm, Result, wait_for
-from tests.servers import private_redis
+from tests.support.farm import BIN, Farm, Result, wait_for
+from tests.support.servers import private_redis
 
 PASSWORD = "correct-horse"
 

@@ -12,9 +12,9 @@ from broker_contracts.codec import unpack
 from broker_contracts.envelope import Envelope, Reply, decode_reply, encode
 from gateway.context import GatewayConfig
 from gateway.transport import ENTRY_LIMIT
-from tests.farm import Farm, wait_for
-from tests.faults.helpers import Wire, login, submit
-from tests.sealing import farm_key, sealed_body
+from tests.support.farm import Farm, wait_for
+from tests.support.sealing import farm_key, sealed_body
+from tests.support.wire import Wire, login, submit
 
 pytestmark = pytest.mark.timeout(240)
 

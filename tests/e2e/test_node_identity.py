@@ -21,8 +21,8 @@ from broker_contracts.keys import LEDGER_GROUP, Keys
 from broker_contracts.signing import NodeCredential, Signer, new_pair
 from broker_contracts.work import NodeEvent, WorkItem
 from rfarmctl import acl
-from tests.farm import Farm, wait_for
-from tests.faults.helpers import Wire, login, query, submit
+from tests.support.farm import Farm, wait_for
+from tests.support.wire import Wire, login, query, submit
 
 pytestmark = pytest.mark.timeout(180)
 

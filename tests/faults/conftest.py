@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.farm import Farm
-from tests.servers import PostgresCluster, private_postgres, private_redis
+from tests.support.farm import Farm
+from tests.support.servers import PostgresCluster, private_postgres, private_redis
 
 
 @pytest.fixture

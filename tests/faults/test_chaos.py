@@ -17,8 +17,8 @@ from collections import Counter
 
 import pytest
 
-from tests.farm import Farm, wait_for
-from tests.faults.helpers import all_terminal, audit, login, query, submit, succeeded_frames_match
+from tests.support.farm import Farm, wait_for
+from tests.support.wire import all_terminal, audit, login, query, submit, succeeded_frames_match
 
 JOBS = int(os.environ.get("RFARM_CHAOS_JOBS", "200"))
 NODES = int(os.environ.get("RFARM_CHAOS_NODES", "4"))

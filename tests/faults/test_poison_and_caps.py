@@ -14,8 +14,8 @@ from gateway.context import GatewayConfig
 from gateway.streams import DEAD_MAXLEN, WORK_MAXLEN
 from gateway.transport import REQUESTS_MAXLEN
 from render_nodes.link import EVENTS_MAXLEN
-from tests.farm import Farm, wait_for
-from tests.faults.helpers import Wire, all_terminal, login, start_gateway, submit
+from tests.support.farm import Farm, wait_for
+from tests.support.wire import Wire, all_terminal, login, submit
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -43,7 +43,7 @@ def test_a_request_that_always_kills_the_gateway_is_dead_lettered(farm: Farm, un
         wire.send(e)
     crashes = 0
     deadline = time.monotonic() + 120
-    gw = start_gateway(farm, "gw", **env)
+    gw = farm.start_gateway("gw", **env)
     answer = None
     while answer is None and time.monotonic() < deadline:
         answer = wire.wait(poison, timeout=0.5)
@@ -51,7 +51,7 @@ def test_a_request_that_always_kills_the_gateway_is_dead_lettered(farm: Farm, un
             assert gw.returncode == 88, gw.returncode
             crashes += 1
             farm.procs.pop("gw")
-            gw = start_gateway(farm, "gw", **env)
+            gw = farm.start_gateway("gw", **env)
     assert answer is not None, f"no answer to the poison after {crashes} crashes"
     assert not answer.ok and answer.error is not None and answer.error.code == "internal", answer
     assert crashes == MAX_DELIVERIES, crashes  # bounded: delivery number MAX_DELIVERIES + 1 gives up
@@ -86,7 +86,7 @@ def test_an_event_the_ledger_cannot_apply_is_dead_lettered_and_others_flow(farm:
 def test_a_vanished_shells_reply_stream_expires(farm: Farm, unique: str) -> None:
     wire = login(farm, f"v{unique}")
     farm.stop()
-    start_gateway(farm, "gw-ttl", "--reply-ttl", "2")
+    farm.start_gateway("gw-ttl", "--reply-ttl", "2")
     env = wire.envelope("auth.whoami", {})
     wire.send(env)  # and never read: the shell is gone
     r = farm.redis()

@@ -11,8 +11,8 @@ import pytest
 
 from broker_contracts.codec import unpack
 from broker_contracts.envelope import Reply, decode_reply
-from tests.farm import BIN, Farm, wait_for
-from tests.faults.helpers import all_terminal, audit, login, query, submit
+from tests.support.farm import BIN, Farm, wait_for
+from tests.support.wire import all_terminal, audit, login, query, submit
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -10,9 +10,9 @@ import time
 import pytest
 
 from broker_contracts.messages import ListReply
-from tests.farm import Farm, wait_for
-from tests.faults.helpers import all_terminal, audit, login, query, submit
-from tests.servers import PostgresCluster
+from tests.support.farm import Farm, wait_for
+from tests.support.servers import PostgresCluster
+from tests.support.wire import all_terminal, audit, login, query, submit
 
 pytestmark = pytest.mark.timeout(240)
 

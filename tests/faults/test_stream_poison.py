@@ -13,8 +13,8 @@ from broker_contracts.codec import pack, unpack
 from broker_contracts.keys import GATEWAY_GROUP, NODES_GROUP, Keys
 from broker_contracts.streamids import MAX_PART, StreamId
 from gateway.repair import HORIZON_MS, Target, repair
-from tests.farm import Farm, Result, wait_for
-from tests.faults.helpers import Wire, all_terminal, audit, job_statuses, query, submit, token_of
+from tests.support.farm import Farm, Result, wait_for
+from tests.support.wire import Wire, all_terminal, audit, job_statuses, query, submit, token_of
 
 pytestmark = pytest.mark.timeout(240)
 

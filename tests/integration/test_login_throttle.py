@@ -4,25 +4,18 @@ store on real PostgreSQL and Redis, and the real `rfarmctl unlock`."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 from psycopg import sql
 
 from broker_contracts.envelope import Envelope, Reply, encode
 from store import users
-from tests.farm import Farm
-from tests.sealing import sealed_body
-from tests.test_fuzz_gateway import PASSWORD, Gw, open_gw
+from tests.support.farm import Farm
+from tests.support.gateway import PASSWORD, Gw
+from tests.support.sealing import sealed_body
 
 WRONG = "wrong-password"
-
-
-@pytest.fixture
-def gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
-    yield from open_gw(redis_url, database_url, prefix)
 
 
 def login_from(gw: Gw, client: str, name: str, password: str) -> Reply:

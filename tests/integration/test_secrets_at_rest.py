@@ -19,8 +19,8 @@ from broker_contracts.codec import unpack
 from broker_contracts.envelope import Envelope, Reply, decode_envelope, decode_reply, encode
 from broker_contracts.sealing import key_text, public_key, seal, unseal
 from gateway.streams import redact
-from tests.farm import Farm, wait_for
-from tests.sealing import farm_key, farm_private_key, sealed_body
+from tests.support.farm import Farm, wait_for
+from tests.support.sealing import farm_key, farm_private_key, sealed_body
 
 
 def _token(farm: Farm, config: str) -> str:

@@ -20,8 +20,9 @@ from broker_contracts.profiles import PARAM_NAME, ProfileSpec
 from broker_contracts.types import Username
 from broker_contracts.work import NodeEvent, NodeHeartbeat
 from rfarmctl.acl import AclError, check_password
+from tests.support.strategies import fuzz_examples
 
-FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=fuzz_examples(150), deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 # what `re.match(...$)` or pydantic's search-semantics patterns let through, and worse
 JUNK = ["\n", "\r", "\r\n", "\t", "\x00", "\x0b", "\x0c", "\x1b", "\x7f", "\x85", "\x9b", "\u2028", "\u2029",

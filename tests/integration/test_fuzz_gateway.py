@@ -9,118 +9,30 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import msgpack
-import psycopg
 import pytest
-import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nacl.public import PublicKey
-from psycopg_pool import ConnectionPool
 from pydantic import ValidationError
 
 from broker_contracts.codec import pack
-from broker_contracts.envelope import Envelope, Reply, decode_envelope, decode_reply, encode
+from broker_contracts.envelope import decode_envelope, decode_reply
 from broker_contracts.errors import DecodeError
 from broker_contracts.keys import GATEWAY_GROUP
 from broker_contracts.messages import REQUEST_TYPES, SubmitRequest
 from broker_contracts.sealing import seal_token
 from broker_contracts.tables import from_table
-from gateway.context import GatewayConfig
 from gateway.streams import ensure_group
-from gateway.transport import RequestLoop
-from store.db import open_pool
-from tests.farm import Farm
-from tests.sealing import farm_key, opened_login, sealed_body
-from tests.test_fuzz_contracts import NASTY_TEXT, TEXT, VALUES, field_names, mutated_map
+from tests.support.gateway import PASSWORD, Gw
+from tests.support.sealing import sealed_body
+from tests.support.strategies import NASTY_TEXT, TEXT, VALUES, field_names, mutated_map
 
-TABLES = ("users", "sessions", "login_throttle", "jobs", "tasks", "job_history", "task_history", "inbox", "outbox")
 FUZZ = settings(max_examples=600, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-PASSWORD = "correct-horse-battery"
-
-
-class Gw:
-    """A RequestLoop driven directly: payload in, (reply, where) out; plus row counts."""
-
-    def __init__(self, r: redis.Redis, pool: ConnectionPool, config: GatewayConfig) -> None:
-        self.r = r
-        self.pool = pool
-        self.config = config
-        self.keys = config.keys
-        self.loop = RequestLoop(r, pool, config, f"fuzz-{secrets.token_hex(2)}", threading.Event())
-
-    def handle(self, payload: bytes) -> tuple[Reply | None, str | None]:
-        return self.loop.pipeline.handle(payload)
-
-    @property
-    def farm_key(self) -> PublicKey:
-        return self.loop.pipeline.key.public
-
-    def call(self, type_: str, body: dict[str, Any], token: str | None = None, *, rid: str | None = None) -> Reply:
-        """As rfarm sends it: a login's or register's password and the token sealed to the farm's key
-        (the token for this request); a login's reply comes back with its token opened."""
-        wire, answer = sealed_body(type_, body, self.farm_key)
-        raw = Envelope.new(type_, {}, secrets.token_hex(16)).model_dump(mode="json")
-        raw["body"] = wire  # packed as it is: bytes stay bytes, as a hostile sender would send them
-        if rid is not None:
-            raw["id"] = rid
-        if token is not None:
-            raw["token"] = seal_token(self.farm_key, token, raw["id"], type_, wire, raw["reply_to"])
-        reply, to = self.handle(msgpack.packb(raw, use_bin_type=True))
-        assert reply is not None and to == raw["reply_to"] and reply.re == raw["id"]
-        if answer is not None and reply.ok and isinstance(reply.body, dict):
-            return reply.model_copy(update={"body": opened_login(reply.body, answer)})
-        return reply
-
-    def ok(self, type_: str, body: dict[str, Any], token: str | None = None) -> Any:
-        reply = self.call(type_, body, token)
-        assert reply.ok, reply
-        return reply.body
-
-    def user(self, name: str, *, admin: bool = False, password: str = PASSWORD) -> str:
-        """Register (admin: then promote) and log in; returns the token."""
-        self.ok("auth.register", {"username": name, "password": password})
-        if admin:
-            with psycopg.connect(self.db_url) as conn:
-                conn.execute("UPDATE users SET is_admin = true WHERE username = %s", (name,))
-        return str(self.ok("auth.login", {"username": name, "password": password})["token"])
-
-    @property
-    def db_url(self) -> str:
-        return str(self.pool.conninfo)
-
-    def counts(self) -> dict[str, int]:
-        query = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in TABLES)
-        with psycopg.connect(self.db_url) as conn:
-            row = conn.execute(query).fetchone()
-        assert row is not None
-        return dict(zip(TABLES, row, strict=True))
-
-    def dead_count(self) -> int:
-        return int(self.r.xlen(self.keys.dead))
-
-
-def open_gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
-    """For a fixture: a Gw on its own pool and Redis client, closed afterwards."""
-    pool = open_pool(database_url, max_size=4, name="fuzz")
-    pool.wait(timeout=10)
-    r = redis.Redis.from_url(redis_url)
-    try:
-        yield Gw(r, pool, GatewayConfig(prefix=prefix))
-    finally:
-        pool.close()
-        r.close()
-
-
-@pytest.fixture
-def gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
-    yield from open_gw(redis_url, database_url, prefix)
 
 
 # --- what a payload should get ----------------------------------------------------------------------
@@ -359,43 +271,3 @@ def test_reused_request_id_with_another_body_is_refused_not_replayed(gw: Gw, uni
     rows_after = gw.counts()
     assert rows_after["jobs"] == rows["jobs"]
     assert gw.ok("job.show", {"id": first.body["id"]}, token)["job"]["status"] == "queued"  # type: ignore[index]
-
-
-def test_fifty_shells_registering_one_name_at_once_make_one_user(farm: Farm, unique: str) -> None:
-    name = f"race{unique}"
-    start = threading.Barrier(50)
-    replies: list[Reply | None] = [None] * 50
-    key = farm_key(farm.database_url)
-
-    def shell(i: int) -> None:
-        r = farm.redis()
-        try:
-            body, _ = sealed_body("auth.register", {"username": name, "password": f"password-{i:04d}"}, key)
-            env = Envelope.new("auth.register", body, secrets.token_hex(16))
-            start.wait(timeout=30)
-            r.xadd(farm.keys.requests, {"m": encode(env)})
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and replies[i] is None:
-                for _, items in r.xread({farm.keys.reply(env.reply_to): "0-0"}, block=1000) or []:
-                    for _, fields in items:
-                        reply = decode_reply(fields[b"m"])
-                        if isinstance(reply, Reply) and reply.re == env.id:
-                            replies[i] = reply
-        finally:
-            r.close()
-
-    threads = [threading.Thread(target=shell, args=(i,)) for i in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=90)
-    assert all(r is not None for r in replies), "some shells got no answer"
-    winners = [i for i, r in enumerate(replies) if r is not None and r.ok]
-    assert len(winners) == 1, winners
-    codes = {r.error.code for r in replies if r is not None and r.error is not None}
-    assert codes == {"auth.username_taken"}
-    with psycopg.connect(farm.database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM users WHERE username = %s", (name,)).fetchone()
-    assert row is not None and row[0] == 1
-    winner_password = f"password-{winners[0]:04d}"
-    assert farm.rfarm("login", name, "--password-stdin", stdin=winner_password + "\n", config=name).code == 0

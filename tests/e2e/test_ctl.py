@@ -207,7 +207,7 @@ def test_gateway_and_node_run_their_module(tmp_path: Path, command: str, module:
 # --- up ---------------------------------------------------------------------------------------------
 
 
-class Farm:
+class RunningUp:
     """A running `rfarmctl up` and every line it printed."""
 
     def __init__(self, cwd: Path, *args: str, **env: str) -> None:
@@ -284,7 +284,7 @@ def _wait_gone(pids: list[int], timeout: float = 15) -> list[int]:
 
 @pytest.mark.timeout(240)
 def test_up_runs_a_whole_embedded_farm_and_ctrl_c_stops_all_of_it(tmp_path: Path) -> None:
-    farm = Farm(tmp_path, "--data-dir", str(tmp_path / "data"), "--nodes", "2", "--output-root", "out")
+    farm = RunningUp(tmp_path, "--data-dir", str(tmp_path / "data"), "--nodes", "2", "--output-root", "out")
     try:
         farm.wait_for(lambda ls: any(line.startswith("rfarm is up") for line in ls), 120, "'rfarm is up'")
         env = read_farm_file(tmp_path / ".rfarm" / "farm.env")
@@ -325,7 +325,7 @@ def test_up_with_given_servers_starts_none_of_its_own(
     tmp_path: Path, redis_url: str, scratch_db: str, prefix: str
 ) -> None:
     env = {"RFARM_REDIS_URL": redis_url, "RFARM_DATABASE_URL": scratch_db, "RFARM_PREFIX": prefix}
-    farm = Farm(tmp_path, "--nodes", "1", "--data-dir", str(tmp_path / "data"), **env)
+    farm = RunningUp(tmp_path, "--nodes", "1", "--data-dir", str(tmp_path / "data"), **env)
     try:
         farm.wait_for(lambda ls: any(line.startswith("rfarm is up") for line in ls), 60, "'rfarm is up'")
         written = read_farm_file(tmp_path / ".rfarm" / "farm.env")
@@ -361,7 +361,7 @@ def test_up_with_given_servers_starts_none_of_its_own(
 def test_up_again_keeps_the_redis_address_and_asks_to_log_in_once_users_exist(tmp_path: Path, scratch_db: str) -> None:
     def run_once() -> tuple[str, str]:
         """Start the farm, note its Redis URL and its hint, stop it."""
-        farm = Farm(tmp_path, "--nodes", "0", "--data-dir", str(tmp_path / "data"), RFARM_DATABASE_URL=scratch_db)
+        farm = RunningUp(tmp_path, "--nodes", "0", "--data-dir", str(tmp_path / "data"), RFARM_DATABASE_URL=scratch_db)
         try:
             farm.wait_for(lambda ls: any(line.startswith("rfarm is up") for line in ls), 60, "'rfarm is up'")
             url = read_farm_file(tmp_path / ".rfarm" / "farm.env")["RFARM_REDIS_URL"]

@@ -1,4 +1,4 @@
-"""What the fault tests share: a raw wire client, bulk submits, and an audit of PostgreSQL's history.
+"""A raw wire client against a running farm, bulk submits, and reading PostgreSQL's truth (rows, a history audit).
 
 The wire client speaks the protocol itself (XADD an envelope, XREAD the reply stream) so a test
 can resend the very same envelope, as a shell that timed out does.
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -20,8 +18,8 @@ from psycopg.rows import dict_row
 
 from broker_contracts.envelope import Envelope, Notice, Reply, decode_reply, encode
 from broker_contracts.states import JOB_TERMINAL, replay_is_legal
-from tests.farm import Farm
-from tests.sealing import farm_key
+from tests.support.farm import Farm
+from tests.support.sealing import farm_key
 
 
 class Wire:
@@ -109,6 +107,13 @@ def query(database_url: str, sql: str, params: object = None) -> list[dict]:
         return list(conn.execute(sql, params).fetchall())  # type: ignore[arg-type]
 
 
+def one_row(database_url: str, sql: str, *args: object) -> tuple:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(sql, args).fetchone()  # type: ignore[arg-type]
+    assert row is not None
+    return tuple(row)
+
+
 def job_statuses(database_url: str, job_ids: list[int]) -> dict[int, str]:
     rows = query(database_url, "SELECT id, status FROM jobs WHERE id = ANY(%s)", (job_ids,))
     return {r["id"]: r["status"] for r in rows}
@@ -166,10 +171,3 @@ def succeeded_frames_match(database_url: str, job_ids: list[int]) -> list[int]:
     rows = query(database_url, "SELECT id FROM jobs WHERE id = ANY(%s) AND status = 'succeeded' "
                  "AND frames_done <> frames_total", (job_ids,))
     return [r["id"] for r in rows]
-
-
-def start_gateway(farm: Farm, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
-    """A gateway with extra options (Farm.start_gateway takes only environment variables)."""
-    argv = [sys.executable, "-m", "gateway", "--name", name, "--lease", str(farm.lease),
-            "--claim-idle", str(farm.claim_idle), *args]
-    return farm._spawn(name, argv, **env)

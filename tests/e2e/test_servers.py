@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from rfarmctl.embedded import MAX_BULK, start_embedded_postgres, start_embedded_redis
-from tests.servers import embedded_postgres, embedded_redis, private_postgres, private_redis
+from tests.support.servers import embedded_postgres, embedded_redis, private_postgres, private_redis
 
 
 def _redis_answers(url: str) -> bool:

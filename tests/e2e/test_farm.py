@@ -11,8 +11,8 @@ import pytest
 from broker_contracts.codec import pack
 from broker_contracts.envelope import Envelope, decode_reply, encode
 from broker_contracts.sealing import seal_token
-from tests.farm import Farm, wait_for
-from tests.sealing import farm_key
+from tests.support.farm import Farm, wait_for
+from tests.support.sealing import farm_key
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

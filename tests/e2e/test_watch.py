@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from tests.farm import BIN, Farm
+from tests.support.farm import BIN, Farm
 
 
 def submit(farm: Farm, config: str, *args: str) -> int:

@@ -5,7 +5,6 @@ request does: the same answers for a missing, garbage, revoked and expired token
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -18,12 +17,7 @@ from broker_contracts.tables import from_table
 from store import jobs
 from store.db import iso_utc
 from store.users import token_hash
-from tests.test_fuzz_gateway import PASSWORD, Gw, open_gw
-
-
-@pytest.fixture
-def gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
-    yield from open_gw(redis_url, database_url, prefix)
+from tests.support.gateway import PASSWORD, Gw
 
 
 def _submit(gw: Gw, token: str, name: str, **extra: Any) -> int:

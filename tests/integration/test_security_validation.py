@@ -1,17 +1,14 @@
 """Names are whole strings, nothing a user, node or renderer writes can drive another person's
 terminal, and profile parameters cannot become options (issue 11, points 8, 9 and 11): against
-the gateway's real request loop and ledger (in-process, real PostgreSQL and Redis), and through
-the real processes."""
+the gateway's real request loop and ledger (in-process, real PostgreSQL and Redis);
+tests/e2e/test_security_validation.py tries the same through the real processes."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import psycopg
-import pytest
 
 from broker_contracts.codec import pack
 from broker_contracts.profiles import ParamSpec, ProfileSpec
@@ -19,15 +16,9 @@ from broker_contracts.work import NodeEvent, NodeHeartbeat
 from gateway.ledger import Ledger
 from render_nodes.offered import confine_paths
 from store import nodes
-from tests.farm import Farm, Result, wait_for
-from tests.test_fuzz_gateway import PASSWORD, Gw, open_gw
+from tests.support.gateway import PASSWORD, Gw
 
 BAD_NAMES = ["alice\n", "alice\r\n", "\nalice", "alice\t", "alice\x00", "al\x1b[2Jice", "alice\u2028", "\u202ealice"]
-
-
-@pytest.fixture
-def gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
-    yield from open_gw(redis_url, database_url, prefix)
 
 
 def _users_named(gw: Gw, like: str) -> list[str]:
@@ -108,55 +99,3 @@ def test_a_node_announcing_names_with_controls_is_dead_lettered_not_listed(gw: G
     with psycopg.connect(gw.db_url) as conn:
         rows = conn.execute("SELECT id FROM nodes WHERE id LIKE %s", (f"%{unique}%",)).fetchall()
     assert rows == []
-
-
-PROFILES = """
-builtins = []
-[profiles.evil]
-argv = ["{python}", "-c", 'print("\\x1b[2J\\x9b31m\\u202eevil", "\\x1b]0;pwned\\x07", "{frame}")']
-frames_per_invocation = "frame"
-[profiles.evil.params.scene]
-type = "path"
-required = true
-"""
-
-
-def test_escapes_from_a_renderer_reach_logs_escaped_and_raw_only_on_request(farm: Farm, unique: str) -> None:
-    user = farm.user(f"u{unique}")
-    projects = farm.root / "projects"
-    profiles = farm.root / "profiles.toml"
-    profiles.write_text(PROFILES.replace("{python}", sys.executable))
-    bad = farm.start_node(f"bad-{unique}\x1b[2J", "--profiles", str(profiles))
-    assert bad.wait(timeout=30) == 2
-    farm.procs.pop(f"bad-{unique}\x1b[2J")
-    farm.start_node(f"evil-{unique}", "--profiles", str(profiles), "--path-root", str(projects))
-
-    def submit(scene: str) -> Result | None:
-        res = farm.rfarm("submit", "x", "--renderer", "evil", "--param", f"scene={scene}", "--json", config=user)
-        return res if res.code == 0 or "no render node offers" not in res.out else None
-
-    ok = wait_for(lambda: submit(str(projects / "a.blend")), what="the node's profile to be announced")
-    assert ok.code == 0, ok
-    job = ok.json()["id"]
-    outside = farm.rfarm("submit", "x", "--renderer", "evil", "--param", "scene=/etc/passwd", "--json", config=user)
-    assert outside.code == 1 and outside.json()["error"]["code"] == "request.invalid", outside
-    assert str(projects) in outside.json()["error"]["message"]
-
-    def done() -> bool:
-        res = farm.rfarm("show", str(job), "--json", config=user)
-        return res.code == 0 and res.json()["job"]["status"] == "succeeded"
-
-    wait_for(done, timeout=60, what="the job")
-    shown = farm.rfarm("logs", str(job), config=user)
-    assert shown.code == 0, shown
-    assert "\\x1b[2J\\x9b31m\\u202eevil \\x1b]0;pwned\\x07 1" in shown.out, shown.out
-    assert not any(c in shown.out for c in "\x1b\x9b\u202e\x07"), shown.out
-    as_json = farm.rfarm("logs", str(job), "--json", config=user)
-    assert not any(c in as_json.out for c in "\x1b\x9b\u202e\x07") and "evil" in as_json.json()["logs"][0]["output"]
-    raw = farm.rfarm("logs", str(job), "--raw", config=user)
-    assert raw.code == 0 and "\x1b[2J\x9b31m\u202eevil \x1b]0;pwned\x07 1" in raw.out, raw.out
-
-
-def test_registering_alice_with_a_newline_through_rfarm_is_refused(farm: Farm, unique: str) -> None:
-    res = farm.rfarm("register", f"alice{unique}\n", "--password-stdin", stdin=PASSWORD + "\n")
-    assert res.code == 2 and "username" in res.err and "\n" not in res.err.rstrip("\n"), res

@@ -47,11 +47,6 @@ def empty_db(pg_admin_url: str) -> Iterator[str]:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def test_numbered_files_in_order() -> None:
-    versions = [m.version for m in available()]
-    assert versions == sorted(versions) and versions[0] == 1
-
-
 def test_empty_database_gets_the_schema_the_code_uses(empty_db: str) -> None:
     applied = migrate(empty_db)
     assert [m.version for m in applied] == [m.version for m in available()]

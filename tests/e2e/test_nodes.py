@@ -7,7 +7,7 @@ import signal
 import time
 
 from broker_contracts.states import replay_is_legal
-from tests.farm import Farm, wait_for
+from tests.support.farm import Farm, wait_for
 
 
 def show(farm: Farm, job_id: int, config: str) -> dict:

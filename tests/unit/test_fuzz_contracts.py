@@ -21,72 +21,23 @@ from broker_contracts.envelope import Envelope, decode_envelope, decode_reply, e
 from broker_contracts.errors import DecodeError, ErrorCode
 from broker_contracts.messages import REQUEST_TYPES, SubmitRequest
 from broker_contracts.work import NodeEvent, WorkItem
+from tests.support.strategies import TEXT, VALUES, field_names, fuzz_examples, mutated_map
 
-BIG = settings(max_examples=5000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-MEDIUM = settings(max_examples=1500, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-SMALL = settings(max_examples=1000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+_QUIET = {"deadline": None, "database": None, "suppress_health_check": list(HealthCheck)}
+BIG = settings(max_examples=fuzz_examples(5000), **_QUIET)
+MEDIUM = settings(max_examples=fuzz_examples(1500), **_QUIET)
+SMALL = settings(max_examples=fuzz_examples(1000), **_QUIET)
 
 # --- strategies -------------------------------------------------------------------------------------
 
-NASTY_TEXT = st.sampled_from(
-    [
-        "",
-        "\x00",
-        "a\x00b",
-        "'); DROP TABLE jobs; --",
-        "%s %(name)s $1 {0}",
-        "\\",
-        "\u202e\u200b",
-        "ünïcødé ✓ 🎬",
-        " " * 10,
-        "x" * 5000,
-        "1-100",
-        "-5--1",
-        "9" * 40,
-        "\n\r\t",
-    ]
-)
-TEXT = st.one_of(st.text(max_size=16), NASTY_TEXT)
-INTS = st.one_of(
-    st.integers(min_value=-(2**63), max_value=2**64 - 1),
-    st.sampled_from([0, 1, -1, 100, 101, 2**31, 2**63 - 1, 2**63, 2**64 - 1, -(2**63)]),
-)
-SCALARS = st.one_of(st.none(), st.booleans(), INTS, st.floats(), TEXT, st.binary(max_size=12))
-# a field's value: mostly a scalar, sometimes a small container (cheap to generate, so 5,000 run fast)
-VALUES = st.one_of(
-    SCALARS,
-    st.lists(SCALARS, max_size=3),
-    st.dictionaries(st.one_of(st.text(max_size=8), st.sampled_from(["id", "name"])), SCALARS, max_size=3),
-)
 KNOWN_TYPES = sorted(REQUEST_TYPES)
 TYPES = st.one_of(st.sampled_from(KNOWN_TYPES), TEXT, st.sampled_from(["job.explode", "JOB.SUBMIT", "auth.login "]))
 
 ENVELOPE_FIELDS = ("v", "id", "type", "reply_to", "token", "ts", "body")
 
 
-def field_names(model: type[BaseModel]) -> list[str]:
-    return [f.alias or name for name, f in model.model_fields.items()]
-
-
 def valid_envelope_raw(type_: str, body: dict[str, Any]) -> dict[str, Any]:
     return Envelope.new(type_, body, reply_to="a" * 32, token="t" * 43).model_dump(mode="json")
-
-
-@st.composite
-def mutated_map(
-    draw: st.DrawFn, names: list[str], base: dict[str, Any] | None = None, values: st.SearchStrategy[Any] = VALUES
-) -> dict[str, Any]:
-    """A map shaped like a model: some of its fields (kept, dropped or given wrong values) and extras."""
-    out: dict[str, Any] = dict(base or {})
-    for name in names:
-        action = draw(st.sampled_from(["keep", "drop", "value", "value"]))
-        if action == "drop":
-            out.pop(name, None)
-        elif action == "value":
-            out[name] = draw(values)
-    if draw(st.booleans()):
-        out[draw(TEXT)] = draw(VALUES)
-    return out
 
 
 def _raises_only_decode_error(data: bytes) -> Envelope | None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from broker_contracts.profiles import parse_profiles_toml, render_argv, validate_params
+from tests.support.farm import REPO
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = REPO / "README.md"
 
 
 def test_readme_blender_profile_parses_and_renders_an_argv() -> None:

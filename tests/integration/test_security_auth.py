@@ -1,17 +1,15 @@
-"""Passwords, tokens and login throttling: in-process against the real store, and through the real processes."""
+"""Passwords, tokens and login throttling, in-process against the real store.
+
+tests/e2e/test_security_auth.py tries the same through the real processes."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import secrets
-import sys
 import time
-from collections.abc import Iterator
 
 import psycopg
-import pytest
 from argon2 import PasswordHasher
 
 from broker_contracts.envelope import Envelope, encode
@@ -19,27 +17,15 @@ from gateway.context import GatewayConfig
 from gateway.passwords import needs_rehash
 from gateway.transport import RequestLoop
 from store import users
-from tests.farm import Farm, wait_for
-from tests.sealing import opened_login, sealed_body
-from tests.test_fuzz_gateway import PASSWORD, Gw, open_gw
-
-
-@pytest.fixture
-def gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
-    yield from open_gw(redis_url, database_url, prefix)
-
-
-def _row(db_url: str, query: str, *args: object) -> tuple:
-    with psycopg.connect(db_url) as conn:
-        row = conn.execute(query, args).fetchone()
-    assert row is not None
-    return tuple(row)
+from tests.support.gateway import PASSWORD, Gw
+from tests.support.sealing import opened_login, sealed_body
+from tests.support.wire import one_row
 
 
 def test_passwords_are_argon2id_and_rehashed_when_parameters_change(gw: Gw, unique: str) -> None:
     name = f"hash{unique}"
     gw.ok("auth.register", {"username": name, "password": PASSWORD})
-    (stored,) = _row(gw.db_url, "SELECT password_hash FROM users WHERE username = %s", name)
+    (stored,) = one_row(gw.db_url, "SELECT password_hash FROM users WHERE username = %s", name)
     assert stored.startswith("$argon2id$") and PASSWORD not in stored and not needs_rehash(stored)
 
     weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)  # yesterday's parameters
@@ -47,10 +33,10 @@ def test_passwords_are_argon2id_and_rehashed_when_parameters_change(gw: Gw, uniq
         conn.execute("UPDATE users SET password_hash = %s WHERE username = %s", (weak, name))
     assert needs_rehash(weak)
     gw.ok("auth.login", {"username": name, "password": PASSWORD})
-    (rehashed,) = _row(gw.db_url, "SELECT password_hash FROM users WHERE username = %s", name)
+    (rehashed,) = one_row(gw.db_url, "SELECT password_hash FROM users WHERE username = %s", name)
     assert rehashed != weak and rehashed.startswith("$argon2id$") and not needs_rehash(rehashed)
     gw.ok("auth.login", {"username": name, "password": PASSWORD})  # the new hash verifies
-    assert _row(gw.db_url, "SELECT password_hash FROM users WHERE username = %s", name) == (rehashed,)
+    assert one_row(gw.db_url, "SELECT password_hash FROM users WHERE username = %s", name) == (rehashed,)
 
 
 def test_only_the_token_hash_is_stored_and_logout_revokes(gw: Gw, unique: str) -> None:
@@ -64,7 +50,7 @@ def test_only_the_token_hash_is_stored_and_logout_revokes(gw: Gw, unique: str) -
     assert token not in repr(rows) and token.encode() not in b"".join(bytes(r[0]) for r in rows)
     assert gw.ok("auth.whoami", {}, token)["username"] == f"tok{unique}"
     gw.ok("auth.logout", {}, token)
-    (revoked,) = _row(gw.db_url, "SELECT revoked_at FROM sessions WHERE token_hash = %s", digest)
+    (revoked,) = one_row(gw.db_url, "SELECT revoked_at FROM sessions WHERE token_hash = %s", digest)
     assert revoked is not None
     for type_, body in (("auth.whoami", {}), ("job.list", {}), ("auth.logout", {})):
         reply = gw.call(type_, body, token)
@@ -89,7 +75,7 @@ def test_default_token_lifetime_is_seven_days(gw: Gw, unique: str) -> None:
     assert GatewayConfig().token_ttl == 7 * 24 * 3600
     token = gw.user(f"week{unique}")
     digest = hashlib.sha256(token.encode()).digest()
-    (seconds,) = _row(gw.db_url, "SELECT EXTRACT(EPOCH FROM expires_at - created_at) FROM sessions "
+    (seconds,) = one_row(gw.db_url, "SELECT EXTRACT(EPOCH FROM expires_at - created_at) FROM sessions "
                       "WHERE token_hash = %s", digest)
     assert abs(float(seconds) - 7 * 24 * 3600) < 5
 
@@ -127,63 +113,5 @@ def test_throttling_after_five_failures_same_for_unknown_users(gw: Gw, unique: s
     with psycopg.connect(gw.db_url) as conn:  # once the delay is over, the right password works again
         conn.execute("UPDATE login_throttle SET locked_until = now() WHERE username = %s", (known,))
     assert gw.ok("auth.login", {"username": known, "password": PASSWORD})["token"]
-    (left,) = _row(gw.db_url, "SELECT count(*) FROM login_throttle WHERE username = %s", known)
+    (left,) = one_row(gw.db_url, "SELECT count(*) FROM login_throttle WHERE username = %s", known)
     assert left == 0  # a success clears the count
-
-
-# --- through the real processes -----------------------------------------------------------------------
-
-
-def test_a_whole_session_logs_no_password_and_no_token(farm: Farm, unique: str) -> None:
-    farm.stop()  # run the gateway at DEBUG, where a leak would most likely show
-    farm.start_gateway("gw-debug", RFARM_LOG_LEVEL="DEBUG")
-    farm.start_node(f"n-{unique}", RFARM_LOG_LEVEL="DEBUG")
-    name = f"sess{unique}"
-    password = f"pw-{secrets.token_hex(8)}"
-    wrong = f"wrong-{secrets.token_hex(8)}"
-    assert farm.rfarm("register", name, "--password-stdin", stdin=password + "\n", config=name).code == 0
-    assert farm.rfarm("login", name, "--password-stdin", stdin=password + "\n", config=name).code == 0
-    token = json.loads((farm.root / name / "credentials").read_text())["token"]
-    job = farm.rfarm("submit", "leakcheck", "--frames", "1-2", "--json", config=name)
-    assert job.code == 0, job
-    assert farm.rfarm("wait", str(job.json()["id"]), config=name, timeout=90).code == 0
-    assert farm.rfarm("login", name, "--password-stdin", stdin=wrong + "\n", config="elsewhere").code == 1
-    # requests that end as dead letters, carrying the token and a password
-    r = farm.redis()
-    client = secrets.token_hex(16)
-    r.xadd(farm.keys.requests, {"m": encode(Envelope.new("job.explode", {}, client, token))})
-    bad_version = Envelope.new("auth.login", {"username": name, "password": password}, client, token)
-    r.xadd(farm.keys.requests, {"m": encode(bad_version)[:-3]})  # truncated: does not decode
-    raw = bad_version.model_dump(mode="json") | {"v": 99}
-    from broker_contracts.codec import pack
-
-    r.xadd(farm.keys.requests, {"m": pack(raw)})
-    wait_for(lambda: r.xlen(farm.keys.dead) >= 3, what="three dead letters")
-    assert farm.rfarm("logout", config=name).code == 0
-    time.sleep(1.0)
-    farm.stop()
-
-    logs = farm.logs()
-    assert "gateway" in logs.lower() and len(logs) > 500  # the logs were really read
-    dead = b"".join(b"".join(fields.values()) for _, fields in r.xrange(farm.keys.dead))
-    for secret in (password, wrong, token):
-        assert secret not in logs
-        assert secret.encode() not in dead
-    assert b"<redacted>" in dead
-    r.close()
-
-
-def test_gateway_token_ttl_option_expires_logins(farm: Farm, unique: str) -> None:
-    farm.stop()
-    argv = [sys.executable, "-m", "gateway", "--name", "gw-ttl", "--token-ttl", "1", "--claim-idle", "2"]
-    farm._spawn("gw-ttl", argv)
-    name = farm.user(f"ttlgw{unique}")
-    token = json.loads((farm.root / name / "credentials").read_text())["token"]
-    digest = hashlib.sha256(token.encode()).digest()
-    (seconds,) = _row(farm.database_url, "SELECT EXTRACT(EPOCH FROM expires_at - created_at) FROM sessions "
-                      "WHERE token_hash = %s", digest)
-    assert 0.5 < float(seconds) < 1.5
-    time.sleep(1.5)
-    res = farm.rfarm("whoami", config=name)
-    assert res.code == 1 and "expired" in res.err, res
-    assert "Traceback" not in res.err and len(res.err.strip().splitlines()) == 1

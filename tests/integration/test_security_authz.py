@@ -3,15 +3,13 @@ an admin may see and change it. In-process against the real store and Redis."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
 from broker_contracts.messages import REQUEST_TYPES
 from broker_contracts.tables import from_table
-from tests.test_fuzz_gateway import Gw, open_gw
+from tests.support.gateway import Gw
 
 # every command that names a job, with a body for it (``ID`` is replaced by the job id)
 JOB_COMMANDS: dict[str, dict[str, Any]] = {
@@ -26,11 +24,6 @@ JOB_COMMANDS: dict[str, dict[str, Any]] = {
     "job.priority": {"id": "ID", "priority": 99},
     "job.submit": {"name": "depends", "after": "ID"},  # a dependency must be a job the caller may see
 }
-
-
-@pytest.fixture
-def gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
-    yield from open_gw(redis_url, database_url, prefix)
 
 
 def _body(template: dict[str, Any], job_id: int) -> dict[str, Any]:

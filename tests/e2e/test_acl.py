@@ -11,7 +11,7 @@ import redis
 
 from broker_contracts.keys import Keys
 from rfarmctl import acl
-from tests.farm import BIN, Farm
+from tests.support.farm import BIN, Farm
 
 
 def _admin(redis_url: str) -> redis.Redis:
@@ -70,11 +70,6 @@ def test_unreachable_redis_is_exit_3(tmp_path: Path, prefix: str) -> None:
     farm = Farm(root=tmp_path, redis_url="redis://127.0.0.1:1/0", database_url="postgresql://unused", prefix=prefix)
     res = farm.rfarmctl("redis-acl", "--apply")
     assert res.code == 3 and "cannot reach Redis" in res.err and "Traceback" not in res.err
-
-
-def test_glob_characters_in_the_prefix_are_literal() -> None:
-    assert acl.glob_escape("a*b?[c]\\") == "a\\*b\\?\\[c\\]\\\\"
-    assert acl.role_rules("shell", "x*")[0] == "%W~x\\*:req"
 
 
 def test_shell_may_only_add_requests_and_read_its_reply_stream(acl_users: dict[str, str], prefix: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -21,12 +20,7 @@ from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.messages import REQUEST_TYPES
 from gateway import handlers
 from gateway.context import Context, KeepWrites
-from tests.test_fuzz_gateway import Gw, open_gw
-
-
-@pytest.fixture
-def gw(redis_url: str, database_url: str, prefix: str) -> Iterator[Gw]:
-    yield from open_gw(redis_url, database_url, prefix)
+from tests.support.gateway import Gw
 
 
 def _job_names(gw: Gw, name: str) -> int:

@@ -19,6 +19,7 @@ from broker_contracts.keys import Keys, valid_name
 from rfarmctl.credentials import issue
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -68,9 +69,9 @@ class Farm:
         self.procs[name] = proc
         return proc
 
-    def start_gateway(self, name: str = "gateway", **env: str) -> subprocess.Popen[bytes]:
+    def start_gateway(self, name: str = "gateway", *args: str, **env: str) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "gateway", "--name", name, "--lease", str(self.lease),
-                "--claim-idle", str(self.claim_idle)]
+                "--claim-idle", str(self.claim_idle), *args]
         return self._spawn(name, argv, **env)
 
     def credential(self, name: str) -> str:
