@@ -73,7 +73,7 @@ class SimNode:
 
     async def run_one(self, eid: bytes, item: dict[str, Any]) -> None:
         run = uuid.uuid4().hex
-        common = {"task_id": item["task_id"], "job_id": item["job_id"], "run": run}
+        common = {"task_id": item["task_id"], "job_id": item["job_id"], "run": run, "work": eid.decode()}
         await self.r.xadd(self.keys.events, {"m": _event("started", self.name, **common)}, maxlen=EVENTS_MAXLEN,
                           approximate=True)
         self.running = [item["task_id"]]

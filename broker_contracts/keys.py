@@ -65,6 +65,11 @@ class Keys:
         return f"{self.prefix}:gateway-key"
 
     @property
+    def work_key(self) -> str:
+        """Set by the gateways: the public key their work items are signed with (32 bytes)."""
+        return f"{self.prefix}:workkey"
+
+    @property
     def farm_info(self) -> str:
         """Set by every gateway: the farm's identity (its id in PostgreSQL), read by shells to know
         which farm answers at an address and so which saved session is theirs there."""

@@ -37,7 +37,9 @@ class NodeEvent(BaseModel):
     """A report from a node on ``<prefix>:events``.
 
     ``run`` identifies one start of a task on one node (a new attempt). Reports are applied only
-    while the task's current run is this one, so a report from a superseded attempt changes nothing.
+    while the task's current run is this one and come from the node that started it, so a report
+    from a superseded attempt or from another node changes nothing. On the stream an event is
+    signed by its node (field ``s``, broker_contracts.signing).
 
     ``attempt`` (the run's attempt number, from its work item) and ``started`` (when the run
     started; on its last report) let a last report be applied on its own when it arrives before its
@@ -53,6 +55,8 @@ class NodeEvent(BaseModel):
     task_id: int | None = None
     job_id: int | None = None
     run: str | None = None
+    # the work entry the report's run was claimed from (the gateway checks it is the task's own)
+    work: str | None = Field(default=None, max_length=64)
     frame: int | None = None
     done_frames: int | None = None
     exit_code: int | None = None

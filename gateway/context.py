@@ -41,6 +41,8 @@ class GatewayConfig:
     auth_queue: int = 64
     inbox_keep: float = 7 * 24 * 3600
     fault: str | None = None
+    # reports only from nodes with a credential (otherwise also from names that never had one)
+    require_node_credentials: bool = False
     # entries one request thread takes per read: a few, so that a burst is shared among the threads
     request_batch: int = int(os.environ.get("RFARM_REQUEST_BATCH", "8"))
 

@@ -15,12 +15,13 @@ from psycopg_pool import ConnectionPool
 
 from broker_contracts.codec import pack, unpack
 from broker_contracts.keys import NODES_GROUP
+from broker_contracts.signing import Signer, new_pair
 from broker_contracts.work import WorkItem
 from gateway.context import GatewayConfig
 from gateway.ledger import EventsApplied, Ledger
 from gateway.notices import publish_watch_notices
 from gateway.streams import WORK_MAXLEN, Backoff, ensure_group, entry_id
-from store import dispatch, jobs, outbox, tasks
+from store import credentials, dispatch, jobs, outbox, tasks
 from store.db import StoreUnavailable, transaction
 
 log = logging.getLogger("rfarm.dispatcher")
@@ -53,6 +54,7 @@ class Dispatcher:
         self.next_prune = time.monotonic() + 60
         self.next_statistics = 0.0
         self.known_groups: set[str] = set()
+        self.signer: Signer | None = None  # the gateways' work key, read from PostgreSQL when first needed
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -107,14 +109,27 @@ class Dispatcher:
                 sent += len(ready)
         return sent
 
+    def work_signer(self) -> Signer:
+        """The key every gateway signs work items with; made by the first that needs one."""
+        if self.signer is None:
+            with transaction(self.pool) as conn:
+                seed, _ = credentials.signing_key(conn, credentials.WORK_KEY, *new_pair())
+            self.signer = Signer(seed)
+        return self.signer
+
     def publish(self, pool: str, ready: list[dict]) -> None:
-        """After the commit that marked them dispatched: a crash here is healed by reconcile()."""
+        """After the commit that marked them dispatched: a crash here is healed by reconcile().
+
+        Each item is signed, and the key that checks the signatures is announced in the same round
+        trip, so a node that has none from its credential can read it before any item arrives."""
         stream = self.keys.work(pool)
         if stream not in self.known_groups:
             ensure_group(self.r, stream, NODES_GROUP)
             self.known_groups.add(stream)
+        signer, prefix = self.work_signer(), self.keys.prefix
         now = time.time()
         pipe = self.r.pipeline(transaction=False)
+        pipe.set(self.keys.work_key, signer.public_key)
         for t in ready:
             item = WorkItem(
                 task_id=t["task_id"],
@@ -130,8 +145,9 @@ class Dispatcher:
                 attempt=t["attempt"],
                 blocked_nodes=list(t["blocked_nodes"] or []),
             )
-            pipe.xadd(stream, {"m": pack(item.model_dump(mode="json"))}, maxlen=WORK_MAXLEN, approximate=True)
-        ids = pipe.execute(raise_on_error=False)
+            data = pack(item.model_dump(mode="json"))
+            pipe.xadd(stream, {"m": data, "s": signer.sign_work(prefix, data)}, maxlen=WORK_MAXLEN, approximate=True)
+        announced, *ids = pipe.execute(raise_on_error=False)
         sent = [(t["task_id"], entry_id(i)) for t, i in zip(ready, ids, strict=True) if not isinstance(i, Exception)]
         refused = [t["task_id"] for t, i in zip(ready, ids, strict=True) if isinstance(i, Exception)]
         with transaction(self.pool) as conn:
@@ -140,6 +156,8 @@ class Dispatcher:
             dispatch.undispatch(conn, refused)
         if refused:
             raise next(i for i in ids if isinstance(i, redis.ResponseError))
+        if isinstance(announced, Exception):
+            raise announced
 
     # --- reconcile -----------------------------------------------------------------------------
 
@@ -149,15 +167,29 @@ class Dispatcher:
         with transaction(self.pool) as conn:
             stale = dispatch.stale_dispatched(conn, lease)
         if stale:
+            # An entry still in its stream waits for a node, unless a node read it and acked it
+            # without the gateway applying its start (its reports were refused): that one is lost.
             lost, waiting = [], []
+            pools = sorted({t["pool"] for t in stale})
             pipe = self.r.pipeline(transaction=False)
+            for pool in pools:
+                pipe.xinfo_groups(self.keys.work(pool))
             for t in stale:
-                if t["work_msg"]:
-                    pipe.xrange(self.keys.work(t["pool"]), t["work_msg"], t["work_msg"])
-                else:
-                    pipe.echo(b"")
-            for t, found in zip(stale, pipe.execute(), strict=True):
-                (waiting if found else lost).append(t["id"])
+                stream, msg = self.keys.work(t["pool"]), t["work_msg"] or "0-0"
+                pipe.xrange(stream, msg, msg)
+                pipe.xpending_range(stream, NODES_GROUP, msg, msg, 1)
+            replies = pipe.execute(raise_on_error=False)
+            delivered = {
+                pool: _stream_id(g["last-delivered-id"])
+                for pool, groups in zip(pools, replies, strict=False)
+                if isinstance(groups, list)
+                for g in groups
+                if _text(g["name"]) == NODES_GROUP
+            }
+            for i, t in enumerate(stale):
+                found, pending = replies[len(pools) + 2 * i : len(pools) + 2 * i + 2]
+                acked = not pending and _stream_id(t["work_msg"]) <= delivered.get(t["pool"], (0, 0))
+                (waiting if t["work_msg"] and found and not acked else lost).append(t["id"])
             with transaction(self.pool) as conn:
                 dispatch.undispatch(conn, lost)
                 dispatch.still_waiting(conn, waiting)
@@ -201,3 +233,13 @@ class Dispatcher:
             job_ids = sorted({unpack(bytes(r["payload"]))["job"] for r in rows if r["stream"] == outbox.WATCH_STREAM})
             publish_watch_notices(conn, self.r, self.config, job_ids)
             outbox.done(conn, [r["id"] for r in rows])
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _stream_id(value: bytes | str | None) -> tuple[int, int]:
+    """A stream entry id as a pair that compares in stream order."""
+    ms, _, seq = _text(value or "0-0").partition("-")
+    return int(ms), int(seq or 0)

@@ -17,11 +17,12 @@ from pydantic import ValidationError
 from broker_contracts.codec import pack, unpack
 from broker_contracts.errors import DecodeError
 from broker_contracts.keys import LEDGER_GROUP
+from broker_contracts.signing import event_is_signed_by
 from broker_contracts.states import JobStatus, TaskStatus
 from broker_contracts.work import NodeEvent, NodeHeartbeat
 from gateway.context import GatewayConfig
 from gateway.streams import Backoff, dead_letter, ensure_group, entry_id, no_group
-from store import jobs, nodes, outbox, tasks
+from store import credentials, jobs, nodes, outbox, tasks
 from store.db import StoreUnavailable, transaction
 
 log = logging.getLogger("rfarm.ledger")
@@ -30,6 +31,8 @@ Effect = Callable[[redis.Redis], None]
 CLAIM_BATCH = 500  # events read or taken over per round
 
 TRANSITIONS = frozenset({"started", "succeeded", "failed", "released"})
+KEYS_FRESH = 2.0  # seconds node credentials are cached: a revocation counts within this
+REFUSAL_LOG_EVERY = 60.0  # seconds between log lines about the same node's refused reports
 ENDS = TRANSITIONS - {"started"}  # a run's last report
 
 
@@ -81,6 +84,58 @@ class Pace:
             return sum(n for _, n in seen) / self.span if seen else 0.0
 
 
+class NodeIdentities:
+    """Which node wrote a report: its signature checked against the node's credential.
+
+    A name that has (or had) a credential must sign with it; a name that never had one is refused
+    when the farm requires credentials and otherwise accepted as it always was.
+    """
+
+    def __init__(self, pool: ConnectionPool, config: GatewayConfig) -> None:
+        self.pool = pool
+        self.prefix = config.prefix
+        self.required = config.require_node_credentials
+        self._keys: dict[str, bytes | None] = {}
+        self._read_at = float("-inf")
+        self._logged: dict[tuple[str, str], float] = {}
+
+    def refresh(self, names: set[str]) -> None:
+        """Read the credentials again if they are old, or if a name is not among them (a credential
+        issued a moment ago): at most once per batch of reports."""
+        now = time.monotonic()
+        if now - self._read_at >= KEYS_FRESH or not names <= self._keys.keys():
+            with transaction(self.pool) as conn:
+                self._keys = credentials.node_keys(conn)
+            self._read_at = now
+
+    def refusal(self, node: str, data: bytes, signature: bytes | None) -> str | None:
+        """Why the report ``data`` is not accepted as node ``node``'s, or None."""
+        if node not in self._keys:
+            if self.required:
+                return f"node {node} has no credential and this farm requires one"
+            if signature is not None:
+                return f"node {node} signed its report but has no credential"
+            return None
+        key = self._keys[node]
+        if key is None:
+            return f"the credential of node {node} is revoked"
+        if signature is None:
+            return f"unsigned report from node {node}, which has a credential"
+        if not event_is_signed_by(key, self.prefix, data, signature):
+            return f"report not signed with the credential of node {node}"
+        return None
+
+    def should_log(self, node: str, reason: str) -> bool:
+        """One log line per node and reason a minute: a node without a credential reports often."""
+        now = time.monotonic()
+        if now - self._logged.get((node, reason), float("-inf")) < REFUSAL_LOG_EVERY:
+            return False
+        if len(self._logged) > 10_000:
+            self._logged.clear()
+        self._logged[(node, reason)] = now
+        return True
+
+
 class Ledger:
     def __init__(
         self,
@@ -101,6 +156,7 @@ class Ledger:
         self.redis_backoff = Backoff("redis (events)")
         self.store_backoff = Backoff("postgresql (events)")
         self.pace = Pace()
+        self.identities = NodeIdentities(pool, config)
 
     def run(self) -> None:
         group_ready = False
@@ -144,12 +200,22 @@ class Ledger:
     def process(self, entries: list[tuple[str, dict[bytes, bytes]]]) -> None:
         events: list[NodeEvent] = []
         pipe = self.r.pipeline(transaction=False)
+        decoded: list[tuple[str, NodeEvent, bytes, bytes | None]] = []
         for eid, fields in entries:
-            payload = fields.get(b"m")
+            payload = fields.get(b"m") or b""
             try:
-                events.append(NodeEvent.model_validate(unpack(payload or b"")))
+                decoded.append((eid, NodeEvent.model_validate(unpack(payload)), payload, fields.get(b"s")))
             except (DecodeError, ValidationError) as exc:
                 dead_letter(pipe, self.keys, self.keys.events, eid, f"undecodable event: {exc}", payload)
+        self.identities.refresh({ev.node for _, ev, _, _ in decoded})
+        for eid, ev, payload, signature in decoded:
+            refused = self.identities.refusal(ev.node, payload, signature)
+            if refused is not None:
+                if self.identities.should_log(ev.node, refused):
+                    log.warning("refused %s report (entry %s): %s", ev.kind, eid, refused)
+                dead_letter(pipe, self.keys, self.keys.events, eid, f"refused: {refused}", payload)
+                continue
+            events.append(ev)
         # one job's events stay in order; jobs are locked in ascending order, so batches never deadlock
         events.sort(key=lambda e: e.job_id or 0)
         batch = EventsApplied(pending=tasks.Pending(self.config.lease))
@@ -230,6 +296,9 @@ class Ledger:
         if ev.kind == "heartbeat":
             if ev.info is not None:
                 hb = NodeHeartbeat.model_validate(ev.info)
+                if hb.node != ev.node:
+                    log.warning("ignored heartbeat of node %s: it speaks for node %s", ev.node, hb.node)
+                    return
                 nodes.heartbeat(conn, hb)
                 tasks.extend_leases(conn, hb.node, hb.running, max(lease, hb.lease))
                 batch.wake_dispatcher = True
@@ -240,7 +309,7 @@ class Ledger:
         if ev.task_id is None or ev.run is None:
             return
         if ev.kind == "progress":
-            tasks.progress(conn, ev.task_id, ev.run, ev.done_frames or 0, lease)
+            tasks.progress(conn, ev.task_id, ev.run, ev.node, ev.done_frames or 0, lease)
             if ev.job_id:
                 batch.progressed_jobs.add(ev.job_id)
             return
@@ -252,6 +321,10 @@ class Ledger:
         if task is None:
             return
         batch.locked[task.id] = task
+        held = self.claim_refusal(conn, ev, task)
+        if held is not None:
+            log.warning("ignored %s report of task %s from node %s: %s", ev.kind, task.id, ev.node, held)
+            return
         moved: bool | TaskStatus | None = False
         reason = ""
         if ev.kind in ENDS and ev.attempt is not None and ev.started is not None:
@@ -296,6 +369,20 @@ class Ledger:
                 batch.unsettled[task.job_id] = (reason, ev.node)
         else:  # a duplicate delivery, or the report of a run that lost its lease: counted, changes nothing
             log.info("ignored stale %s report of task %s (run %s, node %s)", ev.kind, task.id, ev.run, ev.node)
+
+    def claim_refusal(self, conn: psycopg.Connection, ev: NodeEvent, task: tasks.Task) -> str | None:
+        """Why a node may not report on this task, or None. A running task takes reports only from
+        the node that holds it, and a start from another node (a takeover) only once the holder's
+        lease is about to lapse; any other report must name the task's own work entry."""
+        holder = task.node if task.status is TaskStatus.RUNNING else None
+        if holder is not None and holder != ev.node:
+            if ev.kind != "started":
+                return f"node {holder} holds it"
+            if tasks.lease_left(conn, task.id) > self.config.lease / 2:
+                return f"node {holder} holds it and keeps its lease"
+        if (ev.kind == "started" or holder is None) and task.work_msg is not None and ev.work != task.work_msg:
+            return f"it names work entry {ev.work}, not the task's {task.work_msg}"
+        return None
 
     def _started(self, task: tasks.Task, reason: str, node: str, batch: EventsApplied) -> None:
         batch.changed_jobs.add(task.job_id)

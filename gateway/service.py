@@ -70,6 +70,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--reply-ttl", type=int, default=300, help="seconds a reply stream outlives its last reply (a vanished shell)"
     )
+    p.add_argument(
+        "--require-node-credentials",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("RFARM_REQUIRE_NODE_CREDENTIALS", "") not in ("", "0", "no", "false"),
+        help="apply reports only from nodes with a credential (default: $RFARM_REQUIRE_NODE_CREDENTIALS, off)",
+    )
     p.add_argument("--log-level", default=os.environ.get("RFARM_LOG_LEVEL", "INFO"))
     return p.parse_args(argv)
 
@@ -97,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         claim_idle=args.claim_idle,
         reply_ttl=max(1, args.reply_ttl),
         fault=os.environ.get("RFARM_FAULT_POINT") or None,
+        require_node_credentials=args.require_node_credentials,
     )
     consumer = args.name or f"gw-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
     stop = threading.Event()

@@ -20,6 +20,7 @@ import redis
 
 from broker_contracts.config import Settings
 from broker_contracts.keys import Keys, valid_name
+from broker_contracts.signing import CredentialError, NodeCredential, Signer
 from render_nodes.link import Link, redact
 from render_nodes.node import Node, NodeOptions
 from render_nodes.offered import ProfileFileError, confine_paths, load_profiles
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="path parameters must lie in this folder; may repeat (default: $RFARM_PATH_ROOTS, ':'-separated)",
     )
+    p.add_argument(
+        "--credential-file",
+        type=Path,
+        metavar="FILE",
+        help="the node credential from `rfarmctl node-credential add` (default: $RFARM_NODE_CREDENTIAL)",
+    )
     p.add_argument("--grace", type=float, default=30.0, help="seconds running tasks get after SIGTERM")
     p.add_argument("--drain", action="store_true", help="process the work that is there, then exit")
     p.add_argument("--heartbeat", type=float, help="seconds between heartbeats (default: min(5, lease/3))")
@@ -67,6 +74,29 @@ def build_parser() -> argparse.ArgumentParser:
 def default_name() -> str:
     host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()).strip("-._") or "node"
     return f"{host[:40]}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def credential_from(args: argparse.Namespace) -> NodeCredential | None:
+    """The node's credential from --credential-file or $RFARM_NODE_CREDENTIAL, or None."""
+    if args.credential_file is not None:
+        try:
+            text = args.credential_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read --credential-file {str(args.credential_file)!r} ({exc})") from None
+        where = "--credential-file"
+    else:
+        text = os.environ.get("RFARM_NODE_CREDENTIAL", "")
+        where = "RFARM_NODE_CREDENTIAL"
+        if not text.strip():
+            return None
+    try:
+        credential = NodeCredential.parse(text)
+    except CredentialError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    if args.name is not None and args.name != credential.name:
+        raise UsageError(f"--name {args.name!r} is not the name the credential was issued to ({credential.name!r})")
+    args.name = credential.name
+    return credential
 
 
 def options_from(args: argparse.Namespace) -> NodeOptions:
@@ -111,11 +141,12 @@ def options_from(args: argparse.Namespace) -> NodeOptions:
     )
 
 
-def connect(settings: Settings, pool: str) -> Link:
+def connect(settings: Settings, pool: str, credential: NodeCredential | None = None) -> Link:
     """A link whose server answered a PING; raises UsageError or ConnectionError with a clear line."""
     keys = Keys(settings.prefix)
+    signer = Signer(credential.seed) if credential is not None else None
     try:
-        link = Link(settings.redis_url, keys, pool)
+        link = Link(settings.redis_url, keys, pool, signer)
     except ValueError as exc:
         raise UsageError(f"RFARM_REDIS_URL {redact(settings.redis_url)} is not a Redis URL ({exc})") from None
     where = redact(settings.redis_url)
@@ -133,9 +164,10 @@ def connect(settings: Settings, pool: str) -> Link:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+        credential = credential_from(args)
         options = options_from(args)
         settings = Settings.from_env()
-        link = connect(settings, options.pool)
+        link = connect(settings, options.pool, credential)
     except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
@@ -147,7 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(),
         format=f"%(asctime)s {options.name} %(levelname)s %(message)s",
     )
-    node = Node(options, link, Keys(settings.prefix))
+    if credential is None:
+        logging.getLogger("render_nodes").warning(
+            "no node credential: a gateway that requires them ignores this node's reports"
+        )
+    gateway_key = credential.gateway_key if credential is not None else None
+    node = Node(options, link, Keys(settings.prefix), gateway_key=gateway_key)
     previous = {sig: signal.signal(sig, lambda _s, _f: node.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return node.run()

@@ -21,6 +21,7 @@ import redis
 from broker_contracts.codec import pack
 from broker_contracts.config import redact_url as redact
 from broker_contracts.keys import NODES_GROUP, Keys
+from broker_contracts.signing import Signer
 from broker_contracts.streamids import refused_for_its_ids
 from broker_contracts.work import NodeEvent
 
@@ -43,9 +44,10 @@ def is_nogroup(exc: redis.ResponseError) -> bool:
 
 
 class Link:
-    def __init__(self, url: str, keys: Keys, pool: str) -> None:
+    def __init__(self, url: str, keys: Keys, pool: str, signer: Signer | None = None) -> None:
         self.url = url
         self.keys = keys
+        self.signer = signer  # the node's credential: every report is signed with it
         self.work = keys.work(pool)
         self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=0)
         self.abandoned = threading.Event()
@@ -121,22 +123,29 @@ class Link:
 
         self.call(create)
 
-    def publish(self, event: NodeEvent, *, wait: bool = True) -> None:
+    def fields(self, event: NodeEvent) -> dict[str, bytes]:
+        """The stream entry of a report: its packed bytes and, with a credential, their signature."""
         data = pack(event.model_dump(mode="json", exclude_none=True))
+        if self.signer is None:
+            return {"m": data}
+        return {"m": data, "s": self.signer.sign_event(self.keys.prefix, data)}
+
+    def publish(self, event: NodeEvent, *, wait: bool = True) -> None:
+        entry = self.fields(event)
         self.call(
-            lambda c: c.xadd(self.keys.events, {"m": data}, maxlen=EVENTS_MAXLEN, approximate=True),
+            lambda c: c.xadd(self.keys.events, entry, maxlen=EVENTS_MAXLEN, approximate=True),  # type: ignore[arg-type]
             wait=wait,
         )
 
     def publish_many(self, events: list[NodeEvent]) -> None:
         """Several reports in one round trip (a pipeline, in order). Repeated after a lost
         connection, some may be published twice: the ledger ignores a report it has applied."""
-        packed = [pack(e.model_dump(mode="json", exclude_none=True)) for e in events]
+        packed = [self.fields(e) for e in events]
 
         def send(c: redis.Redis) -> None:
             pipe = c.pipeline(transaction=False)
-            for data in packed:
-                pipe.xadd(self.keys.events, {"m": data}, maxlen=EVENTS_MAXLEN, approximate=True)
+            for entry in packed:
+                pipe.xadd(self.keys.events, entry, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
             pipe.execute()
 
         self.call(send)
@@ -148,12 +157,12 @@ class Link:
         may repeat a report, which the ledger ignores (the run has already moved); an entry is
         never acked without its report.
         """
-        packed = [(pack(event.model_dump(mode="json", exclude_none=True)), message_id) for event, message_id in reports]
+        packed = [(self.fields(event), message_id) for event, message_id in reports]
 
         def both(c: redis.Redis) -> None:
             pipe = c.pipeline(transaction=True)
-            for data, message_id in packed:
-                pipe.xadd(self.keys.events, {"m": data}, maxlen=EVENTS_MAXLEN, approximate=True)
+            for entry, message_id in packed:
+                pipe.xadd(self.keys.events, entry, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
                 pipe.xack(self.work, NODES_GROUP, message_id)
             pipe.execute()
 

@@ -23,9 +23,10 @@ from pathlib import Path
 import redis
 
 from broker_contracts.codec import pack, unpack
-from broker_contracts.errors import DecodeError
+from broker_contracts.errors import DecodeError, ErrorCode
 from broker_contracts.keys import NODES_GROUP, Keys
 from broker_contracts.profiles import ProfileSpec
+from broker_contracts.signing import work_is_signed_by
 from broker_contracts.work import NodeHeartbeat, WorkItem
 from render_nodes.link import Finals, Link, LinkDown, event
 from render_nodes.task import NodeContext, TaskRun, job_flags
@@ -36,6 +37,7 @@ BLOCK_MS = 1000
 DEAD_MAXLEN = 10_000
 FINAL_WAIT = 5.0
 TAKEOVER_SCAN = 0.5  # seconds between scans for work entries abandoned by other nodes (at most)
+KEY_REREAD = 5.0  # seconds between reads of the gateways' announced key after an item failed it
 
 
 def node_version() -> str:
@@ -72,6 +74,8 @@ class Node:
     keys: Keys
     stopping: threading.Event = field(default_factory=threading.Event)
     immediate: threading.Event = field(default_factory=threading.Event)
+    # the gateways' work key from the node's credential; without one, the key they announce in Redis
+    gateway_key: bytes | None = None
 
     def __post_init__(self) -> None:
         o = self.options
@@ -86,6 +90,8 @@ class Node:
         self._beat: threading.Thread | None = None
         self._queue: queue.SimpleQueue[_Running | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
+        self._pinned = self.gateway_key is not None
+        self._next_key_read = 0.0
 
     # -- signals ----------------------------------------------------------------------------------
 
@@ -197,7 +203,10 @@ class Node:
         """The work item of a claimed entry; None for one that is not a work item (dead-lettered
         and acked) or that is already running here."""
         try:
-            item = WorkItem.model_validate(unpack(fields.get(b"m", b"")))
+            data = fields.get(b"m", b"")
+            if not self._signed_by_gateway(data, fields.get(b"s")):
+                raise DecodeError(ErrorCode.REQUEST_INVALID, "not signed by a gateway of this farm")
+            item = WorkItem.model_validate(unpack(data))
         except (DecodeError, ValueError) as exc:
             reason = exc.message if isinstance(exc, DecodeError) else "not a valid work item"
             log.error("work entry %s is not a work item (%s); moved to %s", message_id, reason, self.keys.dead)
@@ -209,6 +218,21 @@ class Node:
             if message_id in self._running:  # our own entry, reclaimed while Redis was away: keep going
                 return None
         return TaskRun(self.ctx, message_id, item)
+
+    def _signed_by_gateway(self, data: bytes, signature: bytes | None) -> bool:
+        """Whether a work entry was published by a gateway. Without a pinned key the one the
+        gateways announce is read once, and again (at most every KEY_REREAD s) when an item fails it."""
+        prefix = self.keys.prefix
+        if self.gateway_key is not None and work_is_signed_by(self.gateway_key, prefix, data, signature):
+            return True
+        if self._pinned or time.monotonic() < self._next_key_read:
+            return False
+        self._next_key_read = time.monotonic() + KEY_REREAD
+        announced = self.link.call(lambda c: c.get(self.keys.work_key))
+        if not isinstance(announced, bytes) or announced == self.gateway_key:
+            return False
+        self.gateway_key = announced
+        return work_is_signed_by(announced, prefix, data, signature)
 
     def _work(self) -> None:
         while (running := self._queue.get()) is not None:

@@ -103,6 +103,7 @@ class TaskRun:
             task_id=self.item.task_id,
             job_id=self.item.job_id,
             run=self.run_id,
+            work=self.message_id,
             attempt=self.item.attempt + 1,
         )
 
@@ -334,6 +335,7 @@ class TaskRun:
             task_id=item.task_id,
             job_id=item.job_id,
             run=self.run_id,
+            work=self.message_id,
             attempt=item.attempt + 1,
             **fields,
         )

@@ -7,9 +7,10 @@ touches. Needs Redis >= 7 (read-only / write-only key patterns ``%R~`` and ``%W~
   bits, so a shell can read only the one whose name it made); GET of ``<prefix>:farm`` (the farm's
   identity) and of ``<prefix>:gateway-key`` (the farm's public key, which it seals secrets to). It
   cannot read requests, work or events, list keys, or run an admin command.
-- node: its consumer group on ``<prefix>:work:*``; XADD to events and dead letters; its liveness
-  key; reads the cancel and hold signals. It cannot read requests or reply streams, nor add to,
-  delete or trim a work stream (Redis 7 selectors give each command only its own keys).
+- node: its consumer group on ``<prefix>:work:*``; XADD to events and dead letters; SET and DEL of
+  its liveness key only; reads the cancel and hold signals and the gateways' work key. It cannot
+  read requests, reply streams, events or dead letters, nor add to, delete or trim a work stream
+  (Redis 7 selectors give each command only its own keys).
 - gateway: stream, hash, string and key commands on ``<prefix>:*``, and TIME; nothing dangerous or admin.
 """
 
@@ -50,7 +51,8 @@ class AclUser:
         return ["reset", "resetchannels", "on", f">{self.password}", *self.rules]
 
     def command_line(self) -> str:
-        return " ".join(["ACL", "SETUSER", self.name, *self.setuser_args()])
+        """For redis-cli: a selector, which holds spaces, is quoted as one argument."""
+        return " ".join(f'"{a}"' if " " in a else a for a in ["ACL", "SETUSER", self.name, *self.setuser_args()])
 
 
 def glob_escape(text: str) -> str:
@@ -74,7 +76,8 @@ def role_rules(role: str, prefix: str, *, setinfo: bool = True) -> tuple[str, ..
         )
     if role == "node":
         # Each command only on the keys it is for (Redis 7 selectors): a node may not add to, delete
-        # or trim a work stream, nor read or ack events; XADD is what it sends to events and dead.
+        # or trim a work stream, nor read or ack events, nor set any key but its liveness key; XADD
+        # is what it sends to events and dead, GET reads only the gateways' work key.
         return (
             f"~{p}:work:*",
             "+xreadgroup",
@@ -91,6 +94,7 @@ def role_rules(role: str, prefix: str, *, setinfo: bool = True) -> tuple[str, ..
             f"(%W~{p}:events %W~{p}:dead +xadd)",
             f"(%W~{p}:node:* +set +del)",
             f"(%R~{p}:cancel:* %R~{p}:hold:* +exists)",
+            f"(%R~{p}:workkey +get)",
         )
     if role == "gateway":
         return (

@@ -20,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from broker_contracts.config import Settings
 from broker_contracts.config import redact_url as redact
 from broker_contracts.types import Password, Username
+from rfarmctl import credentials as node_credential
 from rfarmctl.database import create_admin, migrate_database, unlock_user
 from rfarmctl.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CtlError, unreachable
 
@@ -204,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     for role in ("gateway", "node", "shell"):
         p.add_argument(f"--{role}-password", default=None, help=f"the {role} user's password (default: generated)")
     p.set_defaults(run=cmd_redis_acl)
+
+    node_credential.add_parser(sub)
 
     p = sub.add_parser("up", help="a whole farm on this machine: Redis, PostgreSQL, a gateway and nodes")
     p.add_argument("--data-dir", default="./.rfarm", help="where embedded servers keep data (./.rfarm)")

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +29,7 @@ import redis
 
 from broker_contracts.config import FARM_FILE, read_farm_file
 from broker_contracts.config import redact_url as redact
+from rfarmctl.credentials import issue
 from rfarmctl.database import has_users, migrate_database
 from rfarmctl.embedded import (
     EmbeddedError,
@@ -261,15 +264,25 @@ def _redis_label(server: RedisProcess) -> str:
     return f"Redis {version},"
 
 
-def build_children(opts: UpOptions, urls: dict[str, str], output_root: Path) -> list[Child]:
+def node_names(count: int) -> list[str]:
+    """The names of the nodes `up` runs: this host's, numbered (one credential each)."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()).strip("-._") or "node"
+    return [f"{host[:40]}-up-{n}" for n in range(1, count + 1)]
+
+
+def build_children(
+    opts: UpOptions, urls: dict[str, str], output_root: Path, credentials: dict[str, str]
+) -> list[Child]:
+    """The gateway and the nodes; ``credentials``: node name -> the credential it signs with."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("RFARM_")}
     base.update(PYTHONUNBUFFERED="1", RFARM_REDIS_URL=urls["redis"], RFARM_PREFIX=urls["prefix"])
-    gateway_env = dict(base, RFARM_DATABASE_URL=urls["database"])
+    gateway_env = dict(base, RFARM_DATABASE_URL=urls["database"], RFARM_REQUIRE_NODE_CREDENTIALS="1")
     children = [Child("gateway", [sys.executable, "-m", "gateway"], gateway_env)]
     node_args = ["--pool", "default", "--output-root", str(output_root), "--slots", str(opts.slots)]
-    for n in range(1, opts.nodes + 1):
+    for n, (name, credential) in enumerate(credentials.items(), start=1):
         # Nodes never see the database URL: they only talk to Redis.
-        children.append(Child(f"node-{n}", [sys.executable, "-m", "render_nodes", *node_args], dict(base)))
+        env = dict(base, RFARM_NODE_CREDENTIAL=credential)
+        children.append(Child(f"node-{n}", [sys.executable, "-m", "render_nodes", "--name", name, *node_args], env))
     return children
 
 
@@ -347,7 +360,9 @@ def _run_locked(
         printer.say(f"  prefix      {prefix}")
         printer.say(f"  renders     {output_root}/job-<id>/frame_<NNNN>.png")
         printer.say(f"  farm file   {farm_file} (rfarm run from {cwd} finds this farm)")
-        supervisor = Supervisor(build_children(opts, urls, output_root), printer, cwd)
+        # a fresh credential for each node of this farm, replacing one an earlier `up` issued
+        credentials = {name: issue(database_url, name, replace=True).text() for name in node_names(opts.nodes)}
+        supervisor = Supervisor(build_children(opts, urls, output_root, credentials), printer, cwd)
         supervisor.start_all()
         first_step = "rfarm login USER" if has_users(database_url) else "rfarm register alice"
         printer.say(f"rfarm is up. try: {first_step}   (Ctrl-C stops the farm)")

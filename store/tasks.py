@@ -421,11 +421,11 @@ def running_of(conn: psycopg.Connection, job_id: int, *, limit: int = 50) -> lis
     return [dict(r) for r in rows]  # type: ignore[call-overload]
 
 
-def progress(conn: psycopg.Connection, task_id: int, run: str, done: int, lease: float) -> None:
+def progress(conn: psycopg.Connection, task_id: int, run: str, node: str, done: int, lease: float) -> None:
     conn.execute(
         f"""UPDATE tasks SET done_frames = %s, lease_until = now() + make_interval(secs => %s)
-           WHERE id = %s AND run_id = %s AND status = {_RUNNING}""",
-        (done, lease, task_id, run),
+           WHERE id = %s AND run_id = %s AND node = %s AND status = {_RUNNING}""",
+        (done, lease, task_id, run, node),
     )
 
 
@@ -434,7 +434,7 @@ def append_log(conn: psycopg.Connection, task_id: int, run: str, node: str, text
     conn.execute(
         """INSERT INTO task_logs AS l (task_id, attempt, node, output)
            SELECT id, attempt, %(node)s, right(%(text)s, %(keep)s) FROM tasks
-           WHERE id = %(task)s AND run_id = %(run)s
+           WHERE id = %(task)s AND run_id = %(run)s AND node = %(node)s
            ON CONFLICT (task_id, attempt) DO UPDATE
              SET output = right(l.output || EXCLUDED.output, %(keep)s), updated_at = now()""",
         {"task": task_id, "run": run, "node": node, "text": text, "keep": LOG_KEEP},
@@ -474,3 +474,12 @@ def expired_leases(conn: psycopg.Connection, grace: float, limit: int = 200) -> 
         (grace, limit),
     ).fetchall()
     return [r["id"] for r in rows]  # type: ignore[call-overload]
+
+
+def lease_left(conn: psycopg.Connection, task_id: int) -> float:
+    """Seconds until the task's lease lapses (0 when it has none or it has lapsed)."""
+    row = conn.execute(
+        "SELECT greatest(0, extract(epoch FROM lease_until - now()))::float8 AS left FROM tasks WHERE id = %s",
+        (task_id,),
+    ).fetchone()
+    return float(row["left"] or 0.0) if row else 0.0  # type: ignore[call-overload]

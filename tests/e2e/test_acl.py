@@ -126,7 +126,16 @@ def test_node_cannot_read_requests_or_replies(acl_users: dict[str, str], prefix:
         assert node.xadd(keys.events, {"m": b"event"}, maxlen=1000, approximate=True)
         assert node.set(keys.node("n1"), b"alive", px=1000)
         assert node.exists(keys.cancel(7), keys.hold(7)) == 0
+        assert node.xadd(keys.dead, {"m": b"unrunnable"}, maxlen=1000, approximate=True)
+        assert node.get(keys.work_key) is None
         denied = {
+            "GET cancel": lambda: node.get(keys.cancel(7)),
+            "EXISTS work key": lambda: node.exists(keys.work_key),
+            "XADD node key": lambda: node.xadd(keys.node("n1") + ":x", {"m": b"x"}),
+            "DEL cancel": lambda: node.delete(keys.cancel(7)),
+            "SET hold": lambda: node.set(keys.hold(7), b"x"),
+            "XREADGROUP events": lambda: node.xreadgroup("ledger", "n1", {keys.events: ">"}),
+            "XACK events": lambda: node.xack(keys.events, "ledger", "0-1"),
             "XREAD requests": lambda: node.xread({keys.requests: "0-0"}),
             "XRANGE requests": lambda: node.xrange(keys.requests),
             "XREADGROUP requests": lambda: node.xreadgroup("gateway", "n1", {keys.requests: ">"}),
@@ -182,6 +191,7 @@ def test_farm_runs_end_to_end_on_the_acl_users(
             [str(BIN / "rfarmctl"), "node", "--name", f"acl-{unique}", "--lease", "2", "--heartbeat", "0.5",
              "--output-root", str(farm.output_root)],
             RFARM_REDIS_URL=acl_users["node"],
+            RFARM_NODE_CREDENTIAL=farm.credential(f"acl-{unique}"),
         )
         name = farm.user(f"acl{unique}")
         res = farm.rfarm("submit", "on-acl", "--frames", "1-3", "--json", config=name)

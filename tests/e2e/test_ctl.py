@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import importlib.metadata
 import importlib.util
+import json
 import os
 import pty
 import re
@@ -335,6 +336,19 @@ def test_up_with_given_servers_starts_none_of_its_own(
         assert not any("embedded" in line for line in farm.lines)
         kids = psutil.Process(farm.proc.pid).children()
         assert not any("redis" in k.name() or "postgres" in k.name() for k in kids)
+        # its node has a credential of its own: the gateway, which requires one, applies its reports
+        user_env = clean_env(**env, RFARM_CONFIG_DIR=str(tmp_path / "user"))
+
+        def rfarm(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([str(Path(sys.executable).parent / "rfarm"), *args], input=stdin, cwd=tmp_path,
+                                  env=user_env, capture_output=True, text=True, timeout=90)
+
+        for step in ("register", "login"):
+            assert rfarm(step, f"up{prefix}", "--password-stdin", stdin="correct-horse\n").returncode == 0
+        submitted = rfarm("submit", "up", "--frames", "1-2", "--renderer", "noop", "--json")
+        assert submitted.returncode == 0, submitted
+        waited = rfarm("wait", "--timeout", "60", str(json.loads(submitted.stdout)["id"]))
+        assert waited.returncode == 0, (waited, farm.lines)
         started = farm.pids("gateway") + farm.pids("node-1")
         assert farm.stop(signal.SIGTERM) == 0
     finally:

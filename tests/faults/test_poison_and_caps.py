@@ -9,6 +9,7 @@ import pytest
 
 from broker_contracts.codec import pack, unpack
 from broker_contracts.envelope import encode
+from broker_contracts.signing import NodeCredential, Signer
 from gateway.context import GatewayConfig
 from gateway.streams import DEAD_MAXLEN, WORK_MAXLEN
 from gateway.transport import REQUESTS_MAXLEN
@@ -71,7 +72,9 @@ def test_an_event_the_ledger_cannot_apply_is_dead_lettered_and_others_flow(farm:
            "info": {"node": f"bad-{unique}", "pool": "default", "slots": 2**40, "tags": [], "profiles": [],
                     "running": [], "version": "x", "host": "h", "lease": 2.0}}
     r = farm.redis()
-    r.xadd(farm.keys.events, {"m": pack(bad)})
+    data = pack(bad)  # signed by a node of the farm: it passes the ledger's check and fails to apply
+    key = Signer(NodeCredential.parse(farm.credential(f"bad-{unique}")).seed)
+    r.xadd(farm.keys.events, {"m": data, "s": key.sign_event(farm.prefix, data)})
     farm.start_node(f"ok-{unique}")
     job_id = submit(wire, "flows", "1-3")
     wait_for(lambda: all_terminal(farm.database_url, [job_id]), timeout=60, what="the job")

@@ -32,6 +32,8 @@ EXPECTED = {
     "farm_identity": {"one", "farm_id", "created_at"},
     "nodes": {"id", "pool", "slots", "tags", "profiles", "running", "version", "host", "lease", "specs", "state",
               "last_seen"},
+    "node_credentials": {"name", "public_key", "created_at", "revoked_at"},
+    "signing_keys": {"purpose", "private_key", "public_key", "created_at"},
 }
 
 

@@ -16,15 +16,17 @@ import redis
 
 from broker_contracts.codec import pack
 from broker_contracts.messages import SubmitRequest
+from broker_contracts.signing import Signer, new_pair
 from broker_contracts.work import NodeEvent
 from gateway.context import GatewayConfig
 from gateway.ledger import Ledger
-from store import jobs, tasks, users
+from store import credentials, jobs, tasks, users
 from store.db import open_pool, transaction
 
 pytestmark = pytest.mark.timeout(60)
 
 _ids = count(1)
+_signers: dict[tuple[str, str], Signer] = {}  # (database, node) -> the key of the node's credential
 
 
 @pytest.fixture
@@ -33,7 +35,9 @@ def ledger(redis_url: str, database_url: str, prefix: str) -> Iterator[Ledger]:
     pool.wait(timeout=10)
     r = redis.Redis.from_url(redis_url)
     try:
-        yield Ledger(r, pool, GatewayConfig(prefix=prefix), "order", threading.Event(), threading.Event())
+        # every report is signed by a credentialed node, as on a farm that requires credentials
+        config = GatewayConfig(prefix=prefix, require_node_credentials=True)
+        yield Ledger(r, pool, config, "order", threading.Event(), threading.Event())
     finally:
         pool.close()
         r.close()
@@ -67,9 +71,25 @@ def report(kind: str, job_id: int, task_id: int, run: str, attempt: int, **field
     )
 
 
+def signer(ledger: Ledger, node: str) -> Signer:
+    """Node ``node``'s credential, issued the first time it reports."""
+    key = (ledger.pool.conninfo, node)
+    if key not in _signers:
+        seed, public = new_pair()
+        with transaction(ledger.pool) as conn:
+            credentials.add_node(conn, node, public, replace=True)
+        _signers[key] = Signer(seed)
+    return _signers[key]
+
+
 def apply(ledger: Ledger, *events: NodeEvent) -> None:
-    """One batch, as the ledger reads it from the events stream."""
-    ledger.process([(f"{next(_ids)}-0", {b"m": pack(ev.model_dump(mode="json"))}) for ev in events])
+    """One batch, as the ledger reads it from the events stream, each report signed by its node."""
+    entries = []
+    for ev in events:
+        data = pack(ev.model_dump(mode="json", exclude_none=True))
+        signature = signer(ledger, ev.node).sign_event(ledger.keys.prefix, data)
+        entries.append((f"{next(_ids)}-0", {b"m": data, b"s": signature}))
+    ledger.process(entries)
 
 
 def state(ledger: Ledger, job_id: int, task_id: int) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from typing import Any
 
 import redis
 
-from broker_contracts.keys import Keys
+from broker_contracts.keys import Keys, valid_name
+from rfarmctl.credentials import issue
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
@@ -56,6 +57,7 @@ class Farm:
             RFARM_DATABASE_URL=self.database_url,
             RFARM_PREFIX=self.prefix,
             RFARM_CONFIG_DIR=str(self.root / "config"),
+            RFARM_REQUIRE_NODE_CREDENTIALS="1",  # gateways apply only reports signed by a node credential
             NO_COLOR="1",
         )
         env.update(extra)
@@ -72,7 +74,15 @@ class Farm:
                 "--claim-idle", str(self.claim_idle), *args]
         return self._spawn(name, argv, **env)
 
+    def credential(self, name: str) -> str:
+        """Issue (or replace) node ``name``'s credential, as `rfarmctl node-credential add` does."""
+        return issue(self.database_url, name, replace=True).text()
+
     def start_node(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        """A node with a fresh credential of its own (unless ``env`` gives RFARM_NODE_CREDENTIAL, or
+        the name is one a node refuses)."""
+        if valid_name(name):
+            env.setdefault("RFARM_NODE_CREDENTIAL", self.credential(name))
         argv = [sys.executable, "-m", "render_nodes", "--name", name, "--lease", str(self.lease),
                 "--output-root", str(self.output_root), "--heartbeat", "0.5", *args]
         return self._spawn(name, argv, **env)

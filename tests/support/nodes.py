@@ -13,6 +13,7 @@ import redis
 
 from broker_contracts.codec import pack, unpack
 from broker_contracts.keys import NODES_GROUP, Keys
+from broker_contracts.signing import Signer, new_pair
 from broker_contracts.work import NodeEvent, WorkItem
 
 
@@ -26,6 +27,7 @@ class NodeRig:
         self.root = root
         self.nodes: list[subprocess.Popen[bytes]] = []
         self._next_task = 1
+        self.signer = Signer(new_pair()[0])  # the work key a gateway would sign with
 
     def submit(self, renderer: str, first: int = 1, last: int = 1, job: int = 1, **extra: object) -> WorkItem:
         fields: dict[str, object] = {
@@ -40,7 +42,9 @@ class NodeRig:
         }
         item = WorkItem.model_validate(fields)
         self._next_task += 1
-        self.r.xadd(self.keys.work("default"), {"m": pack(item.model_dump(mode="json"))})
+        data = pack(item.model_dump(mode="json"))
+        self.r.set(self.keys.work_key, self.signer.public_key)  # announced with each publish, as gateways do
+        self.r.xadd(self.keys.work("default"), {"m": data, "s": self.signer.sign_work(self.keys.prefix, data)})
         return item
 
     def events(self, task_id: int | None = None) -> list[NodeEvent]:
