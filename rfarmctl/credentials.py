@@ -7,13 +7,15 @@ gateways' work key) is printed once and never stored.
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 import psycopg
 from psycopg.rows import dict_row
 
 from broker_contracts.config import Settings
 from broker_contracts.keys import valid_name
-from broker_contracts.signing import NodeCredential, new_pair
+from broker_contracts.signing import CredentialError, NodeCredential, new_pair
 from rfarmctl.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CtlError, unreachable
 
 
@@ -34,6 +36,30 @@ def issue(url: str, name: str, *, replace: bool) -> NodeCredential:
     except psycopg.errors.UndefinedTable as exc:
         raise CtlError(EXIT_REFUSED, "the database has no node credentials yet: run `rfarmctl migrate`") from exc
     return credential
+
+
+def kept(url: str, name: str, saved: Path) -> str:
+    """The credential of node ``name`` kept in ``saved`` (mode 0600) while the database still holds
+    its key, else a new one, saved there: `rfarmctl up` keeps its nodes' identities across restarts,
+    so what a node reported before a restart still counts after it."""
+    from store import credentials
+
+    if saved.exists():
+        try:
+            credential = NodeCredential.parse(saved.read_text())
+            with psycopg.connect(url, row_factory=dict_row, connect_timeout=10) as conn:
+                if credential.name == name and credentials.node_keys(conn).get(name) == credential.public_key:
+                    return credential.text()
+        except (CredentialError, OSError):
+            pass
+        except psycopg.OperationalError as exc:
+            raise unreachable("PostgreSQL", url, exc) from exc
+    text = issue(url, name, replace=True).text()
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text + "\n")
+    return text
 
 
 def cmd_add(args: argparse.Namespace) -> int:

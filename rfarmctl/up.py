@@ -29,7 +29,7 @@ import redis
 
 from broker_contracts.config import FARM_FILE, read_farm_file
 from broker_contracts.config import redact_url as redact
-from rfarmctl.credentials import issue
+from rfarmctl.credentials import kept
 from rfarmctl.database import has_users, migrate_database
 from rfarmctl.embedded import (
     EmbeddedError,
@@ -359,9 +359,11 @@ def _run_locked(
         printer.say(f"  migrations  {', '.join(applied) + ' applied' if applied else 'up to date'}")
         printer.say(f"  prefix      {prefix}")
         printer.say(f"  renders     {output_root}/job-<id>/frame_<NNNN>.png")
-        printer.say(f"  farm file   {farm_file} (rfarm run from {cwd} finds this farm)")
-        # a fresh credential for each node of this farm, replacing one an earlier `up` issued
-        credentials = {name: issue(database_url, name, replace=True).text() for name in node_names(opts.nodes)}
+        printer.say(f"  farm file   {farm_file} (rfarm run in {cwd} or a folder below it finds this farm)")
+        # each node keeps its credential across restarts (in the data folder, mode 0600)
+        credentials = {
+            name: kept(database_url, name, data_dir / "nodes" / f"{name}.credential") for name in node_names(opts.nodes)
+        }
         supervisor = Supervisor(build_children(opts, urls, output_root, credentials), printer, cwd)
         supervisor.start_all()
         first_step = "rfarm login USER" if has_users(database_url) else "rfarm register alice"
