@@ -12,24 +12,27 @@ from broker_contracts.types import Keyword
 # what a node announces about itself is shown to admins (`rfarm nodes`): names only, no controls
 Label = Annotated[str, Field(max_length=200), AfterValidator(no_unsafe)]
 
+# every integer fits the msgpack int64 the wire carries: a bigger one is refused while decoding
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+
 
 class WorkItem(BaseModel):
     """One task assignment on ``<prefix>:work:<pool>``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    task_id: int
-    job_id: int
-    seq: int
-    first: int
-    last: int
+    task_id: Int64
+    job_id: Int64
+    seq: Int64
+    first: Int64
+    last: Int64
     renderer: str
     params: dict[str, str] = Field(default_factory=dict)
     requires: list[str] = Field(default_factory=list)
-    max_attempts: int = 3
+    max_attempts: Int64 = 3
     dispatched_at: float
     # the task's attempts when it was dispatched: a run of this item is attempt ``attempt + 1``
-    attempt: int = 0
+    attempt: Int64 = 0
     blocked_nodes: list[str] = Field(default_factory=list)
 
 
@@ -52,18 +55,18 @@ class NodeEvent(BaseModel):
     kind: Literal["started", "progress", "log", "succeeded", "failed", "released", "heartbeat", "bye"]
     node: Keyword
     ts: float
-    task_id: int | None = None
-    job_id: int | None = None
+    task_id: Int64 | None = None
+    job_id: Int64 | None = None
     run: str | None = None
     # the work entry the report's run was claimed from (the gateway checks it is the task's own)
     work: str | None = Field(default=None, max_length=64)
-    frame: int | None = None
-    done_frames: int | None = None
-    exit_code: int | None = None
+    frame: Int64 | None = None
+    done_frames: Int64 | None = None
+    exit_code: Int64 | None = None
     error: str | None = Field(default=None, max_length=2000)
     output: str | None = Field(default=None, max_length=65536)
     info: dict[str, Any] | None = None
-    attempt: int | None = Field(default=None, ge=1)
+    attempt: int | None = Field(default=None, ge=1, le=2**63 - 1)
     started: float | None = None
 
 
@@ -74,7 +77,7 @@ class NodeHeartbeat(BaseModel):
 
     node: Keyword
     pool: Keyword
-    slots: int
+    slots: Int64
     tags: list[Keyword]
     profiles: list[Keyword]
     running: list[int]
