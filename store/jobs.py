@@ -151,19 +151,21 @@ def _submit_statement(
     (a session that does not hold) nothing is written.
 
     The owner's quota (store/quotas.py) is checked in the same statement: ``usage`` counts the
-    tasks of the owner's unfinished jobs (the jobs_owner_status index), and only when this job's
+    tasks of the owner's unfinished jobs (a subquery per owner row, so the owner is a value and
+    the jobs_owner_status index finds only theirs), and only when this job's
     tasks fit under max_queued_tasks does ``win`` count the submit in the owner's current minute;
-    ``allowed`` holds the owner only when that count is within max_submits_per_minute. Otherwise
+    the job is made only when that count is within max_submits_per_minute. Otherwise
     no job is made and the final SELECT's quota columns say which limit held it back. Two submits
     of one user at the same moment may both see the count before either: the queued quota may be
-    passed by one job per gateway worker, never more.
+    passed by a job for each of their submits running at that moment.
     """
     frames = parse_frames(req.frames)
     query = f"""WITH {head}owner AS ({owner}),
            limits AS ({quotas.LIMITS}),
            usage AS (
-               SELECT COALESCE(sum(j.tasks_total), 0) AS queued FROM owner
-               JOIN jobs j ON j.owner_id = owner.id AND j.status IN {one_of(_UNFINISHED)}),
+               SELECT (SELECT COALESCE(sum(j.tasks_total), 0) FROM jobs j
+                       WHERE j.owner_id = owner.id AND j.status IN {one_of(_UNFINISHED)}) AS queued
+               FROM owner),
            win AS (
                INSERT INTO submit_windows (user_id, minute, submits)
                SELECT owner.id, date_trunc('minute', now()), 1 FROM owner, limits, usage
@@ -173,15 +175,14 @@ def _submit_statement(
                                   THEN submit_windows.submits + 1 ELSE 1 END,
                    minute = EXCLUDED.minute
                RETURNING submits),
-           allowed AS (
-               SELECT owner.id FROM owner, win, limits WHERE win.submits <= limits.max_submits_per_minute),
            job AS (
                INSERT INTO jobs (owner_id, name, renderer, params, frame_first, frame_last, chunk, priority,
                                  max_attempts, pool, requires, after_job, frames_total, tasks_total)
-               SELECT allowed.id, %(name)s::text, %(renderer)s::text, %(params)s::jsonb, %(first)s::int,
+               SELECT owner.id, %(name)s::text, %(renderer)s::text, %(params)s::jsonb, %(first)s::int,
                       %(last)s::int, %(chunk)s::int, %(priority)s::int, %(max_attempts)s::int, %(pool)s::text,
                       %(requires)s::text[], %(after)s::bigint, %(total)s::int, %(tasks)s::int
-               FROM allowed
+               FROM owner
+               WHERE EXISTS (SELECT 1 FROM win, limits WHERE win.submits <= limits.max_submits_per_minute)
                RETURNING id),
            job_row AS ({_SUBMITTED_JOB}),
            task AS (
