@@ -189,7 +189,9 @@ def _submit_statement(
                INSERT INTO tasks (job_id, seq, frame_first, frame_last, pool, priority)
                SELECT job_row.job_id, g, %(first)s + g * %(chunk)s,
                       LEAST(%(first)s + (g + 1) * %(chunk)s - 1, %(last)s), %(pool)s, %(priority)s
-               FROM job_row, rfarm_task_seqs(%(tasks)s) AS g ORDER BY g
+               -- numbered per job row (the LATERAL reference): a job refused by a quota costs no numbers
+               FROM job_row, LATERAL rfarm_task_seqs(CASE WHEN job_row.job_id IS NOT NULL THEN %(tasks)s END) AS g
+               ORDER BY g
                RETURNING id, job_id),
            task_rows AS ({_SUBMITTED_TASKS})
            {f", answer AS ({answer.sql('job')})" if answer else ""}"""
