@@ -23,8 +23,9 @@ from benchmarks.flood import login_flood
 from benchmarks.floor import commit_floor, echo_floor
 from benchmarks.gateway_bench import make_user, request_rates, roundtrips
 from benchmarks.harness import BenchFarm, peak_rss_mib
+from benchmarks.quota import quota_flood
 
-PHASES = ("floor", "gateway", "flood", "dispatch", "scale", "bigfarm")
+PHASES = ("floor", "gateway", "flood", "quota", "dispatch", "scale", "bigfarm")
 REQUEST_CAP = 100_000  # shells XADD with MAXLEN ~ 100000
 CAPS = {"req": REQUEST_CAP, "events": 100_000, "dead": 10_000, "work": 20_000, "reply": 500}
 
@@ -99,6 +100,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "flood" in phases:
             step("jobs during a login flood")
             res["login_flood"] = login_flood(farm, user, sizes.samples)
+        if "quota" in phases:
+            step("jobs while another user floods submits into their quotas")
+            res["quota_flood"] = quota_flood(farm, user, sizes.samples)
         if "dispatch" in phases:
             res["dispatch"] = []
             for n in sizes.dispatch_nodes:

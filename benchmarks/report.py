@@ -74,6 +74,10 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         ratio = flood["jobs_during_flood"]["p50_ms"] / flood["jobs_idle"]["p50_ms"]
         out.append(_t(f"jobs p50 during a {flood['logins_per_burst']}-login flood / idle", round(ratio, 2), "<= 3",
                       ratio <= 3))
+    quota = res.get("quota_flood")
+    if quota:
+        ratio = quota["jobs_during_flood"]["p50_ms"] / quota["jobs_idle"]["p50_ms"]
+        out.append(_t("jobs p50 during another user's submit flood / idle", round(ratio, 2), "<= 3", ratio <= 3))
     mem = res.get("memory", {})
     for key in ("gateway_peak_rss_mib", "node_peak_rss_mib"):
         if mem.get(key) is not None:
@@ -130,6 +134,14 @@ def table(res: dict[str, Any]) -> str:
             f"the slowest in {flood['burst_answered_s_max']} s): p50 "
             f"{during['p50_ms']} ms, p99 {during['p99_ms']} ms "
             f"(idle: p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms)")
+        add("")
+    quota = res.get("quota_flood")
+    if quota:
+        idle, during = quota["jobs_idle"], quota["jobs_during_flood"]
+        add(f"jobs while {quota['flooders']} callers of another user submit {quota['tasks_per_submit']}-task jobs "
+            f"({quota['accepted']} accepted, {quota['refused']} refused by a quota, {quota['flooder_tasks']} tasks "
+            f"queued, a quota reached in {quota['quota_reached_s']} s): p50 {during['p50_ms']} ms, "
+            f"p99 {during['p99_ms']} ms (idle: p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms)")
         add("")
     for d in res.get("dispatch", []):
         h = d["history"]

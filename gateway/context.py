@@ -35,7 +35,6 @@ class GatewayConfig:
     reply_streams_per_login: int = 1024
     # live reply streams of callers not known by a login (strangers logging in), per gateway
     anonymous_reply_streams: int = 1000
-    watches_per_user: int = 16
     watchers_per_job: int = 32
     # password-hashing requests waiting for the auth lane; more are refused at once
     auth_queue: int = 64

@@ -12,7 +12,7 @@ from broker_contracts import messages as m
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.states import JOB_RETRYABLE, JOB_TERMINAL, JobStatus
 from gateway.context import Context, Outcome
-from store import jobs, nodes, outbox, tasks
+from store import jobs, nodes, outbox, quotas, tasks
 
 CANCEL_TTL = 3600
 WATCH_TTL = 120
@@ -100,6 +100,7 @@ def watch(ctx: Context, req: m.WatchRequest) -> Outcome:
     key, mine = keys.watch(req.id), keys.watching(user.id)
     member = f"{ctx.reply_to}:{req.sub}"
     own = f"{req.id}:{member}"
+    cap = quotas.max_watches(ctx.conn, user.id)
 
     def subscribe(r: redis.Redis) -> None:
         """Subscribe, within the caps: a refusal here is the reply (a watch writes nothing else)."""
@@ -109,10 +110,10 @@ def watch(ctx: Context, req: m.WatchRequest) -> Outcome:
             raise RfarmError(
                 ErrorCode.QUOTA_EXCEEDED, f"job {req.id} already has {config.watchers_per_job} watchers: try later"
             )
-        if own not in subscriptions and len(subscriptions) >= config.watches_per_user:
+        if own not in subscriptions and len(subscriptions) >= cap:
             raise RfarmError(
                 ErrorCode.QUOTA_EXCEEDED,
-                f"you already watch {config.watches_per_user} times: stop a watch, or wait {WATCH_TTL} s",
+                f"your quota is {cap} watches and you use them all: stop a watch, or wait {WATCH_TTL} s",
             )
         until = str(now + WATCH_TTL)
         pipe = r.pipeline(transaction=False)

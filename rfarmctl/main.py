@@ -21,6 +21,7 @@ from broker_contracts.config import Settings
 from broker_contracts.config import redact_url as redact
 from broker_contracts.types import Password, Username
 from rfarmctl import credentials as node_credential
+from rfarmctl import quotas
 from rfarmctl.database import create_admin, migrate_database, unlock_user
 from rfarmctl.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CtlError, unreachable
 
@@ -198,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("unlock", help="forget a user's failed logins, so that they may log in at once")
     p.add_argument("user")
     p.set_defaults(run=cmd_unlock)
+
+    quotas.add_parser(sub)
 
     p = sub.add_parser("redis-acl", help="print, or --apply, least-privilege Redis ACL users for each role")
     p.add_argument("--apply", action="store_true", help="create the users (connects as RFARM_REDIS_URL's user)")

@@ -23,13 +23,15 @@ from broker_contracts.states import (
     job_may,
     task_sources,
 )
-from store import history, tasks
+from store import history, quotas, tasks
 from store.db import column_names, iso_utc
 from store.inbox import Answer
 from store.statuses import literal, one_of
 from store.users import SESSION_COLUMNS, SESSION_FROM, SESSION_JOIN, User, session_user, token_hash
 
 NOT_FOUND = "no such job: {id}"
+
+_UNFINISHED = frozenset(JobStatus) - JOB_TERMINAL
 
 SUMMARY_COLUMNS = """
     j.id, j.name, u.username AS owner, j.status, j.paused, j.priority, j.renderer, j.pool,
@@ -60,8 +62,11 @@ def submit(conn: psycopg.Connection, owner: User, req: SubmitRequest, *, answer:
     if req.after is not None:
         get(conn, owner, req.after)  # the dependency must be a job the caller may see
     query, params = _submit_statement(req, answer, owner="SELECT %(owner)s::bigint AS id, %(actor)s::text AS name")
-    row = conn.execute(query + " SELECT id AS job_id FROM job", {**params, "owner": owner.id, "actor": owner.username})
-    return int(row.fetchone()["job_id"])  # type: ignore[index]
+    row = conn.execute(
+        query + f" SELECT (SELECT id FROM job) AS job_id, {_QUOTA_COLUMNS}",
+        {**params, "owner": owner.id, "actor": owner.username},
+    ).fetchone()
+    return _made(row, req)  # type: ignore[arg-type]  # a SELECT of subqueries always gives its one row
 
 
 def submit_in_session(
@@ -77,12 +82,36 @@ def submit_in_session(
         owner="SELECT me_id AS id, me_username AS name FROM me WHERE NOT me_revoked AND NOT me_expired",
     )
     row = conn.execute(
-        query + " SELECT me.*, (SELECT id FROM job) AS job_id FROM (SELECT 1) AS one LEFT JOIN me ON TRUE",
+        query + f" SELECT me.*, (SELECT id FROM job) AS job_id, {_QUOTA_COLUMNS}"
+        " FROM (SELECT 1) AS one LEFT JOIN me ON TRUE",
         {**params, "token_hash": token_hash(token)},
     ).fetchone()
     found: dict[str, Any] = row  # type: ignore[assignment]  # (SELECT 1) always gives its one row
     user = session_user(None if found["me_id"] is None else found)
-    return user, int(found["job_id"])
+    return user, _made(found, req)
+
+
+# what the submit statement read of the owner's quota, to say which one refused a job
+_QUOTA_COLUMNS = """(SELECT queued FROM usage) AS quota_queued, (SELECT submits FROM win) AS quota_submits,
+    (SELECT max_queued_tasks FROM limits) AS quota_max_queued,
+    (SELECT max_submits_per_minute FROM limits) AS quota_max_submits"""
+
+
+def _made(row: dict[str, Any], req: SubmitRequest) -> int:
+    """The new job's id, or quota.exceeded saying which quota the statement found full."""
+    if row["job_id"] is not None:
+        return int(row["job_id"])
+    if row["quota_submits"] is None:  # the queued tasks did not fit: the minute's count was left alone
+        tasks = len(parse_frames(req.frames).chunks(req.chunk))
+        raise RfarmError(
+            ErrorCode.QUOTA_EXCEEDED,
+            f"your quota is {row['quota_max_queued']} queued or running tasks: you have {row['quota_queued']}"
+            f" and this job adds {tasks}; wait for some to finish, cancel some, or ask an operator",
+        )
+    raise RfarmError(
+        ErrorCode.QUOTA_EXCEEDED,
+        f"your quota is {row['quota_max_submits']} submits a minute: try again in a minute, or ask an operator",
+    )
 
 
 # the first history rows of a job being submitted, and of its tasks
@@ -120,9 +149,32 @@ def _submit_statement(
     name exist. Each CTE reads the one before it, so they run in this order and the job's
     "submitted" row is stamped (clock_timestamp) before its tasks' rows. Without an owner row
     (a session that does not hold) nothing is written.
+
+    The owner's quota (store/quotas.py) is checked in the same statement: ``usage`` counts the
+    tasks of the owner's unfinished jobs (a subquery per owner row, so the owner is a value and
+    the jobs_owner_status index finds only theirs), and only when this job's
+    tasks fit under max_queued_tasks does ``win`` count the submit in the owner's current minute;
+    the job is made only when that count is within max_submits_per_minute. Otherwise
+    no job is made and the final SELECT's quota columns say which limit held it back. Two submits
+    of one user at the same moment may both see the count before either: the queued quota may be
+    passed by a job for each of their submits running at that moment.
     """
     frames = parse_frames(req.frames)
     query = f"""WITH {head}owner AS ({owner}),
+           limits AS ({quotas.LIMITS}),
+           usage AS (
+               SELECT (SELECT COALESCE(sum(j.tasks_total), 0) FROM jobs j
+                       WHERE j.owner_id = owner.id AND j.status IN {one_of(_UNFINISHED)}) AS queued
+               FROM owner),
+           win AS (
+               INSERT INTO submit_windows (user_id, minute, submits)
+               SELECT owner.id, date_trunc('minute', now()), 1 FROM owner, limits, usage
+               WHERE usage.queued + %(tasks)s <= limits.max_queued_tasks
+               ON CONFLICT (user_id) DO UPDATE
+               SET submits = CASE WHEN submit_windows.minute = EXCLUDED.minute
+                                  THEN submit_windows.submits + 1 ELSE 1 END,
+                   minute = EXCLUDED.minute
+               RETURNING submits),
            job AS (
                INSERT INTO jobs (owner_id, name, renderer, params, frame_first, frame_last, chunk, priority,
                                  max_attempts, pool, requires, after_job, frames_total, tasks_total)
@@ -130,13 +182,16 @@ def _submit_statement(
                       %(last)s::int, %(chunk)s::int, %(priority)s::int, %(max_attempts)s::int, %(pool)s::text,
                       %(requires)s::text[], %(after)s::bigint, %(total)s::int, %(tasks)s::int
                FROM owner
+               WHERE EXISTS (SELECT 1 FROM win, limits WHERE win.submits <= limits.max_submits_per_minute)
                RETURNING id),
            job_row AS ({_SUBMITTED_JOB}),
            task AS (
                INSERT INTO tasks (job_id, seq, frame_first, frame_last, pool, priority)
                SELECT job_row.job_id, g, %(first)s + g * %(chunk)s,
                       LEAST(%(first)s + (g + 1) * %(chunk)s - 1, %(last)s), %(pool)s, %(priority)s
-               FROM job_row, rfarm_task_seqs(%(tasks)s) AS g ORDER BY g
+               -- numbered per job row (the LATERAL reference): a job refused by a quota costs no numbers
+               FROM job_row, LATERAL rfarm_task_seqs(CASE WHEN job_row.job_id IS NOT NULL THEN %(tasks)s END) AS g
+               ORDER BY g
                RETURNING id, job_id),
            task_rows AS ({_SUBMITTED_TASKS})
            {f", answer AS ({answer.sql('job')})" if answer else ""}"""

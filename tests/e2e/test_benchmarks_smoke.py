@@ -26,8 +26,8 @@ def test_quick_benchmark_completes_and_writes_json(tmp_path: Path, redis_url: st
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert str(out) in proc.stdout
     res = json.loads(out.read_text())
-    for key in ("machine", "floor", "roundtrips_empty", "throughput", "dispatch", "roundtrips_full", "bigfarm",
-                "memory", "streams", "targets"):
+    for key in ("machine", "floor", "roundtrips_empty", "throughput", "quota_flood", "dispatch", "roundtrips_full",
+                "bigfarm", "memory", "streams", "targets"):
         assert key in res, key
     assert {d["nodes"] for d in res["dispatch"]} == {1, 2}
     assert all(d["history"]["complete"] for d in res["dispatch"]), res["dispatch"]
