@@ -35,6 +35,7 @@ from broker_contracts.errors import DecodeError, ErrorCode, RfarmError
 from broker_contracts.messages import REQUEST_TYPES, RequestType
 from gateway import faults, handlers
 from gateway.context import Context, Effect, GatewayConfig, KeepWrites, Outcome, Specs
+from gateway.held import HeldCallers
 from gateway.sealing import GatewayKey
 from gateway.streams import dead_letter
 from gateway.wire import id_reply_parts
@@ -43,6 +44,9 @@ from store.db import Conflict, StoreUnavailable, reading, transaction
 from store.users import User
 
 log = logging.getLogger("rfarm.gateway")
+
+# request types whose quota refusal holds the caller back a moment (gateway/held.py)
+HELD_BY_QUOTA = frozenset({"job.submit"})
 
 # request types whose body carries a password sealed to the farm's key
 SEALED_PASSWORDS = frozenset({"auth.login", "auth.register"})
@@ -96,6 +100,7 @@ class Pipeline:
         self.config = config
         self.specs = Specs()
         self.key = key if key is not None else GatewayKey(pool)
+        self.held = HeldCallers()
 
     def answer(self, decoded: list[tuple[str, Request | Answered]]) -> Iterator[tuple[str, Reply | None, str | None]]:
         """(entry id, reply, where to) for each of a batch's decoded payloads, as each is answered:
@@ -204,8 +209,14 @@ class Pipeline:
                 self.dead(request.payload, request.dead)
             return request.reply, request.to
         env = request.env
+        holds = env.type in HELD_BY_QUOTA
+        if holds and (refusal := self.held.refusal(env)) is not None:
+            return refusal, env.reply_to
         try:
-            return self.run(request), env.reply_to
+            reply = self.run(request)
+            if holds:
+                self.held.remember(env, reply)
+            return reply, env.reply_to
         except StoreUnavailable:
             raise
         except Exception:

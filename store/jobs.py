@@ -97,20 +97,28 @@ _QUOTA_COLUMNS = """(SELECT queued FROM usage) AS quota_queued, (SELECT submits 
     (SELECT max_submits_per_minute FROM limits) AS quota_max_submits"""
 
 
+# names the submits-per-minute quota in its refusal: any submit of that user is refused until the
+# minute ends (gateway/held.py holds such a caller back without a statement)
+MINUTE_FULL = "submits a minute"
+# names a queued-tasks quota already full: no job fits until some of the user's tasks end
+NO_ROOM = "no room for another"
+
+
 def _made(row: dict[str, Any], req: SubmitRequest) -> int:
     """The new job's id, or quota.exceeded saying which quota the statement found full."""
     if row["job_id"] is not None:
         return int(row["job_id"])
     if row["quota_submits"] is None:  # the queued tasks did not fit: the minute's count was left alone
         tasks = len(parse_frames(req.frames).chunks(req.chunk))
+        adds = NO_ROOM if row["quota_queued"] >= row["quota_max_queued"] else f"this job adds {tasks}"
         raise RfarmError(
             ErrorCode.QUOTA_EXCEEDED,
             f"your quota is {row['quota_max_queued']} queued or running tasks: you have {row['quota_queued']}"
-            f" and this job adds {tasks}; wait for some to finish, cancel some, or ask an operator",
+            f" and {adds}; wait for some to finish, cancel some, or ask an operator",
         )
     raise RfarmError(
         ErrorCode.QUOTA_EXCEEDED,
-        f"your quota is {row['quota_max_submits']} submits a minute: try again in a minute, or ask an operator",
+        f"your quota is {row['quota_max_submits']} {MINUTE_FULL}: try again in a minute, or ask an operator",
     )
 
 

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from gateway.held import HOLD_SECONDS
 from store import quotas
 from tests.support.gateway import Gw
 
@@ -73,6 +74,8 @@ def test_submits_per_minute_are_limited(gw: Gw, unique: str) -> None:
     assert _jobs_of(gw, name) == 3
     with psycopg.connect(gw.db_url, row_factory=dict_row) as conn, conn.transaction():
         quotas.unset_user(conn, name)  # the default (60 a minute) holds again
+    assert gw.call("job.submit", body, token).error == refused.error  # held a moment without a statement
+    time.sleep(HOLD_SECONDS)  # then let go: the operator's change holds
     assert gw.call("job.submit", body, token).ok
 
 
