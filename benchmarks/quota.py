@@ -10,6 +10,7 @@ from benchmarks.gateway_bench import PASSWORD, BenchUser
 from benchmarks.harness import BenchFarm, wait_for
 from benchmarks.measure import latency
 from benchmarks.wire import Caller
+from store import quotas
 
 FLOODERS = 4  # callers of the flooding user, each with one submit in flight
 FRAMES = 10_000  # tasks per flooding submit: ten of them fill the default queued-tasks quota
@@ -28,6 +29,8 @@ def quota_flood(farm: BenchFarm, user: BenchUser, samples: int) -> dict[str, Any
     try:
         idle = latency(lambda: caller.ok(*JOBS, user.token), samples)
         caller.register("flooder", PASSWORD)
+        with farm.db() as conn:  # the quotas a farm ships with, which the other phases lift
+            quotas.set_user(conn, "flooder", farm.shipped_quotas)
         token = caller.login("flooder", PASSWORD)
         body = {"name": "flood", "frames": f"1-{FRAMES}", "renderer": "noop", "pool": "bench-quota"}
 
