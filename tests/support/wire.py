@@ -171,3 +171,12 @@ def succeeded_frames_match(database_url: str, job_ids: list[int]) -> list[int]:
     rows = query(database_url, "SELECT id FROM jobs WHERE id = ANY(%s) AND status = 'succeeded' "
                  "AND frames_done <> frames_total", (job_ids,))
     return [r["id"] for r in rows]
+
+
+def lift_quotas(farm: Farm, username: str) -> None:
+    """As an operator would for a load test (`rfarmctl quota set USER …`): the user's quotas out of
+    the way, so the test measures the farm rather than the shipped quotas."""
+    from store import quotas
+
+    with psycopg.connect(farm.database_url, row_factory=dict_row) as conn, conn.transaction():
+        quotas.set_user(conn, username, dict.fromkeys(quotas.FIELDS, 1_000_000_000))
