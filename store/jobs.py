@@ -31,7 +31,6 @@ from store.users import SESSION_COLUMNS, SESSION_FROM, SESSION_JOIN, User, sessi
 
 NOT_FOUND = "no such job: {id}"
 
-_UNFINISHED = frozenset(JobStatus) - JOB_TERMINAL
 
 SUMMARY_COLUMNS = """
     j.id, j.name, u.username AS owner, j.status, j.paused, j.priority, j.renderer, j.pool,
@@ -92,7 +91,7 @@ def submit_in_session(
 
 
 # what the submit statement read of the owner's quota, to say which one refused a job
-_QUOTA_COLUMNS = """(SELECT queued FROM usage) AS quota_queued, (SELECT submits FROM win) AS quota_submits,
+_QUOTA_COLUMNS = """(SELECT queued FROM load) AS quota_queued,
     (SELECT max_queued_tasks FROM limits) AS quota_max_queued,
     (SELECT max_submits_per_minute FROM limits) AS quota_max_submits"""
 
@@ -108,8 +107,8 @@ def _made(row: dict[str, Any], req: SubmitRequest) -> int:
     """The new job's id, or quota.exceeded saying which quota the statement found full."""
     if row["job_id"] is not None:
         return int(row["job_id"])
-    if row["quota_submits"] is None:  # the queued tasks did not fit: the minute's count was left alone
-        tasks = len(parse_frames(req.frames).chunks(req.chunk))
+    tasks = len(parse_frames(req.frames).chunks(req.chunk))
+    if row["quota_queued"] + tasks > row["quota_max_queued"]:
         adds = NO_ROOM if row["quota_queued"] >= row["quota_max_queued"] else f"this job adds {tasks}"
         raise RfarmError(
             ErrorCode.QUOTA_EXCEEDED,
@@ -158,31 +157,30 @@ def _submit_statement(
     "submitted" row is stamped (clock_timestamp) before its tasks' rows. Without an owner row
     (a session that does not hold) nothing is written.
 
-    The owner's quota (store/quotas.py) is checked in the same statement: ``usage`` counts the
-    tasks of the owner's unfinished jobs (a subquery per owner row, so the owner is a value and
-    the jobs_owner_status index finds only theirs), and only when this job's
-    tasks fit under max_queued_tasks does ``win`` count the submit in the owner's current minute;
-    the job is made only when that count is within max_submits_per_minute. Otherwise
-    no job is made and the final SELECT's quota columns say which limit held it back. Two submits
-    of one user at the same moment may both see the count before either: the queued quota may be
-    passed by a job for each of their submits running at that moment.
+    The owner's quota (store/quotas.py) is checked in the same statement from the owner's running
+    sums (``load``: the shards of user_load, migrations/0008, which a trigger on jobs keeps): only
+    when this job's tasks fit under max_queued_tasks and the minute's submits are under
+    max_submits_per_minute does ``win`` count the submit (in this connection's shard) and the job
+    get made. Otherwise nothing is written and the final SELECT's quota columns say which limit
+    held it back. Two submits of one user at the same moment on two connections may both see the
+    sums before either: each quota may be passed by one job per submit running at that moment.
     """
     frames = parse_frames(req.frames)
     query = f"""WITH {head}owner AS ({owner}),
            limits AS ({quotas.LIMITS}),
-           usage AS (
-               SELECT (SELECT COALESCE(sum(j.tasks_total), 0) FROM jobs j
-                       WHERE j.owner_id = owner.id AND j.status IN {one_of(_UNFINISHED)}) AS queued
-               FROM owner),
+           load AS (
+               SELECT COALESCE(sum(l.queued_tasks), 0) AS queued,
+                      COALESCE(sum(l.submits) FILTER (WHERE l.minute = date_trunc('minute', now())), 0) AS submits
+               FROM owner JOIN user_load l ON l.user_id = owner.id),
            win AS (
-               INSERT INTO submit_windows (user_id, minute, submits)
-               SELECT owner.id, date_trunc('minute', now()), 1 FROM owner, limits, usage
-               WHERE usage.queued + %(tasks)s <= limits.max_queued_tasks
-               ON CONFLICT (user_id) DO UPDATE
-               SET submits = CASE WHEN submit_windows.minute = EXCLUDED.minute
-                                  THEN submit_windows.submits + 1 ELSE 1 END,
+               INSERT INTO user_load AS l (user_id, shard, minute, submits)
+               SELECT owner.id, rfarm_load_shard(), date_trunc('minute', now()), 1 FROM owner, limits, load
+               WHERE load.queued + %(tasks)s <= limits.max_queued_tasks
+                 AND load.submits < limits.max_submits_per_minute
+               ON CONFLICT (user_id, shard) DO UPDATE
+               SET submits = CASE WHEN l.minute = EXCLUDED.minute THEN l.submits + 1 ELSE 1 END,
                    minute = EXCLUDED.minute
-               RETURNING submits),
+               RETURNING user_id),
            job AS (
                INSERT INTO jobs (owner_id, name, renderer, params, frame_first, frame_last, chunk, priority,
                                  max_attempts, pool, requires, after_job, frames_total, tasks_total)
@@ -190,7 +188,7 @@ def _submit_statement(
                       %(last)s::int, %(chunk)s::int, %(priority)s::int, %(max_attempts)s::int, %(pool)s::text,
                       %(requires)s::text[], %(after)s::bigint, %(total)s::int, %(tasks)s::int
                FROM owner
-               WHERE EXISTS (SELECT 1 FROM win, limits WHERE win.submits <= limits.max_submits_per_minute)
+               WHERE EXISTS (SELECT 1 FROM win)
                RETURNING id),
            job_row AS ({_SUBMITTED_JOB}),
            task AS (

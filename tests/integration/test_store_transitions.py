@@ -28,9 +28,24 @@ def pool(database_url: str) -> Iterator[ConnectionPool]:
 
 
 @pytest.fixture
-def owner(pool: ConnectionPool) -> users.User:
+def owner(pool: ConnectionPool) -> Iterator[users.User]:
     with transaction(pool) as conn:
-        return users.create_user(conn, f"t{secrets.token_hex(4)}", "not-a-hash")
+        user = users.create_user(conn, f"t{secrets.token_hex(4)}", "not-a-hash")
+    yield user
+    with transaction(pool) as conn:  # whatever the test did, the quota's running sum kept up with it
+        kept, counted = _queued_tasks(conn, user.id)
+    assert kept == counted
+
+
+def _queued_tasks(conn: psycopg.Connection, user_id: int) -> tuple[int, int]:
+    """The user's queued-or-running tasks as the running sums of user_load say, and counted anew."""
+    row = conn.execute(
+        """SELECT (SELECT COALESCE(sum(queued_tasks), 0) FROM user_load WHERE user_id = %(u)s) AS kept,
+                  (SELECT COALESCE(sum(tasks_total), 0) FROM jobs
+                   WHERE owner_id = %(u)s AND finished_at IS NULL) AS counted""",
+        {"u": user_id},
+    ).fetchone()
+    return int(row["kept"]), int(row["counted"])  # type: ignore[index]
 
 
 def _submit(pool: ConnectionPool, owner: users.User, **fields: object) -> int:
@@ -149,3 +164,22 @@ def test_a_refused_job_transition_writes_no_history(pool: ConnectionPool, owner:
         job = jobs.get(conn, owner, job_id)
         assert job["status"] == JobStatus.FAILED and job["reason"] == "why"
         _chains_are_legal(conn, job_id)
+
+
+def test_the_queued_tasks_sum_follows_a_job_to_its_end_and_back(pool: ConnectionPool, owner: users.User) -> None:
+    job_id = _submit(pool, owner, frames="1-4", chunk=2)
+    other = _submit(pool, owner, frames="1-3")
+    with transaction(pool) as conn:
+        assert _queued_tasks(conn, owner.id) == (5, 5)
+        for row in conn.execute("SELECT id FROM tasks WHERE job_id = %s ORDER BY seq", (job_id,)).fetchall():
+            task = tasks.lock(conn, row["id"])  # type: ignore[call-overload]
+            assert task is not None and tasks.start(conn, task, f"run-{task.id}", "n1", 30.0)
+            task = tasks.lock(conn, row["id"])  # type: ignore[call-overload]
+            assert task is not None and tasks.succeed(conn, task, f"run-{task.id}", "n1")
+        jobs.refresh_status(conn, job_id, "done", "n1")
+        assert jobs.get(conn, owner, job_id)["status"] == JobStatus.SUCCEEDED
+        assert _queued_tasks(conn, owner.id) == (3, 3)  # a finished job's tasks no longer count
+        jobs.cancel(conn, other, JobStatus.QUEUED, owner.username)
+        assert _queued_tasks(conn, owner.id) == (0, 0)
+        jobs.retry(conn, jobs.get(conn, owner, other, lock=True), owner.username)
+        assert _queued_tasks(conn, owner.id) == (3, 3)  # retried: its tasks count again

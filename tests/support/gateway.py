@@ -18,7 +18,9 @@ from gateway.context import GatewayConfig
 from gateway.transport import RequestLoop
 from tests.support.sealing import opened_login, sealed_body
 
-TABLES = ("users", "sessions", "login_throttle", "jobs", "tasks", "job_history", "task_history", "inbox", "outbox")
+TABLES = (
+    "users", "sessions", "login_throttle", "jobs", "tasks", "job_history", "task_history", "inbox", "outbox", "user_load",
+)
 PASSWORD = "correct-horse-battery"
 
 
