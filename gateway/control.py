@@ -12,7 +12,7 @@ from broker_contracts import messages as m
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.states import JOB_RETRYABLE, JOB_TERMINAL, JobStatus
 from gateway.context import Context, Outcome
-from store import jobs, nodes, outbox, quotas, tasks
+from store import jobs, nodes, outbox, quotas, task_logs, tasks
 
 CANCEL_TTL = 3600
 WATCH_TTL = 120
@@ -83,7 +83,7 @@ def priority(ctx: Context, req: m.PriorityRequest) -> m.JobReply:
 
 def logs(ctx: Context, req: m.LogsRequest) -> m.LogsReply:
     jobs.get(ctx.conn, ctx.caller, req.id)
-    rows = tasks.logs_of(ctx.conn, req.id, req.frame)
+    rows = task_logs.logs_of(ctx.conn, req.id, req.frame)
     entries = [m.LogEntry.model_validate(r) for r in rows]
     # keep the reply inside one message: the newest output of each attempt, trimmed to fit
     budget = 48 * 1024

@@ -21,7 +21,7 @@ from gateway.context import GatewayConfig
 from gateway.ledger import EventsApplied, Ledger
 from gateway.notices import publish_watch_notices
 from gateway.streams import WORK_MAXLEN, Backoff, ensure_group, entry_id
-from store import credentials, dispatch, jobs, outbox, tasks
+from store import credentials, dispatch, jobs, leases, outbox, tasks
 from store.db import StoreUnavailable, transaction
 
 log = logging.getLogger("rfarm.dispatcher")
@@ -198,7 +198,7 @@ class Dispatcher:
                 self.wake.set()
         # 2. running, and the node silent for a lease past the lease: the attempt is lost
         with transaction(self.pool) as conn:
-            expired = tasks.expired_leases(conn, lease)
+            expired = leases.expired_leases(conn, lease)
         for task_id in expired:
             batch = EventsApplied()
             with transaction(self.pool) as conn:

@@ -20,6 +20,7 @@ from gateway.context import Context, KeepWrites, Outcome, Specs
 from gateway.passwords import hash_password, needs_rehash, verify_password
 from gateway.sealing import seal_for
 from store import history, jobs, nodes, users
+from store import submit as submitting
 
 FormT = TypeVar("FormT", bound=BaseModel)
 
@@ -78,9 +79,9 @@ def submit(ctx: Context, req: m.SubmitRequest) -> Outcome:
         users.authenticate(ctx.conn, ctx.token or "")
         raise
     if req.after is None:
-        _, job_id = jobs.submit_in_session(ctx.conn, ctx.token or "", req, answer=ctx.answer)
+        _, job_id = submitting.submit_in_session(ctx.conn, ctx.token or "", req, answer=ctx.answer)
     else:  # the dependency is checked against the caller first: a round trip more
-        job_id = jobs.submit(ctx.conn, users.authenticate(ctx.conn, ctx.token or ""), req, answer=ctx.answer)
+        job_id = submitting.submit(ctx.conn, users.authenticate(ctx.conn, ctx.token or ""), req, answer=ctx.answer)
     return Outcome(m.SubmitReply(id=job_id), recorded=ctx.answer is not None)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from broker_contracts.envelope import Envelope, Reply
 from broker_contracts.errors import ErrorCode
-from store.jobs import MINUTE_FULL, NO_ROOM
+from store.submit import MINUTE_FULL, NO_ROOM
 
 HOLD_SECONDS = 1.0
 MOST_HELD = 10_000

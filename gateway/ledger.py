@@ -17,12 +17,12 @@ from pydantic import ValidationError
 from broker_contracts.codec import pack, unpack
 from broker_contracts.errors import DecodeError
 from broker_contracts.keys import LEDGER_GROUP
-from broker_contracts.signing import event_is_signed_by
 from broker_contracts.states import JobStatus, TaskStatus
 from broker_contracts.work import NodeEvent, NodeHeartbeat
 from gateway.context import GatewayConfig
+from gateway.node_identity import NodeIdentities
 from gateway.streams import Backoff, dead_letter, ensure_group, entry_id, no_group
-from store import credentials, jobs, nodes, outbox, tasks
+from store import jobs, leases, nodes, outbox, task_logs, tasks
 from store.db import StoreUnavailable, transaction
 
 log = logging.getLogger("rfarm.ledger")
@@ -31,8 +31,6 @@ Effect = Callable[[redis.Redis], None]
 CLAIM_BATCH = 500  # events read or taken over per round
 
 TRANSITIONS = frozenset({"started", "succeeded", "failed", "released"})
-KEYS_FRESH = 2.0  # seconds node credentials are cached: a revocation counts within this
-REFUSAL_LOG_EVERY = 60.0  # seconds between log lines about the same node's refused reports
 ENDS = TRANSITIONS - {"started"}  # a run's last report
 
 
@@ -82,58 +80,6 @@ class Pace:
             while seen and seen[0][0] < cutoff:
                 seen.popleft()
             return sum(n for _, n in seen) / self.span if seen else 0.0
-
-
-class NodeIdentities:
-    """Which node wrote a report: its signature checked against the node's credential.
-
-    A name that has (or had) a credential must sign with it; a name that never had one is refused
-    when the farm requires credentials and otherwise accepted as it always was.
-    """
-
-    def __init__(self, pool: ConnectionPool, config: GatewayConfig) -> None:
-        self.pool = pool
-        self.prefix = config.prefix
-        self.required = config.require_node_credentials
-        self._keys: dict[str, bytes | None] = {}
-        self._read_at = float("-inf")
-        self._logged: dict[tuple[str, str], float] = {}
-
-    def refresh(self, names: set[str]) -> None:
-        """Read the credentials again if they are old, or if a name is not among them (a credential
-        issued a moment ago): at most once per batch of reports."""
-        now = time.monotonic()
-        if now - self._read_at >= KEYS_FRESH or not names <= self._keys.keys():
-            with transaction(self.pool) as conn:
-                self._keys = credentials.node_keys(conn)
-            self._read_at = now
-
-    def refusal(self, node: str, data: bytes, signature: bytes | None) -> str | None:
-        """Why the report ``data`` is not accepted as node ``node``'s, or None."""
-        if node not in self._keys:
-            if self.required:
-                return f"node {node} has no credential and this farm requires one"
-            if signature is not None:
-                return f"node {node} signed its report but has no credential"
-            return None
-        key = self._keys[node]
-        if key is None:
-            return f"the credential of node {node} is revoked"
-        if signature is None:
-            return f"unsigned report from node {node}, which has a credential"
-        if not event_is_signed_by(key, self.prefix, data, signature):
-            return f"report not signed with the credential of node {node}"
-        return None
-
-    def should_log(self, node: str, reason: str) -> bool:
-        """One log line per node and reason a minute: a node without a credential reports often."""
-        now = time.monotonic()
-        if now - self._logged.get((node, reason), float("-inf")) < REFUSAL_LOG_EVERY:
-            return False
-        if len(self._logged) > 10_000:
-            self._logged.clear()
-        self._logged[(node, reason)] = now
-        return True
 
 
 class Ledger:
@@ -300,7 +246,7 @@ class Ledger:
                     log.warning("ignored heartbeat of node %s: it speaks for node %s", ev.node, hb.node)
                     return
                 nodes.heartbeat(conn, hb)
-                tasks.extend_leases(conn, hb.node, hb.running, max(lease, hb.lease))
+                leases.extend_leases(conn, hb.node, hb.running, max(lease, hb.lease))
                 batch.wake_dispatcher = True
             return
         if ev.kind == "bye":
@@ -309,13 +255,13 @@ class Ledger:
         if ev.task_id is None or ev.run is None:
             return
         if ev.kind == "progress":
-            tasks.progress(conn, ev.task_id, ev.run, ev.node, ev.done_frames or 0, lease)
+            leases.progress(conn, ev.task_id, ev.run, ev.node, ev.done_frames or 0, lease)
             if ev.job_id:
                 batch.progressed_jobs.add(ev.job_id)
             return
         if ev.kind == "log":
             if ev.output:
-                tasks.append_log(conn, ev.task_id, ev.run, ev.node, ev.output)
+                task_logs.append_log(conn, ev.task_id, ev.run, ev.node, ev.output)
             return
         task = batch.locked.get(ev.task_id) or tasks.lock(conn, ev.task_id)
         if task is None:
@@ -378,7 +324,7 @@ class Ledger:
         if holder is not None and holder != ev.node:
             if ev.kind != "started":
                 return f"node {holder} holds it"
-            if tasks.lease_left(conn, task.id) > self.config.lease / 2:
+            if leases.lease_left(conn, task.id) > self.config.lease / 2:
                 return f"node {holder} holds it and keeps its lease"
         if (ev.kind == "started" or holder is None) and task.work_msg is not None and ev.work != task.work_msg:
             return f"it names work entry {ev.work}, not the task's {task.work_msg}"

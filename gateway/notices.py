@@ -10,7 +10,7 @@ import redis
 from broker_contracts import messages as m
 from broker_contracts.envelope import Notice, encode
 from gateway.context import GatewayConfig
-from store import history, jobs, tasks
+from store import history, jobs
 from store.users import User
 
 FARM = User(0, "farm", True)  # watchers were authorised when they subscribed
@@ -42,10 +42,10 @@ def publish_watch_notices(conn: psycopg.Connection, r: redis.Redis, config: Gate
             job = jobs.get(conn, FARM, job_id)
         except Exception:
             continue
-        counts = tasks.counts(conn, job_id)
+        counts = jobs.task_counts(conn, job_id)
         running = [
             {"task": r_["id"], "node": r_["node"], "frames": r_["frames"], "done": r_["done_frames"]}
-            for r_ in tasks.running_of(conn, job_id, limit=50)
+            for r_ in jobs.running_tasks(conn, job_id, limit=50)
         ]
         recent = history.for_job(conn, job_id, with_tasks=True, limit=20)[-20:]
         body = m.WatchNotice(

@@ -1,5 +1,6 @@
 """Tasks: every change of a task's status (a node's reports, a lost lease, the bulk moves of a job's
-tasks), each guarded by the transition table and recorded by store.history; task logs and blocklist."""
+tasks), each guarded by the transition table and recorded by store.history; the blocklist.
+Their logs are store/task_logs.py, their leases store/leases.py."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ import psycopg
 from broker_contracts.states import TaskStatus, task_may
 from store import dispatch, history
 from store.statuses import literal, one_of
-
-LOG_KEEP = 65536
 
 
 @dataclass
@@ -402,84 +401,3 @@ def blocked_nodes(conn: psycopg.Connection, job_id: int) -> list[str]:
         "SELECT node FROM task_blocklist WHERE job_id = %s AND failures >= 3 ORDER BY node", (job_id,)
     ).fetchall()
     return [r["node"] for r in rows]  # type: ignore[call-overload]
-
-
-def counts(conn: psycopg.Connection, job_id: int) -> dict[str, int]:
-    """How many of the job's tasks are in each status."""
-    rows = conn.execute("SELECT status, count(*) AS n FROM tasks WHERE job_id = %s GROUP BY status", (job_id,))
-    return {r["status"]: r["n"] for r in rows.fetchall()}  # type: ignore[call-overload]
-
-
-def running_of(conn: psycopg.Connection, job_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
-    """The job's running tasks in order: id, node, done_frames and frames (as text)."""
-    rows = conn.execute(
-        f"""SELECT id, node, done_frames, CASE WHEN frame_first = frame_last THEN frame_first::text
-                   ELSE frame_first || '-' || frame_last END AS frames
-            FROM tasks WHERE job_id = %s AND status = {_RUNNING} ORDER BY seq LIMIT %s""",
-        (job_id, limit),
-    ).fetchall()
-    return [dict(r) for r in rows]  # type: ignore[call-overload]
-
-
-def progress(conn: psycopg.Connection, task_id: int, run: str, node: str, done: int, lease: float) -> None:
-    conn.execute(
-        f"""UPDATE tasks SET done_frames = %s, lease_until = now() + make_interval(secs => %s)
-           WHERE id = %s AND run_id = %s AND node = %s AND status = {_RUNNING}""",
-        (done, lease, task_id, run, node),
-    )
-
-
-def append_log(conn: psycopg.Connection, task_id: int, run: str, node: str, text: str) -> None:
-    """Keep the last LOG_KEEP characters of the current attempt's output."""
-    conn.execute(
-        """INSERT INTO task_logs AS l (task_id, attempt, node, output)
-           SELECT id, attempt, %(node)s, right(%(text)s, %(keep)s) FROM tasks
-           WHERE id = %(task)s AND run_id = %(run)s AND node = %(node)s
-           ON CONFLICT (task_id, attempt) DO UPDATE
-             SET output = right(l.output || EXCLUDED.output, %(keep)s), updated_at = now()""",
-        {"task": task_id, "run": run, "node": node, "text": text, "keep": LOG_KEEP},
-    )
-
-
-def logs_of(conn: psycopg.Connection, job_id: int, frame: int | None, *, limit: int = 200) -> list[dict[str, Any]]:
-    """The output of each attempt of the job's tasks (those holding ``frame``, if given), in order."""
-    rows = conn.execute(
-        """SELECT t.id AS task, CASE WHEN t.frame_first = t.frame_last THEN t.frame_first::text
-                  ELSE t.frame_first || '-' || t.frame_last END AS frames, l.attempt, l.node, l.output
-            FROM task_logs l JOIN tasks t ON t.id = l.task_id
-            WHERE t.job_id = %(job)s
-              AND (%(frame)s::int IS NULL OR %(frame)s::int BETWEEN t.frame_first AND t.frame_last)
-            ORDER BY t.seq, l.attempt
-            LIMIT %(limit)s""",
-        {"job": job_id, "frame": frame, "limit": limit},
-    ).fetchall()
-    return [dict(r) for r in rows]  # type: ignore[call-overload]
-
-
-def extend_leases(conn: psycopg.Connection, node: str, task_ids: list[int], lease: float) -> None:
-    if task_ids:
-        conn.execute(
-            f"""UPDATE tasks SET lease_until = now() + make_interval(secs => %s)
-               WHERE id = ANY(%s) AND node = %s AND status = {_RUNNING}""",
-            (lease, task_ids, node),
-        )
-
-
-def expired_leases(conn: psycopg.Connection, grace: float, limit: int = 200) -> list[int]:
-    """Running tasks whose node has said nothing for ``grace`` seconds past their lease."""
-    rows = conn.execute(
-        f"""SELECT id FROM tasks WHERE status = {_RUNNING}
-             AND lease_until < now() - make_interval(secs => %s)
-           ORDER BY lease_until LIMIT %s""",
-        (grace, limit),
-    ).fetchall()
-    return [r["id"] for r in rows]  # type: ignore[call-overload]
-
-
-def lease_left(conn: psycopg.Connection, task_id: int) -> float:
-    """Seconds until the task's lease lapses (0 when it has none or it has lapsed)."""
-    row = conn.execute(
-        "SELECT greatest(0, extract(epoch FROM lease_until - now()))::float8 AS left FROM tasks WHERE id = %s",
-        (task_id,),
-    ).fetchone()
-    return float(row["left"] or 0.0) if row else 0.0  # type: ignore[call-overload]

@@ -20,7 +20,8 @@ from broker_contracts.signing import Signer, new_pair
 from broker_contracts.work import NodeEvent
 from gateway.context import GatewayConfig
 from gateway.ledger import Ledger
-from store import credentials, jobs, tasks, users
+from store import credentials, tasks, users
+from store import submit as submitting
 from store.db import open_pool, transaction
 
 pytestmark = pytest.mark.timeout(60)
@@ -47,7 +48,7 @@ def submit(ledger: Ledger, max_attempts: int) -> tuple[int, int]:
     """A one-task job: (job id, task id)."""
     with transaction(ledger.pool) as conn:
         owner = users.create_user(conn, f"o{secrets.token_hex(4)}", "not-a-hash")
-        job_id = jobs.submit(
+        job_id = submitting.submit(
             conn, owner, SubmitRequest.model_validate({"name": "j", "frames": "1", "max_attempts": max_attempts})
         )
         row = conn.execute("SELECT id FROM tasks WHERE job_id = %s", (job_id,)).fetchone()

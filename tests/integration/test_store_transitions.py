@@ -14,7 +14,7 @@ from psycopg_pool import ConnectionPool
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.messages import SubmitRequest
 from broker_contracts.states import JobStatus, TaskStatus, replay_is_legal
-from store import jobs, tasks, users
+from store import jobs, submit, tasks, users
 from store.db import open_pool, transaction
 
 pytestmark = pytest.mark.timeout(60)
@@ -50,7 +50,7 @@ def _queued_tasks(conn: psycopg.Connection, user_id: int) -> tuple[int, int]:
 
 def _submit(pool: ConnectionPool, owner: users.User, **fields: object) -> int:
     with transaction(pool) as conn:
-        return jobs.submit(conn, owner, SubmitRequest.model_validate({"name": "j", "frames": "1-3", **fields}))
+        return submit.submit(conn, owner, SubmitRequest.model_validate({"name": "j", "frames": "1-3", **fields}))
 
 
 def _job(pool: ConnectionPool, owner: users.User, job_id: int) -> dict:

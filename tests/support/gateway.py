@@ -19,7 +19,8 @@ from gateway.transport import RequestLoop
 from tests.support.sealing import opened_login, sealed_body
 
 TABLES = (
-    "users", "sessions", "login_throttle", "jobs", "tasks", "job_history", "task_history", "inbox", "outbox", "user_load",
+    "users", "sessions", "login_throttle", "jobs", "tasks", "job_history", "task_history", "inbox", "outbox",
+    "user_load",
 )
 PASSWORD = "correct-horse-battery"
 
