@@ -155,6 +155,13 @@ class _Wire:
         return out
 
 
+def _socket_of(conn: Any) -> socket.socket | None:
+    """The connection's socket: redis-py has no public way to it (``_get_socket()`` from 5.3,
+    ``_sock`` before), and the versions pyproject.toml allows have one or the other."""
+    getter = getattr(conn, "_get_socket", None)
+    return getter() if callable(getter) else getattr(conn, "_sock", None)
+
+
 def _run(r: redis.Redis, args: tuple[Any, ...], parse: Any) -> Any:
     pool = r.connection_pool
     try:
@@ -163,7 +170,7 @@ def _run(r: redis.Redis, args: tuple[Any, ...], parse: Any) -> Any:
         conn = pool.get_connection(args[0])  # type: ignore[call-arg]
     try:
         conn.send_command(*args)
-        sock = conn._get_socket()  # the reply is read here, in chunks, not by redis-py's parser
+        sock = _socket_of(conn)  # the reply is read here, in chunks, not by redis-py's parser
         if sock is None:
             raise redis.ConnectionError("no connection to redis")
         return parse(_Wire(sock))
