@@ -13,8 +13,7 @@ import socket
 import sys
 import threading
 
-import redis
-
+import broker_client
 from broker_contracts.config import Settings
 from gateway.announce import Announcer
 from gateway.context import GatewayConfig
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = open_pool(settings.database_url, max_size=max(args.pool_size, args.request_threads + 4), name="gateway")
     n = args.request_threads
     clients = [
-        redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+        broker_client.connect(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
         for _ in range(n + 5)
     ]
     # Several request loops, each its own consumer of the group: a batch is shared out among them

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+import broker_client
 from broker_contracts.keys import Keys, valid_name
 from rfarmctl.credentials import issue
 
@@ -144,7 +145,7 @@ class Farm:
         return name
 
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url)
+        return broker_client.connect(self.redis_url)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2, what: str = "") -> Any:
