@@ -78,3 +78,35 @@ def test_primary_killed_replica_promoted_everyone_follows(
             assert "Traceback" not in farm.logs(), farm.logs()[-3000:]
         finally:
             farm.stop()
+
+
+def test_acl_users_go_to_the_primary_and_every_replica_and_each_role_follows_the_sentinels(
+    tmp_path: Path, database_url: str, prefix: str, unique: str
+) -> None:
+    with sentinel_group(tmp_path) as group:
+        farm = Farm(root=tmp_path, redis_url=group.url(), database_url=database_url, prefix=prefix)
+        made = farm.rfarmctl("redis-acl", "--apply")
+        assert made.code == 0, made
+        names = {f"rfarm-{prefix}-{role}" for role in ("gateway", "node", "shell")}
+        for server in (group.primary, group.replica):  # ACL SETUSER is not replicated: each got them
+            with server.client() as r:
+                users = {u.decode() for u in r.execute_command("ACL", "USERS")}
+            assert names <= users, (server.name, users)
+        urls = dict(line.split(None, 1) for line in made.out.splitlines() if line.startswith(("gateway ", "node ",
+                                                                                                 "shell ")))
+        assert all(u.strip().startswith("redis+sentinel://rfarm-") for u in urls.values()), urls
+        assert "***" not in made.out and "Traceback" not in made.err
+        try:  # every role on its own ACL user, through the sentinels; then the primary dies
+            farm.start_gateway("gw", RFARM_REDIS_URL=urls["gateway"].strip())
+            farm.start_node(f"a-{unique}", "--slots", "2", RFARM_REDIS_URL=urls["node"].strip())
+            shell_url = urls["shell"].strip()
+            user = farm.user(f"a{unique}")
+            assert farm.rfarm("whoami", config=user, RFARM_REDIS_URL=shell_url).code == 0
+            group.primary.kill()
+            wait_for(lambda: group.master_address() == (group.replica.host, group.replica.port),
+                     timeout=60, what="the sentinels to promote the replica")
+            done = farm.rfarm("submit", "after", "--frames", "1-2", "--renderer", "sleep", "--timeout", "30",
+                              config=user, RFARM_REDIS_URL=shell_url)
+            assert done.code == 0, done
+        finally:
+            farm.stop()

