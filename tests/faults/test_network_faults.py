@@ -25,7 +25,16 @@ import redis
 
 from broker_contracts.keys import GATEWAY_GROUP
 from tests.support.farm import Farm, wait_for
-from tests.support.netns import SUBNET, NetFarm, has_netem, namespace_farm
+from tests.support.netns import (
+    NAME_PREFIX,
+    SUBNET,
+    NetFarm,
+    clean_leftovers,
+    has_netem,
+    ip,
+    namespace_farm,
+    require_netns,
+)
 from tests.support.probe import ShellProbe, database_now, fault_line, first_start_after
 from tests.support.sentinel import Server
 from tests.support.servers import private_postgres
@@ -124,7 +133,10 @@ def finish(farm: Farm, jobs: list[int], shell: ShellProbe, fault_db: object, fau
     answered = shell.first_answer_after(fault_at)
     started = first_start_after(farm.database_url, jobs, fault_db)  # type: ignore[arg-type]
     report = audit(farm.database_url, jobs)
-    print(f"\n{what}: first answered request after {answered} s, first new task start after {started} s; "
+    def seconds(value: float | None) -> str:
+        return "never" if value is None else f"{value:.1f} s"
+
+    print(f"\n{what}: first answered request after {seconds(answered)}, first new task start after {seconds(started)}; "
           f"{len(shell.asked)} shell requests, takeovers {report.takeovers + report.expired}")
     if recovered is None:
         recovered = max(answered or 0.0, started or 0.0)
@@ -146,6 +158,24 @@ def on_own_host(farm: Farm, net: NetFarm) -> None:
         inode = os.stat(f"/proc/{farm.procs[name].pid}/ns/net").st_ino
         expected = os.stat(f"/run/netns/{net[host].netns}").st_ino
         assert inode != own and inode == expected, (name, host)
+
+
+def test_leftovers_of_a_crashed_run_are_removed() -> None:
+    require_netns()
+    dead = 0x3FFFFE  # above any pid this machine hands out (pid_max is at most 4194304)
+    tag = f"{NAME_PREFIX}{dead:06x}"
+    ip("netns", "add", f"{tag}-server")
+    ip("link", "add", f"{tag}br", "type", "bridge")
+    ip("link", "add", f"{tag}v0", "type", "veth", "peer", "name", f"{tag}i0")
+    try:
+        removed = clean_leftovers()
+        assert {f"{tag}-server", f"{tag}br", f"{tag}v0"} <= set(removed), removed
+        assert f"{tag}-server" not in ip("netns", "list").stdout
+        assert tag not in ip("-o", "link", "show").stdout
+    finally:
+        ip("netns", "del", f"{tag}-server", check=False)
+        ip("link", "del", f"{tag}br", check=False)
+        ip("link", "del", f"{tag}v0", check=False)
 
 
 def test_a_farm_on_seven_hosts_renders(hosts: Hosts, farm: Farm, unique: str) -> None:
