@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from redis.sentinel import Sentinel
+from redis.sentinel import MasterNotFoundError, Sentinel
 
 from broker_contracts.redis_url import RedisUrlError, SentinelTarget, is_sentinel, parse_sentinel
 
@@ -47,6 +47,21 @@ def _auth(target: SentinelTarget) -> dict[str, Any]:
     return auth
 
 
+class _Sentinel(Sentinel):
+    """redis-py's Sentinel, saying in one short line which sentinels named no primary (its own
+    message holds the repr of every sentinel client, a screenful)."""
+
+    where = ""
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        try:
+            return super().discover_master(service_name)  # type: ignore[no-any-return]
+        except MasterNotFoundError:
+            raise MasterNotFoundError(
+                f"no sentinel at {self.where} answered with a primary for {service_name!r}"
+            ) from None
+
+
 def _sentinel(target: SentinelTarget, options: dict[str, Any]) -> Sentinel:
     timeout = min(float(options.get("socket_connect_timeout") or SENTINEL_TIMEOUT), SENTINEL_TIMEOUT)
     sentinel_options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
@@ -54,7 +69,9 @@ def _sentinel(target: SentinelTarget, options: dict[str, Any]) -> Sentinel:
         sentinel_options["username"] = target.sentinel_username
     if target.sentinel_password is not None:
         sentinel_options["password"] = target.sentinel_password
-    return Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options)
+    sentinel = _Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options)
+    sentinel.where = ",".join(f"{h}:{p}" for h, p in target.sentinels)
+    return sentinel
 
 
 

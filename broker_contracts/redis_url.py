@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -102,8 +103,9 @@ def redact_sentinel(url: str) -> str:
     """A sentinel URL fit to print: its passwords (the data servers' and the sentinels') as ***."""
     try:
         target = parse_sentinel(url)
-    except RedisUrlError:
-        return "<unreadable url>"
+    except RedisUrlError:  # still said, so the operator sees what was wrong, without the secrets
+        url = re.sub(r"(sentinel_password=)[^&#]*", r"\1***", url)
+        return re.sub(r"^([^:]+://[^:@/]*):[^@/]*@", r"\1:***@", url)
     user = ""
     if target.password is not None:
         user = f"{quote(target.username or '', safe='')}:***@"

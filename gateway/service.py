@@ -14,7 +14,7 @@ import sys
 import threading
 
 import broker_client
-from broker_contracts.config import Settings
+from broker_contracts.config import Settings, redact_url
 from gateway.announce import Announcer
 from gateway.context import GatewayConfig
 from gateway.dispatcher import Dispatcher
@@ -95,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
     )
     settings = Settings.from_env()
+    try:
+        broker_client.connect(settings.redis_url).close()  # checks the URL's form; connects to nothing
+    except broker_client.RedisUrlError as exc:
+        print(f"rfarmctl gateway: cannot use RFARM_REDIS_URL {redact_url(settings.redis_url)}: {exc}", file=sys.stderr)
+        return 2
     config = GatewayConfig(
         prefix=settings.prefix,
         token_ttl=args.token_ttl,

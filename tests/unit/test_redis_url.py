@@ -9,6 +9,7 @@ from redis.sentinel import SentinelConnectionPool
 import broker_client
 from broker_contracts.config import redact_url
 from broker_contracts.redis_url import RedisUrlError, parse_sentinel
+from gateway.service import main as gateway_main
 from rfarmctl.acl import AclUser, url_for
 from shell.toolbar import farm_name
 
@@ -46,6 +47,17 @@ def test_passwords_never_printed() -> None:
     shown = redact_url("redis+sentinel://gw:secret@h1,h2:1/m/0?sentinel_password=other")
     assert shown == "redis+sentinel://gw:***@h1:26379,h2:1/m/0?sentinel_password=***"
     assert redact_url("redis://u:secret@h:1/0") == "redis://u:***@h:1/0"
+    unusable = redact_url("redis+sentinel://gw:secret@h1/?sentinel_password=other")  # no service
+    assert "secret" not in unusable and "other" not in unusable and "gw:***@h1" in unusable
+
+
+def test_a_gateway_given_an_unusable_url_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RFARM_REDIS_URL", "redis+sentinel://gw:secret@h1:26379")
+    assert gateway_main([]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "names its service" in err and "secret" not in err, err
 
 
 def test_one_factory_makes_plain_and_sentinel_clients() -> None:
@@ -57,8 +69,9 @@ def test_one_factory_makes_plain_and_sentinel_clients() -> None:
     assert {k: pool.connection_kwargs[k] for k in ("db", "username", "password", "socket_timeout")} == {
         "db": 4, "username": "u", "password": "pw", "socket_timeout": 3,
     }
-    with pytest.raises(redis.ConnectionError):  # no sentinel answers: the callers' usual retry path
+    with pytest.raises(redis.ConnectionError) as caught:  # no sentinel answers: the callers' usual retry path
         followed.ping()
+    assert str(caught.value) == "no sentinel at 127.0.0.1:1 answered with a primary for 'svc'"
 
 
 def test_the_shell_and_the_acl_tool_read_a_sentinel_url() -> None:
