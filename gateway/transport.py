@@ -75,12 +75,14 @@ class RequestLoop:
         pending_first = True  # after a restart, our own unacked entries come first
         group_ready = False
         while not self.stop.is_set():
-            if self.store_backoff.failing_since is not None and not reachable(self.pool):
-                # PostgreSQL away from this gateway: take no request it could not answer; another
-                # gateway that reaches the database answers them meanwhile (and takes over, after
-                # claim-idle, those this one took before it knew)
-                self.stop.wait(self.store_backoff.failed(StoreUnavailable()))
-                continue
+            if self.store_backoff.failing_since is not None:
+                if not reachable(self.pool):
+                    # PostgreSQL away from this gateway: take no request it could not answer;
+                    # another gateway that reaches the database answers them meanwhile (and takes
+                    # over, after claim-idle, those this one took before it knew)
+                    self.stop.wait(self.store_backoff.failed(StoreUnavailable()))
+                    continue
+                self.store_backoff.ok()
             try:
                 if not group_ready:
                     ensure_group(self.r, self.keys.requests, GATEWAY_GROUP)
