@@ -36,7 +36,7 @@ from tests.support.netns import (
     require_netns,
 )
 from tests.support.probe import ShellProbe, database_now, fault_line, first_start_after
-from tests.support.sentinel import Server
+from tests.support.sentinel import Server, sentinel_group
 from tests.support.servers import private_postgres
 from tests.support.wire import Audit, Wire, all_terminal, audit, lift_quotas, login, query, submit, token_of
 
@@ -75,15 +75,21 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
         yield Hosts(net, f"redis://{net.redis_address}:{r.port}/0", database_url)
 
 
-@pytest.fixture
-def farm(hosts: Hosts, tmp_path: Path, unique: str) -> Iterator[Farm]:
-    """Two gateways on gw1/gw2 (named so), nodes n1..n3 on node1..node3, rfarm on the shell host."""
+def placed_farm(hosts: Hosts, root: Path, prefix: str, redis_url: str) -> Farm:
+    """Gateways gw1/gw2 on their hosts, nodes n1..n3 on node1..node3, rfarm and the probe on the
+    shell host."""
     net = hosts.net
     placement = {"gw1": net["gw1"].run, "gw2": net["gw2"].run, "shell": net["shell"].run,
                  "probe": net["shell"].run, "ctl": net["shell"].run}
     placement.update({f"n{i}": net[f"node{i}"].run for i in (1, 2, 3)})
-    f = Farm(root=tmp_path, redis_url=hosts.redis_url, database_url=hosts.database_url,
-             prefix=f"rfn{unique}", placement=placement)
+    return Farm(root=root, redis_url=redis_url, database_url=hosts.database_url, prefix=prefix, placement=placement)
+
+
+@pytest.fixture
+def farm(hosts: Hosts, tmp_path: Path, unique: str) -> Iterator[Farm]:
+    """The placed farm on the server host's Redis, its two gateways started."""
+    net = hosts.net
+    f = placed_farm(hosts, tmp_path, f"rfn{unique}", hosts.redis_url)
     try:
         f.start_gateway("gw1")
         f.start_gateway("gw2")
@@ -279,3 +285,30 @@ def test_node_host_with_latency_and_loss(hosts: Hosts, farm: Farm, unique: str) 
     print(f"n1 (slow link) finished {by_n1} tasks")
     assert report.takeovers + report.expired == 0, report  # no false takeovers
     assert by_n1 >= 1
+
+
+def test_redis_primary_killed_sentinels_on_three_hosts(hosts: Hosts, tmp_path: Path, unique: str) -> None:
+    """Sentinel across hosts: the primary on the server host, its replica on gw2's, sentinels on
+    gw1's, node1's and the shell's; every process is given only the sentinel URL (addresses)."""
+    net = hosts.net
+    places = [(net[h].address, net[h].run) for h in ("server", "gw2", "gw1", "node1", "shell")]
+    with sentinel_group(tmp_path, places=places) as group:
+        farm = placed_farm(hosts, tmp_path, f"rfs{unique}", group.url())
+        try:
+            farm.start_gateway("gw1")
+            farm.start_gateway("gw2")
+            start_nodes(farm)
+            user = f"h{unique}"
+            _, jobs = jobs_running(farm, user)
+            with ShellProbe(farm, token_of(farm, user)) as shell:
+                on_own_host(farm, net)
+                killed_db, killed = database_now(farm.database_url), time.monotonic()
+                group.primary.kill()
+                wait_for(lambda: group.master_address() == (group.replica.host, group.replica.port),
+                         timeout=60, what="the sentinels to promote the replica on gw2's host")
+                promoted = time.monotonic() - killed
+                wait_for(lambda: shell.first_answer_after(killed) is not None, timeout=60,
+                         what="the shell host to get an answer")
+                finish(farm, jobs, shell, killed_db, killed, f"sentinel across hosts (promoted after {promoted:.1f} s)")
+        finally:
+            farm.stop()

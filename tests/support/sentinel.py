@@ -127,23 +127,27 @@ class SentinelGroup:
 
 @contextmanager
 def sentinel_group(tmpdir: Path, host: str = "127.0.0.1", run: Sequence[str] = (),
-                   timeout: float = 60.0) -> Iterator[SentinelGroup]:
-    """Primary, replica and three sentinels (quorum 2) on ``host``; waits until a failover could
-    happen, yields the group, kills every process on the way out."""
+                   timeout: float = 60.0,
+                   places: Sequence[tuple[str, Sequence[str]]] | None = None) -> Iterator[SentinelGroup]:
+    """Primary, replica and three sentinels (quorum 2) on ``host``, or each on its own
+    ``places`` entry (address, command prefix: primary, replica, then the three sentinels); waits
+    until a failover could happen, yields the group, kills every process on the way out."""
+    where = list(places) if places is not None else [(host, run)] * 5
+    assert len(where) == 5, where
     data = ["save \"\"", "appendonly no", "repl-diskless-sync yes", "repl-diskless-sync-delay 0",
             "maxmemory-policy noeviction"]
     base = Path(tmpdir) / "sentinel-group"
-    primary = Server("primary", base / "primary", host, free_port(), data, run=run)
-    replica = Server("replica", base / "replica", host, free_port(),
-                     [*data, f"replicaof {host} {primary.port}"], run=run)
+    primary = Server("primary", base / "primary", where[0][0], free_port(), data, run=where[0][1])
+    replica = Server("replica", base / "replica", where[1][0], free_port(),
+                     [*data, f"replicaof {primary.host} {primary.port}"], run=where[1][1])
     watch = [
-        f"sentinel monitor {SERVICE} {host} {primary.port} 2",
+        f"sentinel monitor {SERVICE} {primary.host} {primary.port} 2",
         f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
         f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}",
         f"sentinel parallel-syncs {SERVICE} 1",
     ]
-    sentinels = [Server(f"sentinel{i}", base / f"sentinel{i}", host, free_port(), watch, sentinel=True, run=run)
-                 for i in range(3)]
+    sentinels = [Server(f"sentinel{i}", base / f"sentinel{i}", where[2 + i][0], free_port(), watch, sentinel=True,
+                        run=where[2 + i][1]) for i in range(3)]
     group = SentinelGroup(primary, replica, sentinels)
     with ExitStack() as stack:
         for server in [primary, replica, *sentinels]:
