@@ -11,6 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from broker_contracts.redis_url import is_sentinel, redact_sentinel
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "postgresql://127.0.0.1:5432/rfarm"
 FARM_FILE = ".rfarm/farm.env"
@@ -113,6 +115,8 @@ def read_farm_file(path: Path) -> dict[str, str]:
 
 def redact_url(url: str) -> str:
     """A server URL fit to print or log: any password in it replaced by ***."""
+    if is_sentinel(url):
+        return redact_sentinel(url)
     try:
         parts = urlsplit(url)
         password = parts.password

@@ -13,9 +13,8 @@ import socket
 import sys
 import threading
 
-import redis
-
-from broker_contracts.config import Settings
+import broker_client
+from broker_contracts.config import Settings, redact_url
 from gateway.announce import Announcer
 from gateway.context import GatewayConfig
 from gateway.dispatcher import Dispatcher
@@ -96,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
     )
     settings = Settings.from_env()
+    try:
+        broker_client.connect(settings.redis_url).close()  # checks the URL's form; connects to nothing
+    except broker_client.RedisUrlError as exc:
+        print(f"rfarmctl gateway: cannot use RFARM_REDIS_URL {redact_url(settings.redis_url)}: {exc}", file=sys.stderr)
+        return 2
     config = GatewayConfig(
         prefix=settings.prefix,
         token_ttl=args.token_ttl,
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = open_pool(settings.database_url, max_size=max(args.pool_size, args.request_threads + 4), name="gateway")
     n = args.request_threads
     clients = [
-        redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+        broker_client.connect(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
         for _ in range(n + 5)
     ]
     # Several request loops, each its own consumer of the group: a batch is shared out among them

@@ -20,7 +20,7 @@ from gateway.pipeline import Answered, Pipeline, Request
 from gateway.replies import ReplyStreams
 from gateway.sealing import GatewayKey
 from gateway.streams import Backoff, PackedPipeline, dead_letter, ensure_group, entry_id, no_group
-from store.db import StoreUnavailable
+from store.db import StoreUnavailable, reachable
 
 log = logging.getLogger("rfarm.gateway")
 
@@ -51,6 +51,7 @@ class RequestLoop:
         self.keys = config.keys
         self.consumer = consumer
         self.stop = stop
+        self.pool = pool
         self.pipeline = Pipeline(r, pool, config, key)
         # shared by a gateway's request threads and its auth lane; without a lane (a loop driven
         # on its own), password-hashing requests are answered in line with the others
@@ -74,6 +75,14 @@ class RequestLoop:
         pending_first = True  # after a restart, our own unacked entries come first
         group_ready = False
         while not self.stop.is_set():
+            if self.store_backoff.failing_since is not None:
+                if not reachable(self.pool):
+                    # PostgreSQL away from this gateway: take no request it could not answer;
+                    # another gateway that reaches the database answers them meanwhile (and takes
+                    # over, after claim-idle, those this one took before it knew)
+                    self.stop.wait(self.store_backoff.failed(StoreUnavailable()))
+                    continue
+                self.store_backoff.ok()
             try:
                 if not group_ready:
                     ensure_group(self.r, self.keys.requests, GATEWAY_GROUP)

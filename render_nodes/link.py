@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import redis
 
+import broker_client
 from broker_contracts.codec import pack
 from broker_contracts.config import redact_url as redact
 from broker_contracts.keys import NODES_GROUP, Keys
@@ -49,7 +50,7 @@ class Link:
         self.keys = keys
         self.signer = signer  # the node's credential: every report is signed with it
         self.work = keys.work(pool)
-        self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=0)
+        self.client = broker_client.connect(url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=0)
         self.abandoned = threading.Event()
         self._down = False
         self._state_lock = threading.Lock()

@@ -138,11 +138,7 @@ def build_users(prefix: str, passwords: dict[str, str | None] | None = None, *, 
 def url_for(base_url: str, user: AclUser) -> str:
     """``base_url`` (its own credentials dropped) with the user's name and password in it."""
     parts = urlsplit(base_url)
-    host = parts.hostname or "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2] or "127.0.0.1"  # host:port, [v6]:port, or a sentinel list
     netloc = f"{quote(user.name, safe='')}:{quote(user.password, safe='')}@{host}"
     return urlunsplit((parts.scheme or "redis", netloc, parts.path, parts.query, parts.fragment))
 

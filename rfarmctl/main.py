@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from pydantic import TypeAdapter, ValidationError
 
+import broker_client
 from broker_contracts.config import Settings
 from broker_contracts.config import redact_url as redact
 from broker_contracts.types import Password, Username
@@ -127,9 +128,16 @@ def cmd_redis_acl(args: argparse.Namespace) -> int:
         raise CtlError(EXIT_USAGE, str(exc)) from exc
     if args.apply:
         try:
-            with redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10) as r:
-                users = acl.fit_to_server(r, users)
-                acl.apply(r, users)
+            # ACL users are not replicated: behind a sentinel URL, the primary and every replica
+            servers = broker_client.data_servers(url, socket_connect_timeout=5, socket_timeout=10)
+            try:
+                for _, r in servers:
+                    users = acl.fit_to_server(r, users)
+                for _, r in servers:
+                    acl.apply(r, users)
+            finally:
+                for _, r in servers:
+                    r.close()
         except acl.AclError as exc:
             raise CtlError(EXIT_REFUSED, str(exc)) from exc
         except (redis.ConnectionError, redis.TimeoutError) as exc:

@@ -27,6 +27,7 @@ from typing import IO
 
 import redis
 
+import broker_client
 from broker_contracts.config import FARM_FILE, read_farm_file
 from broker_contracts.config import redact_url as redact
 from rfarmctl.credentials import kept
@@ -250,7 +251,7 @@ def stop_signals(stop: threading.Event, hurry: threading.Event) -> Iterator[None
 
 
 def check_redis(url: str) -> None:
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    client = broker_client.connect(url, socket_connect_timeout=3, socket_timeout=3)
     try:
         client.ping()
     except redis.RedisError as exc:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import redis
 from nacl.public import PublicKey
 
+import broker_client
 from broker_contracts.config import redact_url as redact
 from broker_contracts.envelope import Envelope, Notice, Reply, decode_reply, encode
 from broker_contracts.errors import DecodeError, ErrorCode
@@ -61,7 +62,7 @@ class Client:
         self._notices: deque[Notice] = deque(maxlen=1000)
         self._reached = False  # once Redis has answered, a lost connection is waited out, not fatal
         try:
-            self._redis = redis.Redis.from_url(
+            self._redis = broker_client.connect(
                 redis_url, socket_connect_timeout=min(timeout, 5.0), socket_timeout=timeout + 5.0
             )
         except ValueError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from broker_contracts.redis_url import RedisUrlError, is_sentinel, parse_sentinel
 from shell.background import CONNECTED, CONNECTING, NO_GATEWAY, REDIS_DOWN, SIGNED_OUT, Snapshot
 from shell.format import cut, width_of
 from shell.safe import printable
@@ -24,6 +25,12 @@ PLAIN_STYLE = {key: ("bg:#303030" if key.startswith("toolbar") else "") for key 
 
 def farm_name(redis_url: str, prefix: str) -> str:
     """Which farm, short: 'host:port', plus '/prefix' unless it is the default 'rf'."""
+    if is_sentinel(redis_url):
+        try:
+            name = parse_sentinel(redis_url).service  # the primary moves; the service is the farm
+        except RedisUrlError:
+            name = "sentinel"
+        return name if prefix == "rf" else f"{name}/{prefix}"
     parts = urlsplit(redis_url)
     host = parts.hostname or "localhost"
     name = f"{host}:{parts.port}" if parts.port else host

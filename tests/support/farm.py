@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+import broker_client
 from broker_contracts.keys import Keys, valid_name
 from rfarmctl.credentials import issue
 
@@ -41,6 +42,9 @@ class Farm:
     lease: float = 2.0
     claim_idle: float = 2.0
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # process name -> the command prefix that runs it on its own host (tests/support/netns.py);
+    # "shell" places `rfarm`, "ctl" places `rfarmctl`. Empty: everything on this machine.
+    placement: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def keys(self) -> Keys:
@@ -65,6 +69,7 @@ class Farm:
 
     def _spawn(self, name: str, argv: list[str], **env: str) -> subprocess.Popen[bytes]:
         with open(self.root / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+            argv = [*self.placement.get(name, []), *argv]
             proc = subprocess.Popen(argv, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
         self.procs[name] = proc
         return proc
@@ -112,7 +117,7 @@ class Farm:
     def rfarm(self, *args: str, stdin: str | None = None, config: str = "config", timeout: float = 60,
               **env: str) -> Result:
         proc = subprocess.run(
-            [str(BIN / "rfarm"), *args],
+            [*self.placement.get("shell", []), str(BIN / "rfarm"), *args],
             input=stdin.encode() if stdin is not None else None,
             capture_output=True,
             env=self.env(RFARM_CONFIG_DIR=str(self.root / config), **env),
@@ -123,7 +128,7 @@ class Farm:
 
     def rfarmctl(self, *args: str, stdin: str | None = None) -> Result:
         proc = subprocess.run(
-            [str(BIN / "rfarmctl"), *args],
+            [*self.placement.get("ctl", []), str(BIN / "rfarmctl"), *args],
             input=stdin.encode() if stdin is not None else None,
             capture_output=True,
             env=self.env(),
@@ -144,7 +149,7 @@ class Farm:
         return name
 
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url)
+        return broker_client.connect(self.redis_url)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2, what: str = "") -> Any:

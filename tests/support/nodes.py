@@ -9,8 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import redis
-
+import broker_client
 from broker_contracts.codec import pack, unpack
 from broker_contracts.keys import NODES_GROUP, Keys
 from broker_contracts.signing import Signer, new_pair
@@ -23,7 +22,7 @@ class NodeRig:
     def __init__(self, redis_url: str, prefix: str, root: Path) -> None:
         self.url = redis_url
         self.keys = Keys(prefix)
-        self.r = redis.Redis.from_url(redis_url)
+        self.r = broker_client.connect(redis_url)
         self.root = root
         self.nodes: list[subprocess.Popen[bytes]] = []
         self._next_task = 1

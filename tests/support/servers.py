@@ -15,7 +15,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,16 +121,25 @@ class PostgresCluster:
     bin_dir: Path
     port: int
     owner: pwd.struct_passwd | None
+    host: str = "127.0.0.1"
+    run: Sequence[str] = ()  # a command prefix that puts the server on its host (tests/support/netns.py)
+    clients: str = ""  # a subnet (a.b.c.0/24) whose clients may connect, beside the host itself
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://postgres@{self.host}:{self.port}/{database}"
 
     def _run(self, *argv: str, timeout: float = 60) -> None:
         kwargs: dict[str, object] = {}
-        if self.owner is not None:
+        command = [str(self.bin_dir / argv[0]), *argv[1:]]
+        if self.run and self.owner is not None:  # into the namespace as root, then the owner
+            command = [*self.run, "setpriv", f"--reuid={self.owner.pw_uid}", f"--regid={self.owner.pw_gid}",
+                       "--clear-groups", *command]
+        elif self.owner is not None:
             kwargs = {"user": self.owner.pw_uid, "group": self.owner.pw_gid, "extra_groups": []}
+        else:
+            command = [*self.run, *command]
         result = subprocess.run(
-            [str(self.bin_dir / argv[0]), *argv[1:]],
+            command,
             cwd=self.data,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -146,7 +155,7 @@ class PostgresCluster:
         self._run("initdb", "-D", str(self.data / "db"), "-U", "postgres", "-A", "trust", "-E", "UTF8")
         settings = [
             f"port = {self.port}",
-            "listen_addresses = '127.0.0.1'",
+            f"listen_addresses = '{self.host}'",
             "unix_socket_directories = ''",
             "fsync = off",  # a killed server still loses nothing: the OS has the pages
             "full_page_writes = off",
@@ -154,6 +163,9 @@ class PostgresCluster:
         ]
         with open(self.data / "db" / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
             conf.write("\n".join(settings) + "\n")
+        if self.clients:
+            with open(self.data / "db" / "pg_hba.conf", "a", encoding="utf-8") as hba:
+                hba.write(f"host all all {self.clients} trust\n")
 
     @property
     def pid(self) -> int | None:
@@ -204,10 +216,17 @@ class PostgresCluster:
 
 @contextmanager
 def private_postgres(
-    tmpdir: Path, *, database: str = "rfarm", migrated: bool = True
+    tmpdir: Path,
+    *,
+    database: str = "rfarm",
+    migrated: bool = True,
+    host: str = "127.0.0.1",
+    run: Sequence[str] = (),
+    clients: str = "",
 ) -> Iterator[tuple[str, PostgresCluster]]:
     """A throwaway PostgreSQL cluster on a free port. Yields the URL of ``database`` (created and
-    migrated unless ``migrated`` is False, in which case the URL is the ``postgres`` database)."""
+    migrated unless ``migrated`` is False, in which case the URL is the ``postgres`` database).
+    ``host``/``run``/``clients``: on a host of the namespace farm, reachable from its subnet."""
     owner = _unprivileged_user()
     if owner is None:
         data = Path(tmpdir) / "private-pg"
@@ -215,7 +234,8 @@ def private_postgres(
     else:  # the test's own tmp folder is private to root; the cluster needs a folder its owner can enter
         data = Path(tempfile.mkdtemp(prefix="rfarm-pg-"))
         os.chown(data, owner.pw_uid, owner.pw_gid)
-    cluster = PostgresCluster(data=data, bin_dir=_postgres_binaries(), port=free_port(), owner=owner)
+    cluster = PostgresCluster(data=data, bin_dir=_postgres_binaries(), port=free_port(), owner=owner,
+                              host=host, run=run, clients=clients)
     try:
         cluster.initdb()
         cluster.start()

@@ -1,6 +1,7 @@
 """Which way imports go between rfarm's packages, read from the source with `ast` (no import runs).
 
 - broker_contracts (the wire contracts) imports nothing of the project but itself;
+- broker_client (the one Redis connection factory) imports only broker_contracts;
 - render_nodes and shell never import store, gateway or rfarmctl (they only talk to Redis);
 - store never imports gateway or rfarmctl; gateway (the service) never imports rfarmctl (its tools);
 - migrations import nothing of the project.
@@ -25,6 +26,7 @@ def forbidden(root: Path) -> dict[str, frozenset[str]]:
     project = project_packages(root)
     return {
         "broker_contracts": project - {"broker_contracts"},
+        "broker_client": project - {"broker_client", "broker_contracts"},
         "render_nodes": CLIENTS_MAY_NOT,
         "shell": CLIENTS_MAY_NOT,
         "store": frozenset({"gateway", "rfarmctl"}),
@@ -58,7 +60,8 @@ def offences(root: Path) -> list[str]:
 
 
 def test_the_project_keeps_its_import_rules() -> None:
-    assert {"broker_contracts", "gateway", "rfarmctl", "render_nodes", "shell", "store"} <= project_packages(REPO)
+    packages = {"broker_contracts", "broker_client", "gateway", "rfarmctl", "render_nodes", "shell", "store"}
+    assert packages <= project_packages(REPO)
     problems = offences(REPO)
     assert not problems, "imports against the rules:\n" + "\n".join(problems)
 
