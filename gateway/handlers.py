@@ -15,7 +15,7 @@ from broker_contracts import messages as m
 from broker_contracts.envelope import Envelope, Reply, first_error
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec, validate_params
-from gateway import control, wire
+from gateway import control, frames, wire
 from gateway.context import Context, KeepWrites, Outcome, Specs
 from gateway.passwords import hash_password, needs_rehash, verify_password
 from gateway.sealing import seal_for
@@ -175,6 +175,8 @@ HANDLERS: dict[str, Handler] = {
     "job.retry": control.retry,
     "job.priority": control.priority,
     "job.logs": control.logs,
+    "job.frames": frames.frame_list,
+    "job.thumbs": frames.thumbs,
     "job.watch": control.watch,
     "node.list": node_list,
 }

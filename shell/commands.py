@@ -11,6 +11,7 @@ from broker_contracts.frames import parse_frames
 from broker_contracts.messages import LoginForm, RegisterForm
 from broker_contracts.states import JobStatus
 from shell import completion
+from shell import frames as frames_view
 from shell import views as r
 from shell.errors import UsageError
 from shell.registry import Arg, Command, Context, Registry, Renderer, positive_seconds
@@ -147,6 +148,17 @@ def _priority(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
 
 
 def _logs(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    return {"id": ns.job, "frame": ns.frame}
+
+
+def _frames_body(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": ns.job, "after": ns.after}
+    if ns.limit is not None:
+        body["limit"] = ns.limit
+    return body
+
+
+def _thumbs_body(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     return {"id": ns.job, "frame": ns.frame}
 
 
@@ -362,6 +374,32 @@ COMMANDS: tuple[Command, ...] = (
         build=_logs,
         render=r.render_logs,
         render_raw=r.render_raw_logs,
+    ),
+    Command(
+        name="frames",
+        help="a job's frames: status, node, try, render seconds, size and file of each",
+        args=(
+            _JOB,
+            Arg("--limit", "one page of at most N frames, and the cursor of the next", type=whole, metavar="N"),
+            Arg("--after", "the page after this cursor (a frame number)", type=whole, metavar="CURSOR"),
+        ),
+        request="job.frames",
+        build=_frames_body,
+        live=frames_view.run_frames,
+        examples=("rfarm frames 42", "rfarm frames 42 --json --limit 100"),
+    ),
+    Command(
+        name="preview",
+        help="a job's finished frames as pictures: in the terminal, or a contact sheet PNG with --out",
+        args=(
+            _JOB,
+            Arg("--frame", "only this frame, larger", type=whole, metavar="N"),
+            Arg("--out", "write a contact sheet PNG (frame numbers and the job's name) to FILE", metavar="FILE"),
+        ),
+        request="job.thumbs",
+        build=_thumbs_body,
+        live=frames_view.run_preview,
+        examples=("rfarm preview 42", "rfarm preview 42 --frame 7", "rfarm preview 42 --out sheet.png"),
     ),
     Command(
         name="nodes",

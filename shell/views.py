@@ -265,7 +265,7 @@ def render_nodes(reply: NodesReply, opts: RenderOptions) -> list[str]:
             f"{node.running}/{node.slots}",
             printable(",".join(node.tags)) or "-",
             printable(",".join(node.profiles)) or "-",
-            printable(node.version),
+            printable(" ".join([node.version, *(node.renderers[name] for name in sorted(node.renderers))])),
             ago(node.last_seen, opts.now),
         ]
         for node in reply.nodes
