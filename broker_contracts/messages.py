@@ -188,9 +188,21 @@ class JobDetail(JobSummary):
     blocked_nodes: list[str] = Field(default_factory=list)
 
 
+class FrameTimes(Out):
+    """Render seconds of a job's finished frames, and for a running job what they let one expect."""
+
+    done: int = 0
+    min: float | None = None
+    mean: float | None = None
+    max: float | None = None
+    left_seconds: float | None = None  # the estimated time left (a running job with a finished frame)
+    finishes_at: datetime | None = None
+
+
 class ShowReply(Out):
     job: JobDetail
     tasks: list[TaskInfo]
+    times: FrameTimes = Field(default_factory=FrameTimes)
 
 
 class HistoryEntry(Out):

@@ -132,7 +132,8 @@ def plain_pages(conn: psycopg.Connection, asked: list[tuple[Envelope, m.ListRequ
 def show(ctx: Context, req: m.JobRef) -> m.ShowReply:
     job = jobs.get(ctx.conn, ctx.caller, req.id)
     detail = control.detail(ctx.conn, job)
-    return m.ShowReply(job=detail, tasks=[m.TaskInfo.model_validate(t) for t in jobs.tasks_of(ctx.conn, req.id)])
+    task_list = [m.TaskInfo.model_validate(t) for t in jobs.tasks_of(ctx.conn, req.id)]
+    return m.ShowReply(job=detail, tasks=task_list, times=frames.estimate(ctx.conn, detail, task_list))
 
 
 def job_history(ctx: Context, req: m.HistoryRequest) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from broker_contracts.messages import (
+    FrameTimes,
     HistoryReply,
     JobDetail,
     JobReply,
@@ -18,7 +19,7 @@ from broker_contracts.messages import (
     TaskInfo,
     UserReply,
 )
-from broker_contracts.states import TaskStatus
+from broker_contracts.states import JobStatus, TaskStatus
 from shell.format import Cell, RenderOptions, ago, clock, colour, duration, hint, table
 from shell.safe import printable
 
@@ -165,12 +166,33 @@ def _params(params: dict[str, Any]) -> str:
 def render_show(reply: ShowReply, opts: RenderOptions) -> list[str]:
     job = reply.job
     lines = [f"job {job.id}  {printable(job.name)}"]
-    fields = _job_fields(job, opts)
+    fields = _job_fields(job, opts) + time_fields(reply.times, job.status is JobStatus.RUNNING)
     label = max(len(k) for k, _ in fields)
     lines += [f"  {k.ljust(label)}  {v}" for k, v in fields]
     lines.append("")
     lines += render_tasks(reply.tasks, opts)
     return lines
+
+
+def seconds_text(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.0f} s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
+def time_fields(times: FrameTimes, running: bool) -> list[tuple[str, str]]:
+    """Frame time min / mean / max, and for a running job the time left and when it should end."""
+    if not times.done or times.min is None or times.mean is None or times.max is None:
+        out = [("frame time", "unknown (no frame finished yet)")]
+        return [*out, ("time left", "unknown")] if running else out
+    spread = f"min {seconds_text(times.min)}  mean {seconds_text(times.mean)}  max {seconds_text(times.max)}"
+    out = [("frame time", f"{spread}  ({times.done} frame{'s' if times.done != 1 else ''})")]
+    if running and times.left_seconds is not None:
+        out.append(("time left", f"about {seconds_text(times.left_seconds)}, done around {clock(times.finishes_at)}"))
+    return out
 
 
 def render_tasks(tasks: list[TaskInfo], opts: RenderOptions) -> list[str]:
