@@ -17,3 +17,12 @@ CREATE TABLE frames (
     PRIMARY KEY (job_id, frame)
 );
 CREATE INDEX frames_task ON frames (task_id);
+
+-- `rfarmctl hooks`: how far each named hook runner has got through the jobs' finishes (the id of
+-- the last job_history row into a terminal status whose hook ran to the end). A runner killed and
+-- started again goes on after it: no finish missed, none whose hook had ended run twice.
+CREATE TABLE hook_cursors (
+    name       text PRIMARY KEY,
+    last_id    bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
