@@ -10,7 +10,7 @@ from typing import Any
 from broker_contracts.frames import parse_frames
 from broker_contracts.messages import LoginForm, RegisterForm
 from broker_contracts.states import JobStatus
-from shell import completion
+from shell import completion, notify
 from shell import frames as frames_view
 from shell import views as r
 from shell.errors import UsageError
@@ -71,6 +71,7 @@ _ACCEPT_NEW_KEY = Arg(
     flag=True,
 )
 _JOB = Arg("job", "job id", type=job_id, metavar="JOB", completes="job")
+_NO_NOTIFY = Arg("--no-notify", "no bell or desktop notification when it ends (or RFARM_NOTIFY=off)", flag=True)
 
 
 # --- builders -----------------------------------------------------------------------------------
@@ -167,16 +168,18 @@ def _watch_body(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
 
 
 def _watch(body: dict[str, Any], ns: argparse.Namespace, session: Any) -> int:
-    return follow(session, Follow(job=body["id"], sub=body["sub"], json_mode=ns.json))
+    tell = notify.enabled(option_off=ns.no_notify)
+    return follow(session, Follow(job=body["id"], sub=body["sub"], json_mode=ns.json, notify=tell))
 
 
 def _wait(body: dict[str, Any], ns: argparse.Namespace, session: Any) -> int:
-    spec = Follow(job=body["id"], sub=body["sub"], wait_only=True, json_mode=ns.json, limit=ns.timeout)
+    tell = notify.enabled(option_off=ns.no_notify)
+    spec = Follow(job=body["id"], sub=body["sub"], wait_only=True, json_mode=ns.json, limit=ns.timeout, notify=tell)
     return follow(session, spec)
 
 
 def _follow_submitted(reply: Any, ns: argparse.Namespace, session: Any) -> int:
-    return follow(session, Follow(job=reply.id, json_mode=ns.json))
+    return follow(session, Follow(job=reply.id, json_mode=ns.json, notify=notify.enabled()))
 
 
 def _help(ns: argparse.Namespace, registry: Registry) -> list[str]:
@@ -335,7 +338,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         name="watch",
         help="follow a job live: progress, tasks by status and node, each change as it happens",
-        args=(_JOB,),
+        args=(_JOB, _NO_NOTIFY),
         request="job.watch",
         build=_watch_body,
         live=_watch,
@@ -344,7 +347,11 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         name="wait",
         help="block until a job ends: exit 0 succeeded, 1 failed or cancelled, 3 on --timeout",
-        args=(_JOB, Arg("--timeout", "give up after S seconds (exit 3)", type=positive_seconds, metavar="S")),
+        args=(
+            _JOB,
+            Arg("--timeout", "give up after S seconds (exit 3)", type=positive_seconds, metavar="S"),
+            _NO_NOTIFY,
+        ),
         request="job.watch",
         build=_watch_body,
         live=_wait,

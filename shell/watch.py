@@ -20,10 +20,11 @@ from broker_contracts.envelope import first_error
 from broker_contracts.errors import ErrorCode
 from broker_contracts.messages import HistoryEntry, WatchReply
 from broker_contracts.states import JobStatus
+from shell import notify
 from shell.client import Client
 from shell.errors import EXIT_FARM_ERROR, EXIT_NO_ANSWER, EXIT_OK, FarmError, Unreachable
 from shell.format import RenderOptions, cut
-from shell.safe import json_text
+from shell.safe import json_text, printable
 from shell.watchview import WatchState, outcome_json, render_change, render_outcome, render_status
 
 RESUBSCRIBE_EVERY = 45.0
@@ -56,6 +57,7 @@ class Follow:
     wait_only: bool = False  # `wait`: no live view, does not stop at an idle pause
     json_mode: bool = False
     limit: float | None = None  # `wait --timeout`: give up (exit 3) after this many seconds
+    notify: bool = True  # the bell and a desktop notification when the job ends (shell/notify.py)
 
 
 class _View:
@@ -178,6 +180,8 @@ def follow(host: Host, spec: Follow) -> int:
             print(line, file=host.out)
     else:
         view.finish(state, outcome)
+    if spec.notify and not spec.json_mode and outcome in notify.ENDS:
+        notify.tell(host.out, state.job.id, printable(state.job.name), outcome, line=False)  # the line is out
     return exit_code(outcome)
 
 

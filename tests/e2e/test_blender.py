@@ -7,17 +7,15 @@ run the Debian Blender. Under CI a missing Blender fails these tests; elsewhere 
 from __future__ import annotations
 
 import json
-import secrets
-import shlex
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tests.support.blender import HEIGHT, WIDTH
-from tests.support.farm import BIN, Farm, wait_for
+from tests.support.farm import Farm, wait_for
+from tests.support.terminal import run_in_terminal
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -37,29 +35,6 @@ def submit(farm: Farm, config: str, *args: str) -> int:
 def nodes(farm: Farm, scenes: Path, blender: str, *names: str) -> None:
     for name in names:
         farm.start_node(name, "--blender", blender, "--path-root", str(scenes))
-
-
-def tmux_capture(farm: Farm, config: str, command: list[str]) -> str:
-    """Run an rfarm command in a real terminal (a private tmux server) and return the screen, escapes kept."""
-    socket = farm.root / "tmux.sock"
-    script = farm.root / "in-tmux.sh"
-    env = farm.env(RFARM_CONFIG_DIR=str(farm.root / config))
-    env.pop("NO_COLOR", None)
-    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items() if k.startswith(("RFARM_", "PATH")))
-    done = farm.root / f"tmux-{secrets.token_hex(4)}.done"
-    script.write_text(
-        f"{exports}cd {shlex.quote(str(farm.root))}\n{shlex.join([str(BIN / 'rfarm'), *command])}\n"
-        f"echo $? > {shlex.quote(str(done))}\nsleep 30\n"
-    )
-    base = ["tmux", "-S", str(socket), "-f", "/dev/null"]
-    subprocess.run([*base, "new-session", "-d", "-x", "120", "-y", "60", "bash", str(script)], check=True)
-    try:
-        wait_for(done.exists, timeout=60, what="the command in tmux to end")
-        assert done.read_text().strip() == "0"
-        shot = subprocess.run([*base, "capture-pane", "-p", "-e", "-S", "-60"], capture_output=True, check=True)
-        return shot.stdout.decode("utf-8", errors="replace")
-    finally:
-        subprocess.run([*base, "kill-server"], check=False)
 
 
 def test_turning_cube_on_two_nodes_in_chunks_of_three(farm: Farm, unique: str, blender: str, scenes: Path) -> None:
@@ -116,11 +91,11 @@ def test_turning_cube_on_two_nodes_in_chunks_of_three(farm: Farm, unique: str, b
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20) or []
         assert len(colours) > 50  # real pictures, not an empty grid
 
-    screen = tmux_capture(farm, alice, ["preview", str(job_id)])
+    screen = run_in_terminal(farm, alice, ["preview", str(job_id)])
     assert screen.count("▀") > 12 * 50 and "38;2;" in screen
     for n in (1, 6, 12):
         assert f"frame {n}" in screen
-    one = tmux_capture(farm, alice, ["preview", str(job_id), "--frame", "7"])
+    one = run_in_terminal(farm, alice, ["preview", str(job_id), "--frame", "7"])
     assert "frame 7" in one and "frame 8" not in one and one.count("▀") > 24 * 13
 
 
