@@ -149,6 +149,8 @@ class JobSummary(Out):
     created_at: datetime
     updated_at: datetime
     reason: str | None = None
+    # a running job's estimated seconds left, from its own finished frames; None: not running, or unknown yet
+    eta_seconds: float | None = None
 
 
 class ListReply(Out):

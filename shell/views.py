@@ -104,7 +104,7 @@ def render_jobs(reply: ListReply, opts: RenderOptions, *, everyone: bool = False
         return ["no jobs"]
     owners = {job.owner for job in reply.jobs}
     show_owner = everyone or len(owners) > 1
-    headers = ["ID", "NAME", "STATUS", "PROGRESS", "CREATED"]
+    headers = ["ID", "NAME", "STATUS", "PROGRESS", "ETA", "CREATED"]
     if show_owner:
         headers.insert(2, "OWNER")
     rows: list[list[str | Cell]] = []
@@ -114,6 +114,7 @@ def render_jobs(reply: ListReply, opts: RenderOptions, *, everyone: bool = False
             printable(job.name),
             status_cell(job),
             progress(job),
+            eta_text(job),
             ago(job.created_at, opts.now),
         ]
         if show_owner:
@@ -121,6 +122,13 @@ def render_jobs(reply: ListReply, opts: RenderOptions, *, everyone: bool = False
         rows.append(row)
     flex = (1, 2) if show_owner else (1,)
     return table(headers, rows, opts, flex=flex, right=(0,))
+
+
+def eta_text(job: JobSummary) -> str:
+    """A running job's time left ("unknown" before its first frame is done); "-" for any other."""
+    if job.status is not JobStatus.RUNNING:
+        return "-"
+    return "unknown" if job.eta_seconds is None else seconds_text(job.eta_seconds)
 
 
 def render_all_jobs(reply: ListReply, opts: RenderOptions) -> list[str]:
