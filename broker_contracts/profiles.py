@@ -89,7 +89,7 @@ class ProfileSpec(BaseModel):
     # The file each frame must leave in the output folder, ``#`` standing for the frame number's
     # digits (zero-padded), e.g. ``frame_####.png``. With it, a frame whose file is missing when its
     # invocation ends is a failed frame, whatever the renderer's exit code.
-    writes: str | None = Field(default=None, max_length=200, pattern=r"[A-Za-z0-9_.-]*#+[A-Za-z0-9_.-]*")
+    writes: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.-]*#+[A-Za-z0-9_.-]*$")
     # What the renderer says it is (e.g. "Blender 3.4.1"), as the node found it; shown by `rfarm nodes`.
     version: str | None = Field(default=None, max_length=200)
 
