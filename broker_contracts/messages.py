@@ -286,6 +286,7 @@ class ThumbsRequest(Body):
     id: JobId
     frame: int | None = Field(default=None, ge=-9_999_999, le=9_999_999)
     after: int | None = Field(default=None, ge=-9_999_999, le=9_999_999)
+    latest: bool = False  # only the thumbnail of the frame that finished last (`watch`)
 
 
 class Thumb(Out):

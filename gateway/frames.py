@@ -30,7 +30,10 @@ def frame_list(ctx: Context, req: m.FramesRequest) -> m.FramesReply:
 
 def thumbs(ctx: Context, req: m.ThumbsRequest) -> m.ThumbsReply:
     job = jobs.get(ctx.conn, ctx.caller, req.id)
-    found, after = store_frames.thumbs_of(ctx.conn, req.id, frame=req.frame, after=req.after, budget=THUMBS_BUDGET)
+    if req.latest:
+        found, after = store_frames.latest_thumb(ctx.conn, req.id), None
+    else:
+        found, after = store_frames.thumbs_of(ctx.conn, req.id, frame=req.frame, after=req.after, budget=THUMBS_BUDGET)
     return m.ThumbsReply(
         name=job["name"],
         thumbs=[m.Thumb(frame=t["frame"], png=base64.b64encode(t["png"]).decode("ascii")) for t in found],

@@ -61,6 +61,16 @@ def frames_of(conn: psycopg.Connection, job_id: int, *, after: int | None, limit
     return [dict(r) for r in rows]  # type: ignore[call-overload]
 
 
+def latest_thumb(conn: psycopg.Connection, job_id: int) -> list[dict[str, Any]]:
+    """The thumbnail of the job's frame that finished last (none: an empty list)."""
+    row = conn.execute(
+        """SELECT frame, thumb FROM frames WHERE job_id = %s AND thumb IS NOT NULL
+            ORDER BY finished_at DESC, frame DESC LIMIT 1""",
+        (job_id,),
+    ).fetchone()
+    return [{"frame": row["frame"], "png": bytes(row["thumb"])}] if row else []  # type: ignore[call-overload]
+
+
 def thumbs_of(
     conn: psycopg.Connection, job_id: int, *, frame: int | None, after: int | None, budget: int
 ) -> tuple[list[dict[str, Any]], int | None]:

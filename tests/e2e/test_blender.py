@@ -7,14 +7,17 @@ run the Debian Blender. Under CI a missing Blender fails these tests; elsewhere 
 from __future__ import annotations
 
 import json
+import os
+import pty
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tests.support.blender import HEIGHT, WIDTH
-from tests.support.farm import Farm, wait_for
+from tests.support.farm import BIN, Farm, wait_for
 from tests.support.terminal import run_in_terminal
 
 pytestmark = pytest.mark.timeout(240)
@@ -35,6 +38,28 @@ def submit(farm: Farm, config: str, *args: str) -> int:
 def nodes(farm: Farm, scenes: Path, blender: str, *names: str) -> None:
     for name in names:
         farm.start_node(name, "--blender", blender, "--path-root", str(scenes))
+
+
+def in_pty(farm: Farm, config: str, args: list[str], **env: str) -> str:
+    """``rfarm ARGS`` on a pseudo-terminal (so it draws as on a terminal); everything it wrote."""
+    environ = farm.env(RFARM_CONFIG_DIR=str(farm.root / config), **env)
+    environ.pop("TMUX", None)
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([str(BIN / "rfarm"), *args], stdin=terminal, stdout=terminal, stderr=terminal,
+                            env=environ, cwd=farm.root)
+    os.close(terminal)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the other side closed: the command ended
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(controller)
+    assert proc.wait(timeout=60) == 0, out[-2000:]
+    return out.decode("utf-8", errors="replace")
 
 
 def test_turning_cube_on_two_nodes_in_chunks_of_three(farm: Farm, unique: str, blender: str, scenes: Path) -> None:
@@ -95,6 +120,11 @@ def test_turning_cube_on_two_nodes_in_chunks_of_three(farm: Farm, unique: str, b
     assert screen.count("▀") > 12 * 50 and "38;2;" in screen
     for n in (1, 6, 12):
         assert f"frame {n}" in screen
+    # watch shows the latest finished frame where the terminal shows images (kitty here, outside tmux)
+    kitty = in_pty(farm, alice, ["watch", str(job_id)], TERM="xterm-kitty")
+    assert "\x1b_Ga=T,f=100," in kitty and f"job {job_id}" in kitty
+    plain = in_pty(farm, alice, ["watch", str(job_id)], TERM="xterm-256color")
+    assert "\x1b_G" not in plain and "\x1b]1337;" not in plain
     one = run_in_terminal(farm, alice, ["preview", str(job_id), "--frame", "7"])
     assert "frame 7" in one and "frame 8" not in one and one.count("▀") > 24 * 13
 
