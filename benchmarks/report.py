@@ -150,6 +150,16 @@ def table(res: dict[str, Any]) -> str:
             f"({h['task_rows']} task rows, job {'>'.join(h['job_chain'])})")
     if res.get("dispatch"):
         add("")
+    bl = res.get("blender")
+    if bl and "skipped" in bl:
+        add(f"blender overhead: skipped ({bl['skipped']})")
+        add("")
+    elif bl:
+        add(f"blender {bl['frames']} frames (chunks of {bl['chunk']}, {bl['samples']} samples), one node: farm "
+            f"{bl['farm_seconds']} s, one blender command {bl['one_command_seconds']} s: overhead "
+            f"{bl['overhead_per_frame_seconds']} s per frame ({bl['status']}, "
+            f"{bl['frames_recorded_by_the_farm']} frames recorded)")
+        add("")
     sc = res.get("scale")
     if sc:
         add(f"store filled: {sc['jobs']} jobs, {sc['job_history'] + sc['task_history']} history rows "

@@ -12,6 +12,7 @@ from broker_contracts.frames import parse_frames
 from broker_contracts.states import JobStatus, TaskStatus
 from broker_contracts.tables import from_table
 from broker_contracts.types import JobId, JobName, KeyText, Keyword, Password, Priority, SealedText, Text, Username
+from broker_contracts.work import THUMB_B64
 
 MAX_PARAMS = 32
 
@@ -148,6 +149,8 @@ class JobSummary(Out):
     created_at: datetime
     updated_at: datetime
     reason: str | None = None
+    # a running job's estimated seconds left, from its own finished frames; None: not running, or unknown yet
+    eta_seconds: float | None = None
 
 
 class ListReply(Out):
@@ -187,9 +190,21 @@ class JobDetail(JobSummary):
     blocked_nodes: list[str] = Field(default_factory=list)
 
 
+class FrameTimes(Out):
+    """Render seconds of a job's finished frames, and for a running job what they let one expect."""
+
+    done: int = 0
+    min: float | None = None
+    mean: float | None = None
+    max: float | None = None
+    left_seconds: float | None = None  # the estimated time left (a running job with a finished frame)
+    finishes_at: datetime | None = None
+
+
 class ShowReply(Out):
     job: JobDetail
     tasks: list[TaskInfo]
+    times: FrameTimes = Field(default_factory=FrameTimes)
 
 
 class HistoryEntry(Out):
@@ -244,6 +259,47 @@ class LogsReply(Out):
     logs: list[LogEntry]
 
 
+class FramesRequest(Body):
+    id: JobId
+    limit: int = Field(default=500, ge=1, le=1000)
+    # the last frame of the page before (the reply's ``next``)
+    after: int | None = Field(default=None, ge=-9_999_999, le=9_999_999)
+
+
+class FrameInfo(Out):
+    frame: int
+    status: str  # "done" with its record, else its task's status
+    node: str | None = None
+    attempt: int | None = None
+    seconds: float | None = None
+    file: str | None = None
+    bytes: int | None = None
+    sha256: str | None = None
+
+
+class FramesReply(Out):
+    frames: list[FrameInfo]
+    next: int | None = None  # pass as ``after`` for the next page; None: no more
+
+
+class ThumbsRequest(Body):
+    id: JobId
+    frame: int | None = Field(default=None, ge=-9_999_999, le=9_999_999)
+    after: int | None = Field(default=None, ge=-9_999_999, le=9_999_999)
+    latest: bool = False  # only the thumbnail of the frame that finished last (`watch`)
+
+
+class Thumb(Out):
+    frame: int
+    png: str = Field(max_length=THUMB_B64)  # base64 of a PNG of at most 32 KiB
+
+
+class ThumbsReply(Out):
+    name: str
+    thumbs: list[Thumb]
+    next: int | None = None  # pass as ``after`` for the next page; None: no more
+
+
 class NodeInfo(Out):
     id: str
     pool: str
@@ -254,6 +310,8 @@ class NodeInfo(Out):
     state: str
     version: str
     last_seen: datetime
+    # profile name -> the version of the renderer behind it, as the node found it ("Blender 3.4.1")
+    renderers: dict[str, str] = Field(default_factory=dict)
 
 
 class NodesReply(Out):
@@ -354,6 +412,8 @@ REQUEST_TYPES: dict[str, RequestType] = _registry(
     RequestType("job.retry", JobRef, JobReply, writes=True),
     RequestType("job.priority", PriorityRequest, JobReply, writes=True),
     RequestType("job.logs", LogsRequest, LogsReply),
+    RequestType("job.frames", FramesRequest, FramesReply),
+    RequestType("job.thumbs", ThumbsRequest, ThumbsReply),
     RequestType("job.watch", WatchRequest, WatchReply),
     RequestType("node.list", EmptyRequest, NodesReply),
 )

@@ -86,9 +86,17 @@ class ProfileSpec(BaseModel):
     # A regular expression with one group (the frame number) matched against each output line;
     # a match reports that frame as done. Without it, frames count as done when an invocation ends.
     progress: str | None = None
+    # The file each frame must leave in the output folder, ``#`` standing for the frame number's
+    # digits (zero-padded), e.g. ``frame_####.png``. With it, a frame whose file is missing when its
+    # invocation ends is a failed frame, whatever the renderer's exit code.
+    writes: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.-]*#+[A-Za-z0-9_.-]*$")
+    # What the renderer says it is (e.g. "Blender 3.4.1"), as the node found it; shown by `rfarm nodes`.
+    version: str | None = Field(default=None, max_length=200)
 
     @model_validator(mode="after")
     def _consistent(self) -> ProfileSpec:
+        if self.version is not None and first_unsafe(self.version) is not None:
+            raise ValueError(f"profile {self.name!r}: version must not contain control characters")
         if not valid_name(self.name):
             raise ValueError(f"profile name {self.name!r} is not a valid name")
         if not self.argv or not self.argv[0].strip():
@@ -324,3 +332,57 @@ BUILTIN_PROFILES: dict[str, ProfileSpec] = {
 }
 
 IN_PROCESS_BUILTINS = frozenset({"noop"})
+
+BLENDER_ENGINES = ["CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH"]
+BLENDER_DEVICES = ["CPU", "CUDA", "OPTIX", "HIP", "METAL"]
+BLENDER_PARAMS = ("engine", "samples", "percent", "device")
+
+
+def blender_profile(executable: str, script: str, version: str | None) -> ProfileSpec:
+    """The built-in ``blender`` profile of a node that found a Blender at ``executable``.
+
+    The user's values never become Blender options: the scene is the one file argument (a value
+    never starts with '-'), the overrides reach the node's own ``script`` after ``--`` (which
+    Blender leaves to the script), and the scene's own Python never runs (``--disable-autoexec``).
+    ``--python-exit-code`` makes a failing override a failed render rather than a render of the
+    scene as it was.
+    """
+    tail = [f"{name}={{{name}}}" for name in BLENDER_PARAMS]
+    return ProfileSpec(
+        name="blender",
+        kind="builtin",
+        argv=[
+            executable,
+            "--background",
+            "--disable-autoexec",
+            "{scene}",
+            "--python-exit-code",
+            "1",
+            "--python",
+            script,
+            "--render-output",
+            "{output}/frame_####",
+            "--render-format",
+            "PNG",
+            "--use-extension",
+            "1",
+            "--frame-start",
+            "{first}",
+            "--frame-end",
+            "{last}",
+            "--render-anim",
+            "--",
+            *tail,
+        ],
+        params={
+            "scene": ParamSpec(type="path", required=True, pattern=r".*\.blend", help="the .blend file to render"),
+            "engine": ParamSpec(type="choice", choices=BLENDER_ENGINES, help="render engine (default: the scene's)"),
+            "samples": ParamSpec(type="int", min=1, max=1_000_000, help="samples per pixel (default: the scene's)"),
+            "percent": ParamSpec(type="int", min=1, max=100, help="resolution percentage (default: the scene's)"),
+            "device": ParamSpec(type="choice", choices=BLENDER_DEVICES, default="CPU", help="Cycles device"),
+        },
+        frames_per_invocation="chunk",
+        progress=r"^Saved: '.*frame_(\d+)\.png'",
+        writes="frame_####.png",
+        version=version,
+    )

@@ -15,6 +15,9 @@ Label = Annotated[str, Field(max_length=200), AfterValidator(no_unsafe)]
 # every integer fits the msgpack int64 the wire carries: a bigger one is refused while decoding
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
+THUMB_BYTES = 32 * 1024
+THUMB_B64 = (THUMB_BYTES + 2) // 3 * 4
+
 
 class WorkItem(BaseModel):
     """One task assignment on ``<prefix>:work:<pool>``."""
@@ -68,6 +71,13 @@ class NodeEvent(BaseModel):
     info: dict[str, Any] | None = None
     attempt: int | None = Field(default=None, ge=1, le=2**63 - 1)
     started: float | None = None
+    # a finished frame's record (on a "progress" report of a profile that names its files)
+    seconds: float | None = Field(default=None, ge=0, le=10**9)
+    file: str | None = Field(default=None, max_length=4096)
+    bytes: Int64 | None = Field(default=None, ge=0)
+    sha256: str | None = Field(default=None, pattern=r"[0-9a-f]{64}")
+    # its thumbnail: a PNG of at most THUMB_BYTES, base64 (so it fits the 64 KiB of an event)
+    thumb: str | None = Field(default=None, max_length=THUMB_B64)
 
 
 class NodeHeartbeat(BaseModel):

@@ -15,7 +15,7 @@ from broker_contracts import messages as m
 from broker_contracts.envelope import Envelope, Reply, first_error
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec, validate_params
-from gateway import control, wire
+from gateway import control, frames, wire
 from gateway.context import Context, KeepWrites, Outcome, Specs
 from gateway.passwords import hash_password, needs_rehash, verify_password
 from gateway.sealing import seal_for
@@ -132,7 +132,8 @@ def plain_pages(conn: psycopg.Connection, asked: list[tuple[Envelope, m.ListRequ
 def show(ctx: Context, req: m.JobRef) -> m.ShowReply:
     job = jobs.get(ctx.conn, ctx.caller, req.id)
     detail = control.detail(ctx.conn, job)
-    return m.ShowReply(job=detail, tasks=[m.TaskInfo.model_validate(t) for t in jobs.tasks_of(ctx.conn, req.id)])
+    task_list = [m.TaskInfo.model_validate(t) for t in jobs.tasks_of(ctx.conn, req.id)]
+    return m.ShowReply(job=detail, tasks=task_list, times=frames.estimate(ctx.conn, detail, task_list))
 
 
 def job_history(ctx: Context, req: m.HistoryRequest) -> dict[str, Any]:
@@ -175,6 +176,8 @@ HANDLERS: dict[str, Handler] = {
     "job.retry": control.retry,
     "job.priority": control.priority,
     "job.logs": control.logs,
+    "job.frames": frames.frame_list,
+    "job.thumbs": frames.thumbs,
     "job.watch": control.watch,
     "node.list": node_list,
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import threading
 import time
@@ -18,11 +20,11 @@ from broker_contracts.codec import pack, unpack
 from broker_contracts.errors import DecodeError
 from broker_contracts.keys import LEDGER_GROUP
 from broker_contracts.states import JobStatus, TaskStatus
-from broker_contracts.work import NodeEvent, NodeHeartbeat
+from broker_contracts.work import THUMB_BYTES, NodeEvent, NodeHeartbeat
 from gateway.context import GatewayConfig
 from gateway.node_identity import NodeIdentities
 from gateway.streams import Backoff, dead_letter, ensure_group, entry_id, no_group
-from store import jobs, leases, nodes, outbox, task_logs, tasks
+from store import frames, jobs, leases, nodes, outbox, task_logs, tasks
 from store.db import StoreUnavailable, transaction
 
 log = logging.getLogger("rfarm.ledger")
@@ -256,6 +258,19 @@ class Ledger:
             return
         if ev.kind == "progress":
             leases.progress(conn, ev.task_id, ev.run, ev.node, ev.done_frames or 0, lease)
+            if ev.frame is not None and ev.file is not None and ev.sha256 is not None:
+                frames.record(
+                    conn,
+                    task_id=ev.task_id,
+                    run=ev.run,
+                    node=ev.node,
+                    frame=ev.frame,
+                    seconds=ev.seconds or 0.0,
+                    file=ev.file,
+                    size=ev.bytes or 0,
+                    sha256=ev.sha256,
+                    thumb=_thumb(ev.thumb),
+                )
             if ev.job_id:
                 batch.progressed_jobs.add(ev.job_id)
             return
@@ -359,3 +374,14 @@ class Ledger:
                 pack({"task_id": task.id, "job_id": task.job_id}),
             )
         )
+
+
+def _thumb(text: str | None) -> bytes | None:
+    """A reported thumbnail's PNG bytes; None for none, or for one that is not base64 of a PNG."""
+    if text is None:
+        return None
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return data if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) <= THUMB_BYTES else None

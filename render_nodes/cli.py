@@ -21,6 +21,7 @@ import redis
 from broker_contracts.config import Settings
 from broker_contracts.keys import Keys, valid_name
 from broker_contracts.signing import CredentialError, NodeCredential, Signer
+from render_nodes.blender import BlenderError, find_blender
 from render_nodes.link import Link, redact
 from render_nodes.node import Node, NodeOptions
 from render_nodes.offered import ProfileFileError, confine_paths, load_profiles
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the node credential from `rfarmctl node-credential add` (default: $RFARM_NODE_CREDENTIAL)",
     )
+    p.add_argument(
+        "--blender",
+        metavar="PATH",
+        help="the Blender to offer as the built-in blender profile (default: blender on PATH, if any)",
+    )
+    p.add_argument("--no-blender", action="store_true", help="do not offer the blender profile")
     p.add_argument("--grace", type=float, default=30.0, help="seconds running tasks get after SIGTERM")
     p.add_argument("--drain", action="store_true", help="process the work that is there, then exit")
     p.add_argument("--heartbeat", type=float, help="seconds between heartbeats (default: min(5, lease/3))")
@@ -127,6 +134,13 @@ def options_from(args: argparse.Namespace) -> NodeOptions:
         profiles = confine_paths(load_profiles(args.profiles), [str(root) for root in roots])
     except ProfileFileError as exc:
         raise UsageError(str(exc)) from None
+    if not args.no_blender and "blender" not in profiles:  # an operator's own "blender" profile wins
+        try:
+            found = find_blender(args.blender)
+        except BlenderError as exc:
+            raise UsageError(str(exc)) from None
+        if found is not None:
+            profiles.update(confine_paths({"blender": found}, [str(root) for root in roots]))
     return NodeOptions(
         name=name,
         pool=args.pool,

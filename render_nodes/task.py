@@ -5,6 +5,7 @@ Runs on a thread of its own. Whatever the renderer does, ``TaskRun.run`` never r
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import queue
@@ -20,6 +21,7 @@ import redis
 from broker_contracts.keys import NODES_GROUP, Keys
 from broker_contracts.profiles import IN_PROCESS_BUILTINS, ProfileSpec, validate_params
 from broker_contracts.work import NodeEvent, WorkItem
+from render_nodes.frames import describe, frame_path
 from render_nodes.link import Finals, Link, LinkDown, event
 from render_nodes.offered import Invocation, invocations, outside_roots
 from render_nodes.process import Line, RenderProcess
@@ -30,6 +32,7 @@ CANCEL_POLL = 0.3
 LOG_FLUSH_SECONDS = 0.5
 LOG_FLUSH_BYTES = 8192
 MAX_ERROR = 2000
+TAIL_LINES = 8
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,10 @@ class TaskRun:
         self._log: list[str] = []
         self._log_bytes = 0
         self._last_flush = time.monotonic()
-        self._last_err = ""
-        self._last_out = ""
+        self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._output: Path | None = None  # the job's output folder, once made
+        self._writes: str | None = None  # the profile's frame file name, when it names one
+        self._mark = time.monotonic()  # when the frame being rendered now began (its invocation or the frame before)
         self._next_lease = time.monotonic() + ctx.lease / 3
         self._not_pending_noted = False
         # (cancelled, held) as the claim loop read them for its whole batch, or None: read here
@@ -180,13 +185,33 @@ class TaskRun:
         except OSError as exc:
             return Result(Outcome.FAILED, error=f"cannot create {output}: {exc.strerror or exc}")
         pattern = re.compile(spec.progress) if spec.progress else None
+        self._output, self._writes = output, spec.writes
         for invocation in invocations(spec, params, item.first, item.last, str(output)):
+            self._mark = time.monotonic()
             result = self._invoke(invocation, pattern)
+            if result.outcome is Outcome.FAILED and spec.writes:
+                # which frame failed: the first of the invocation that was not saved
+                frame = next((f for f in invocation.frames if f not in self._done), invocation.frames[0])
+                return Result(Outcome.FAILED, result.exit_code, f"frame {frame}: {result.error}")
             if result.outcome is not Outcome.SUCCEEDED:
                 return result
             for frame in invocation.frames:  # frames the renderer did not announce count as done now
+                if spec.writes and not frame_path(output, spec.writes, frame).is_file():
+                    # the renderer ended well but left no file (Blender exits 0 on a scene it cannot read)
+                    name = frame_path(output, spec.writes, frame).name
+                    said = self._telling_line() or "nothing"
+                    error = f"frame {frame}: {name} was not written; last said: {said}"
+                    return Result(Outcome.FAILED, result.exit_code, error)
                 self._frame_done(frame)
         return Result(Outcome.SUCCEEDED, exit_code=0)
+
+    def _telling_line(self) -> str:
+        """The renderer's last line that says what went wrong: its last error line, or its last line."""
+        for text in reversed(self._tail):
+            if "error" in text.lower():
+                return text
+        quiet = [text for text in self._tail if text not in ("Blender quit",)]
+        return quiet[-1] if quiet else ""
 
     def _invoke(self, invocation: Invocation, pattern: re.Pattern[str] | None) -> Result:
         lines: queue.Queue[Line] = queue.Queue()
@@ -216,7 +241,7 @@ class TaskRun:
         self._take_lines(lines, pattern, timeout=0)
         if code == 0:
             return Result(Outcome.SUCCEEDED, 0)
-        error = self._last_err or self._last_out or f"renderer exited with code {code}"
+        error = self._telling_line() or f"renderer exited with code {code}"
         return Result(Outcome.FAILED, code, error[:MAX_ERROR])
 
     # -- output, progress, lease ----------------------------------------------------------------
@@ -230,10 +255,7 @@ class TaskRun:
             self._log.append(line.text)
             self._log_bytes += len(line.text) + 1
             if line.text.strip():
-                if line.stream == "err":
-                    self._last_err = line.text.strip()
-                else:
-                    self._last_out = line.text.strip()
+                self._tail.append(line.text.strip())
             if pattern is not None:
                 match = pattern.search(line.text)
                 if match and _is_int(match.group(1)):
@@ -248,8 +270,23 @@ class TaskRun:
     def _frame_done(self, frame: int) -> None:
         if frame in self._done or not self.item.first <= frame <= self.item.last:
             return
+        record: dict[str, object] = {}
+        if self._writes is not None and self._output is not None:
+            try:
+                found = describe(frame_path(self._output, self._writes, frame))
+            except OSError:
+                return  # not written (yet): the check after the invocation decides
+            now = time.monotonic()
+            record = {
+                "seconds": round(now - self._mark, 3),
+                "file": found.file,
+                "bytes": found.bytes,
+                "sha256": found.sha256,
+                "thumb": found.thumb,
+            }
+            self._mark = now
         self._done.add(frame)
-        self._report("progress", frame=frame, done_frames=len(self._done))
+        self._report("progress", frame=frame, done_frames=len(self._done), **record)
 
     def _maybe_flush(self) -> None:
         if self._log and time.monotonic() - self._last_flush >= LOG_FLUSH_SECONDS:

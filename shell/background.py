@@ -27,6 +27,7 @@ from shell.farmkey import PinnedKeys
 from shell.session import relocated
 
 REFRESH_EVERY = 5.0
+ENDS = ("succeeded", "failed", "cancelled")
 REQUEST_TIMEOUT = 3.0
 
 CONNECTING = "connecting"
@@ -64,10 +65,12 @@ class Refresher:
         every: float = REFRESH_EVERY,
         on_change: Callable[[], None] | None = None,
         reload: Callable[[], Settings] | None = None,
+        on_finished: Callable[[list[JobBrief]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.every = every
         self.on_change = on_change
+        self.on_finished = on_finished  # jobs seen unfinished at one refresh and ended at the next
         self.reload = reload  # where the farm is now: re-read when it stops answering
         self.snapshot = Snapshot(known=Known(profiles=dict(BUILTIN_PROFILES)))
         self._store = CredentialStore(settings, self._farm_id)
@@ -103,7 +106,11 @@ class Refresher:
         snapshot = self._attempt()
         if snapshot.state in (REDIS_DOWN, NO_GATEWAY) and self._relocate():
             snapshot = self._attempt()
+        before = {j.id: j.status for j in self.snapshot.known.jobs}
         self.snapshot = replace(snapshot, at=time.monotonic())
+        ended = [j for j in self.snapshot.known.jobs if j.status in ENDS and before.get(j.id, "") not in ("", *ENDS)]
+        if ended and self.on_finished is not None:
+            self.on_finished(ended)
         if self.on_change is not None:
             self.on_change()
         return self.snapshot

@@ -10,7 +10,8 @@ from typing import Any
 from broker_contracts.frames import parse_frames
 from broker_contracts.messages import LoginForm, RegisterForm
 from broker_contracts.states import JobStatus
-from shell import completion
+from shell import completion, notify
+from shell import frames as frames_view
 from shell import views as r
 from shell.errors import UsageError
 from shell.registry import Arg, Command, Context, Registry, Renderer, positive_seconds
@@ -70,6 +71,7 @@ _ACCEPT_NEW_KEY = Arg(
     flag=True,
 )
 _JOB = Arg("job", "job id", type=job_id, metavar="JOB", completes="job")
+_NO_NOTIFY = Arg("--no-notify", "no bell or desktop notification when it ends (or RFARM_NOTIFY=off)", flag=True)
 
 
 # --- builders -----------------------------------------------------------------------------------
@@ -150,21 +152,34 @@ def _logs(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     return {"id": ns.job, "frame": ns.frame}
 
 
+def _frames_body(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": ns.job, "after": ns.after}
+    if ns.limit is not None:
+        body["limit"] = ns.limit
+    return body
+
+
+def _thumbs_body(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    return {"id": ns.job, "frame": ns.frame}
+
+
 def _watch_body(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     return {"id": ns.job, "sub": secrets.token_hex(6)}
 
 
 def _watch(body: dict[str, Any], ns: argparse.Namespace, session: Any) -> int:
-    return follow(session, Follow(job=body["id"], sub=body["sub"], json_mode=ns.json))
+    tell = notify.enabled(option_off=ns.no_notify)
+    return follow(session, Follow(job=body["id"], sub=body["sub"], json_mode=ns.json, notify=tell))
 
 
 def _wait(body: dict[str, Any], ns: argparse.Namespace, session: Any) -> int:
-    spec = Follow(job=body["id"], sub=body["sub"], wait_only=True, json_mode=ns.json, limit=ns.timeout)
+    tell = notify.enabled(option_off=ns.no_notify)
+    spec = Follow(job=body["id"], sub=body["sub"], wait_only=True, json_mode=ns.json, limit=ns.timeout, notify=tell)
     return follow(session, spec)
 
 
 def _follow_submitted(reply: Any, ns: argparse.Namespace, session: Any) -> int:
-    return follow(session, Follow(job=reply.id, json_mode=ns.json))
+    return follow(session, Follow(job=reply.id, json_mode=ns.json, notify=notify.enabled()))
 
 
 def _help(ns: argparse.Namespace, registry: Registry) -> list[str]:
@@ -323,7 +338,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         name="watch",
         help="follow a job live: progress, tasks by status and node, each change as it happens",
-        args=(_JOB,),
+        args=(_JOB, _NO_NOTIFY),
         request="job.watch",
         build=_watch_body,
         live=_watch,
@@ -332,7 +347,11 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         name="wait",
         help="block until a job ends: exit 0 succeeded, 1 failed or cancelled, 3 on --timeout",
-        args=(_JOB, Arg("--timeout", "give up after S seconds (exit 3)", type=positive_seconds, metavar="S")),
+        args=(
+            _JOB,
+            Arg("--timeout", "give up after S seconds (exit 3)", type=positive_seconds, metavar="S"),
+            _NO_NOTIFY,
+        ),
         request="job.watch",
         build=_watch_body,
         live=_wait,
@@ -362,6 +381,32 @@ COMMANDS: tuple[Command, ...] = (
         build=_logs,
         render=r.render_logs,
         render_raw=r.render_raw_logs,
+    ),
+    Command(
+        name="frames",
+        help="a job's frames: status, node, try, render seconds, size and file of each",
+        args=(
+            _JOB,
+            Arg("--limit", "one page of at most N frames, and the cursor of the next", type=whole, metavar="N"),
+            Arg("--after", "the page after this cursor (a frame number)", type=whole, metavar="CURSOR"),
+        ),
+        request="job.frames",
+        build=_frames_body,
+        live=frames_view.run_frames,
+        examples=("rfarm frames 42", "rfarm frames 42 --json --limit 100"),
+    ),
+    Command(
+        name="preview",
+        help="a job's finished frames as pictures: in the terminal, or a contact sheet PNG with --out",
+        args=(
+            _JOB,
+            Arg("--frame", "only this frame, larger", type=whole, metavar="N"),
+            Arg("--out", "write a contact sheet PNG (frame numbers and the job's name) to FILE", metavar="FILE"),
+        ),
+        request="job.thumbs",
+        build=_thumbs_body,
+        live=frames_view.run_preview,
+        examples=("rfarm preview 42", "rfarm preview 42 --frame 7", "rfarm preview 42 --out sheet.png"),
     ),
     Command(
         name="nodes",

@@ -12,6 +12,7 @@ import shlex
 from collections.abc import Callable, Iterable
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.application import run_in_terminal
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import FormattedText
@@ -20,11 +21,13 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 from prompt_toolkit.styles import Style
 
+from shell import notify
 from shell.background import Refresher
-from shell.complete import LEAVE, Known, split_words, suggest
+from shell.complete import LEAVE, JobBrief, Known, split_words, suggest
 from shell.errors import EXIT_NO_ANSWER, UsageError
 from shell.keybindings import make_key_bindings
 from shell.registry import Registry
+from shell.safe import printable
 from shell.session import Session
 from shell.toolbar import PLAIN_STYLE, STYLE, farm_name, prompt_fragments, toolbar_fragments
 
@@ -114,6 +117,21 @@ def _columns(prompt: PromptSession[str]) -> int:
         return 80
 
 
+def _tell(session: Session, prompt: PromptSession[str], ended: list[JobBrief]) -> None:
+    """From the refresher's thread: a line, the bell and a notification per job that ended, above
+    the prompt while it is shown, else straight out (a command is running)."""
+
+    def show() -> None:
+        for job in ended:
+            notify.tell(session.out, job.id, printable(job.name), job.status)
+
+    loop = prompt.app.loop
+    if prompt.app.is_running and loop is not None:
+        loop.call_soon_threadsafe(lambda: run_in_terminal(show))
+    else:
+        show()
+
+
 def run(
     session: Session,
     *,
@@ -127,6 +145,8 @@ def run(
     session.registry.inside_shell = True
     prompt = build_prompt(session, refresher, input=input, output=output)
     refresher.on_change = prompt.app.invalidate
+    if notify.enabled():
+        refresher.on_finished = lambda ended: _tell(session, prompt, ended)
     refresher.start()
     print("rfarm shell: `help` lists the commands, Tab completes, Ctrl-D leaves", file=session.out)
     last = 0

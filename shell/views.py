@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from broker_contracts.messages import (
+    FrameTimes,
     HistoryReply,
     JobDetail,
     JobReply,
@@ -18,7 +19,7 @@ from broker_contracts.messages import (
     TaskInfo,
     UserReply,
 )
-from broker_contracts.states import TaskStatus
+from broker_contracts.states import JobStatus, TaskStatus
 from shell.format import Cell, RenderOptions, ago, clock, colour, duration, hint, table
 from shell.safe import printable
 
@@ -103,7 +104,7 @@ def render_jobs(reply: ListReply, opts: RenderOptions, *, everyone: bool = False
         return ["no jobs"]
     owners = {job.owner for job in reply.jobs}
     show_owner = everyone or len(owners) > 1
-    headers = ["ID", "NAME", "STATUS", "PROGRESS", "CREATED"]
+    headers = ["ID", "NAME", "STATUS", "PROGRESS", "ETA", "CREATED"]
     if show_owner:
         headers.insert(2, "OWNER")
     rows: list[list[str | Cell]] = []
@@ -113,6 +114,7 @@ def render_jobs(reply: ListReply, opts: RenderOptions, *, everyone: bool = False
             printable(job.name),
             status_cell(job),
             progress(job),
+            eta_text(job),
             ago(job.created_at, opts.now),
         ]
         if show_owner:
@@ -120,6 +122,13 @@ def render_jobs(reply: ListReply, opts: RenderOptions, *, everyone: bool = False
         rows.append(row)
     flex = (1, 2) if show_owner else (1,)
     return table(headers, rows, opts, flex=flex, right=(0,))
+
+
+def eta_text(job: JobSummary) -> str:
+    """A running job's time left ("unknown" before its first frame is done); "-" for any other."""
+    if job.status is not JobStatus.RUNNING:
+        return "-"
+    return "unknown" if job.eta_seconds is None else seconds_text(job.eta_seconds)
 
 
 def render_all_jobs(reply: ListReply, opts: RenderOptions) -> list[str]:
@@ -165,12 +174,33 @@ def _params(params: dict[str, Any]) -> str:
 def render_show(reply: ShowReply, opts: RenderOptions) -> list[str]:
     job = reply.job
     lines = [f"job {job.id}  {printable(job.name)}"]
-    fields = _job_fields(job, opts)
+    fields = _job_fields(job, opts) + time_fields(reply.times, job.status is JobStatus.RUNNING)
     label = max(len(k) for k, _ in fields)
     lines += [f"  {k.ljust(label)}  {v}" for k, v in fields]
     lines.append("")
     lines += render_tasks(reply.tasks, opts)
     return lines
+
+
+def seconds_text(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.0f} s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
+def time_fields(times: FrameTimes, running: bool) -> list[tuple[str, str]]:
+    """Frame time min / mean / max, and for a running job the time left and when it should end."""
+    if not times.done or times.min is None or times.mean is None or times.max is None:
+        out = [("frame time", "unknown (no frame finished yet)")]
+        return [*out, ("time left", "unknown")] if running else out
+    spread = f"min {seconds_text(times.min)}  mean {seconds_text(times.mean)}  max {seconds_text(times.max)}"
+    out = [("frame time", f"{spread}  ({times.done} frame{'s' if times.done != 1 else ''})")]
+    if running and times.left_seconds is not None:
+        out.append(("time left", f"about {seconds_text(times.left_seconds)}, done around {clock(times.finishes_at)}"))
+    return out
 
 
 def render_tasks(tasks: list[TaskInfo], opts: RenderOptions) -> list[str]:
@@ -265,7 +295,7 @@ def render_nodes(reply: NodesReply, opts: RenderOptions) -> list[str]:
             f"{node.running}/{node.slots}",
             printable(",".join(node.tags)) or "-",
             printable(",".join(node.profiles)) or "-",
-            printable(node.version),
+            printable(" ".join([node.version, *(node.renderers[name] for name in sorted(node.renderers))])),
             ago(node.last_seen, opts.now),
         ]
         for node in reply.nodes

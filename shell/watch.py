@@ -8,8 +8,10 @@ Ctrl-C stops watching; the job goes on.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, TextIO
@@ -18,17 +20,19 @@ from pydantic import ValidationError
 
 from broker_contracts.envelope import first_error
 from broker_contracts.errors import ErrorCode
-from broker_contracts.messages import HistoryEntry, WatchReply
+from broker_contracts.messages import HistoryEntry, ThumbsReply, WatchReply
 from broker_contracts.states import JobStatus
+from shell import notify, pictures
 from shell.client import Client
 from shell.errors import EXIT_FARM_ERROR, EXIT_NO_ANSWER, EXIT_OK, FarmError, Unreachable
 from shell.format import RenderOptions, cut
-from shell.safe import json_text
+from shell.safe import json_text, printable
 from shell.watchview import WatchState, outcome_json, render_change, render_outcome, render_status
 
 RESUBSCRIBE_EVERY = 45.0
 FIRST_RESUBSCRIBE = 5.0  # once early: closes the gap between the snapshot and the subscription
 TICK = 1.0
+PICTURE_EVERY = 2.0
 EXIT_INTERRUPTED = 130
 
 
@@ -56,6 +60,7 @@ class Follow:
     wait_only: bool = False  # `wait`: no live view, does not stop at an idle pause
     json_mode: bool = False
     limit: float | None = None  # `wait --timeout`: give up (exit 3) after this many seconds
+    notify: bool = True  # the bell and a desktop notification when the job ends (shell/notify.py)
 
 
 class _View:
@@ -69,16 +74,33 @@ class _View:
         self.block_lines = 0
         self.last_progress = ""
         self.note = ""
+        # on a terminal that shows images: the latest finished frame's thumbnail as frames finish
+        self.images = pictures.terminal_protocol() if self.live else "blocks"
+        self.shown_done = 0
+        self.next_picture = 0.0
 
     def _write(self, text: str) -> None:
         self.host.out.write(text)
         self.host.out.flush()
 
-    def update(self, state: WatchState, changes: list[HistoryEntry]) -> None:
+    def picture(self, state: WatchState, fetch: Callable[[], dict[int, bytes]]) -> list[str]:
+        """The latest finished frame's thumbnail (at most every PICTURE_EVERY s, when frames were
+        done since the last one), where the terminal shows images; else nothing."""
+        done = state.job.frames_done
+        if self.images not in ("kitty", "iterm") or done <= self.shown_done or time.monotonic() < self.next_picture:
+            return []
+        self.shown_done, self.next_picture = done, time.monotonic() + PICTURE_EVERY
+        try:
+            images = pictures.decode_all(fetch())
+        except (FarmError, Unreachable):
+            return []
+        return pictures.draw(images, self.host.options().width, self.images, single=True) if images else []
+
+    def update(self, state: WatchState, changes: list[HistoryEntry], extra: list[str] | None = None) -> None:
         if self.quiet:
             return
         opts = self.host.options()
-        lines = [render_change(e, opts) for e in changes]
+        lines = [render_change(e, opts) for e in changes] + (extra or [])
         if self.live:
             # on a terminal: erase the old block, print the news, draw the block again
             block = [cut(line, opts.width - 1) for line in render_status(state, opts)]
@@ -113,6 +135,15 @@ def _subscribe(host: Host, job: int, sub: str, token: str) -> WatchReply:
                         ErrorCode.INTERNAL.value) from None
 
 
+def _latest_thumb(host: Host, job: int, token: str) -> dict[int, bytes]:
+    raw = host.client.call("job.thumbs", {"id": job, "latest": True}, token, timeout=host.timeout)
+    try:
+        reply = ThumbsReply.model_validate(raw)
+    except ValidationError:
+        return {}
+    return {t.frame: base64.b64decode(t.png) for t in reply.thumbs}
+
+
 def follow(host: Host, spec: Follow) -> int:
     """Follow one job until it ends (or the limit, or Ctrl-C). Returns the exit code:
     0 succeeded (or an idle pause while watching), 1 failed/cancelled, 3 limit reached, 130 Ctrl-C."""
@@ -126,7 +157,7 @@ def follow(host: Host, spec: Follow) -> int:
     lost = False
     outcome = ""
     try:
-        view.update(state, [])
+        view.update(state, [], view.picture(state, lambda: _latest_thumb(host, spec.job, token)))
         while True:
             if state.ended:
                 outcome = state.job.status.value
@@ -164,7 +195,7 @@ def follow(host: Host, spec: Follow) -> int:
                         f"a watch notice from the farm is not what this shell expects ({first_error(exc)})",
                         ErrorCode.INTERNAL.value,
                     ) from None
-            view.update(state, news)
+            view.update(state, news, view.picture(state, lambda: _latest_thumb(host, spec.job, token)))
     except KeyboardInterrupt:
         outcome = "interrupted"
     elapsed = time.monotonic() - began
@@ -178,6 +209,8 @@ def follow(host: Host, spec: Follow) -> int:
             print(line, file=host.out)
     else:
         view.finish(state, outcome)
+    if spec.notify and not spec.json_mode and outcome in notify.ENDS:
+        notify.tell(host.out, state.job.id, printable(state.job.name), outcome, line=False)  # the line is out
     return exit_code(outcome)
 
 

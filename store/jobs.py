@@ -28,11 +28,20 @@ from store.users import SESSION_COLUMNS, SESSION_FROM, SESSION_JOIN, User, sessi
 NOT_FOUND = "no such job: {id}"
 
 
-SUMMARY_COLUMNS = """
+# A running job's estimated seconds left: its frames still to render at the mean time of its
+# finished frames (migration 0011), over the tasks running now; NULL before its first frame.
+ETA_SECONDS = f"""
+    CASE WHEN j.status = {literal(JobStatus.RUNNING)} THEN (
+        SELECT (j.frames_total - j.frames_done) * avg(f.seconds) / greatest(1, (
+            SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.status = {literal(TaskStatus.RUNNING)}))
+        FROM frames f WHERE f.job_id = j.id) END"""
+
+SUMMARY_COLUMNS = f"""
     j.id, j.name, u.username AS owner, j.status, j.paused, j.priority, j.renderer, j.pool,
     CASE WHEN j.frame_first = j.frame_last THEN j.frame_first::text
          ELSE j.frame_first || '-' || j.frame_last END AS frames,
-    j.frames_total, j.frames_done, j.tasks_total, j.created_at, j.updated_at, j.reason
+    j.frames_total, j.frames_done, j.tasks_total, j.created_at, j.updated_at, j.reason,
+    {ETA_SECONDS} AS eta_seconds
 """
 
 # The same, with the times as ISO text (what a reply carries): for pages of rows

@@ -45,7 +45,9 @@ def list_nodes(conn: psycopg.Connection, *, include_gone_for: float = 3600) -> l
     rows = conn.execute(
         f"""SELECT n.id, n.pool, n.slots, n.tags, n.profiles, cardinality(n.running) AS running,
                    CASE WHEN n.state = 'gone' THEN 'gone' WHEN {ALIVE} THEN n.state ELSE 'lost' END AS state,
-                   n.version, n.last_seen
+                   n.version, n.last_seen,
+                   (SELECT coalesce(jsonb_object_agg(s.key, s.value ->> 'version'), '{{}}'::jsonb)
+                      FROM jsonb_each(n.specs) s WHERE jsonb_typeof(s.value -> 'version') = 'string') AS renderers
             FROM nodes n WHERE n.last_seen > now() - make_interval(secs => %s) ORDER BY n.pool, n.id""",
         (include_gone_for,),
     ).fetchall()

@@ -19,6 +19,7 @@ from psycopg import sql
 from gateway.context import GatewayConfig
 from store.db import open_pool
 from store.migrate import migrate
+from tests.support import blender as blender_support
 from tests.support.farm import Farm
 from tests.support.gateway import Gw
 from tests.support.nodes import NodeRig
@@ -83,6 +84,26 @@ def database_url(pg_admin_url: str, run_id: str) -> Iterator[str]:
     yield url
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def blender() -> str:
+    """The blender executable: under CI a missing one fails the test (CI installs it), else skips it."""
+    found = blender_support.find()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("blender is not installed (CI installs it: apt-get install -y blender)")
+        pytest.skip("blender is not installed (apt-get install -y blender)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def scenes(blender: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of tiny .blend files made by Blender: cube.blend (12 frames), nocamera.blend."""
+    folder = tmp_path_factory.mktemp("scenes")
+    blender_support.make_scene(blender, blender_support.CUBE, folder / "cube.blend")
+    blender_support.make_scene(blender, blender_support.NO_CAMERA, folder / "nocamera.blend")
+    return folder
 
 
 @pytest.fixture

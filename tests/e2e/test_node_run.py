@@ -99,7 +99,7 @@ def test_pre_start_checks_release_or_drop(rig: NodeRig) -> None:
     blocked = rig.submit("sleep", job=8, blocked_nodes=["n1"], params={"seconds": "0"})
     unknown = rig.submit("blender", job=8)
     good = rig.submit("sleep", job=8, requires=["linux"], params={"seconds": "0"})
-    code, err = finish(rig.node("--drain", "--tags", "linux"))
+    code, err = finish(rig.node("--drain", "--tags", "linux", "--no-blender"))  # "blender": a profile it lacks
     assert code == 0, err
     events = rig.events()
     for item, words in [(held, "paused"), (untagged, "gpu"), (blocked, "blocklisted"), (unknown, "blender")]:

@@ -61,11 +61,13 @@ def test_table_fits_the_width_by_cutting_the_flexible_column() -> None:
 
 
 def test_jobs_table() -> None:
-    reply = ListReply.model_validate({"jobs": [job(1), job(22, "a" * 100, "failed", frames_done=10)]})
+    jobs = [job(1), job(22, "a" * 100, "failed", frames_done=10), job(3, eta_seconds=125.0)]
+    reply = ListReply.model_validate({"jobs": jobs})
     lines = r.render_jobs(reply, RenderOptions(width=60, now=NOW))
-    assert lines[0].split() == ["ID", "NAME", "STATUS", "PROGRESS", "CREATED"]
-    assert "3/10" in lines[1] and "2 min ago" in lines[1] and "running" in lines[1]
-    assert "…" in lines[2] and "10/10" in lines[2]
+    assert lines[0].split() == ["ID", "NAME", "STATUS", "PROGRESS", "ETA", "CREATED"]
+    assert "3/10" in lines[1] and "2 min ago" in lines[1] and "running" in lines[1] and "unknown" in lines[1]
+    assert "…" in lines[2] and "10/10" in lines[2] and " - " in lines[2]
+    assert "2 min 5 s" in lines[3]
     assert all(len(line) <= 60 for line in lines)
     assert "\x1b[" not in "".join(lines)
 

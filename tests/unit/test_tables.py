@@ -12,7 +12,7 @@ from broker_contracts.messages import HistoryReply, JobSummary, ListReply
 JOB = {"id": 7, "name": "shot", "owner": "ana", "status": "queued", "paused": False, "priority": 50,
        "renderer": "noop", "pool": "default", "frames": "1-3", "frames_total": 3, "frames_done": 0,
        "tasks_total": 3, "created_at": "2026-11-28T09:48:59.781937Z", "updated_at": "2026-11-28T09:48:59Z",
-       "reason": None}
+       "reason": None, "eta_seconds": None}
 
 
 def table(rows: list[dict[str, Any]], columns: list[str]) -> dict[str, Any]:
