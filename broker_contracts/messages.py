@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from broker_contracts.durations import MAX_SECONDS
 from broker_contracts.frames import parse_frames
 from broker_contracts.states import JobStatus, TaskStatus
 from broker_contracts.tables import from_table
@@ -98,6 +99,9 @@ class SubmitRequest(Body):
     pool: Keyword = "default"
     requires: list[Keyword] = Field(default_factory=list, max_length=16)
     after: JobId | None = None
+    # scheduling (issue 12): the named limits its tasks take; how long one render may run (seconds)
+    limits: list[Keyword] = Field(default_factory=list, max_length=8)
+    task_timeout: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
 
     @field_validator("frames")
     @classmethod

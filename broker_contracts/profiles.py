@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from broker_contracts.durations import MAX_SECONDS, parse_duration
 from broker_contracts.keys import valid_name
 from broker_contracts.text import escape_char, first_unsafe
 
@@ -86,6 +87,14 @@ class ProfileSpec(BaseModel):
     # A regular expression with one group (the frame number) matched against each output line;
     # a match reports that frame as done. Without it, frames count as done when an invocation ends.
     progress: str | None = None
+    # How long one render may run (seconds; written "2h" in the TOML) when its job sets no
+    # --task-timeout; None: no limit. The node stops a render that runs longer (render_nodes/task.py).
+    timeout: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> ProfileSpec:

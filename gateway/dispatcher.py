@@ -144,6 +144,7 @@ class Dispatcher:
                 dispatched_at=now,
                 attempt=t["attempt"],
                 blocked_nodes=list(t["blocked_nodes"] or []),
+                timeout=t["task_timeout"],
             )
             data = pack(item.model_dump(mode="json"))
             pipe.xadd(stream, {"m": data, "s": signer.sign_work(prefix, data)}, maxlen=WORK_MAXLEN, approximate=True)

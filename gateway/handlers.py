@@ -19,7 +19,7 @@ from gateway import control, wire
 from gateway.context import Context, KeepWrites, Outcome, Specs
 from gateway.passwords import hash_password, needs_rehash, verify_password
 from gateway.sealing import seal_for
-from store import history, jobs, nodes, users
+from store import history, jobs, limits, nodes, users
 from store import submit as submitting
 
 FormT = TypeVar("FormT", bound=BaseModel)
@@ -75,6 +75,12 @@ def submit(ctx: Context, req: m.SubmitRequest) -> Outcome:
     # before it first checks the caller is logged in, so a stranger is told only that.
     try:
         req = _with_valid_params(ctx, req)
+        unknown = limits.missing(ctx.conn, req.limits) if req.limits else []
+        if unknown:
+            raise RfarmError(
+                ErrorCode.REQUEST_INVALID,
+                f"no limit named {', '.join(unknown)}: an operator sets limits with `rfarmctl limit set`",
+            )
     except RfarmError:
         users.authenticate(ctx.conn, ctx.token or "")
         raise

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import redis
 
+from broker_contracts.durations import format_duration
 from broker_contracts.keys import NODES_GROUP, Keys
 from broker_contracts.profiles import IN_PROCESS_BUILTINS, ProfileSpec, validate_params
 from broker_contracts.work import NodeEvent, WorkItem
@@ -81,6 +82,7 @@ class TaskRun:
         # (cancelled, held) as the claim loop read them for its whole batch, or None: read here
         self.flags: tuple[bool, bool] | None = None
         self.started = False  # the claim loop published this run's "started" with its batch
+        self._deadline: tuple[float, str] | None = None  # (monotonic end, the failure's reason) of a timeout
 
     # -- control from the node ------------------------------------------------------------------
 
@@ -180,6 +182,9 @@ class TaskRun:
         except OSError as exc:
             return Result(Outcome.FAILED, error=f"cannot create {output}: {exc.strerror or exc}")
         pattern = re.compile(spec.progress) if spec.progress else None
+        timeout = item.timeout or spec.timeout
+        if timeout:
+            self._deadline = (time.monotonic() + timeout, f"timed out after {format_duration(timeout)}")
         for invocation in invocations(spec, params, item.first, item.last, str(output)):
             result = self._invoke(invocation, pattern)
             if result.outcome is not Outcome.SUCCEEDED:
@@ -212,6 +217,11 @@ class TaskRun:
                     return Result(Outcome.LOST, proc.stop(), "lease lost to another node")
             if self._abort.is_set():
                 return Result(Outcome.ABORTED, proc.stop(now=self._abort_now), "node stopping")
+            if self._deadline is not None and now >= self._deadline[0]:
+                # SIGTERM, SIGKILL after a grace (RenderProcess.stop): a failed attempt, retried as any
+                code = proc.stop()
+                log.info("task %s: %s", self.item.task_id, self._deadline[1])
+                return Result(Outcome.FAILED, code, self._deadline[1])
         proc.finish_output()
         self._take_lines(lines, pattern, timeout=0)
         if code == 0:

@@ -21,7 +21,7 @@ from broker_contracts.config import Settings
 from broker_contracts.config import redact_url as redact
 from broker_contracts.types import Password, Username
 from rfarmctl import credentials as node_credential
-from rfarmctl import quotas
+from rfarmctl import quotas, scheduling
 from rfarmctl.database import create_admin, migrate_database, unlock_user
 from rfarmctl.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CtlError, unreachable
 
@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_unlock)
 
     quotas.add_parser(sub)
+    scheduling.add_parsers(sub)
 
     p = sub.add_parser("redis-acl", help="print, or --apply, least-privilege Redis ACL users for each role")
     p.add_argument("--apply", action="store_true", help="create the users (connects as RFARM_REDIS_URL's user)")

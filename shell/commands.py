@@ -7,6 +7,7 @@ import re
 import secrets
 from typing import Any
 
+from broker_contracts.durations import parse_duration
 from broker_contracts.frames import parse_frames
 from broker_contracts.messages import LoginForm, RegisterForm
 from broker_contracts.states import JobStatus
@@ -39,6 +40,13 @@ def whole(text: str) -> int:
 def frames(text: str) -> str:
     try:
         return str(parse_frames(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def duration(text: str) -> int:
+    try:
+        return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -127,6 +135,10 @@ def _submit(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     }
     if ns.after is not None:
         body["after"] = ns.after
+    if ns.limit:
+        body["limits"] = ns.limit
+    if ns.task_timeout is not None:
+        body["task_timeout"] = ns.task_timeout
     return body
 
 
@@ -273,6 +285,18 @@ COMMANDS: tuple[Command, ...] = (
                 metavar="JOB",
                 completes="job",
             ),
+            Arg(
+                "--limit",
+                "a named limit its tasks take (an operator sets them), may repeat",
+                metavar="NAME",
+                repeat=True,
+            ),
+            Arg(
+                "--task-timeout",
+                "stop a render that runs longer (90s, 15m, 2h) and retry it as a failure",
+                type=duration,
+                metavar="DURATION",
+            ),
             Arg("--watch", "then follow the job live, as `watch` does", flag=True),
         ),
         request="job.submit",
@@ -282,6 +306,7 @@ COMMANDS: tuple[Command, ...] = (
         examples=(
             "rfarm submit mandel --frames 1-100 --chunk 5 --param zoom=2.5 --priority 70",
             "rfarm submit nap --renderer sleep --param seconds=0.5 --frames 1-20 --watch",
+            "rfarm submit sim --renderer houdini --limit houdini-lic --task-timeout 2h --frames 1-48",
         ),
     ),
     Command(

@@ -1,0 +1,86 @@
+"""Fair share's order, limits' room and the spelling of durations: pure functions, no servers."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker_contracts.durations import format_duration, parse_duration
+from broker_contracts.profiles import parse_profiles_toml
+from store.fairshare import Candidate, deal
+
+A, B, C = 1, 2, 3
+
+
+def job(owner: int, job_id: int, n: int, priority: int = 50, limits: tuple[str, ...] = ()) -> list[Candidate]:
+    return [Candidate(job_id * 1000 + s, owner, priority, job_id, s, limits) for s in range(n)]
+
+
+def owners(picked: list[Candidate]) -> list[int]:
+    return [c.owner for c in picked]
+
+
+def test_equal_users_take_turns_then_job_age() -> None:
+    picked = deal(job(A, 1, 10) + job(B, 2, 3), held={}, weights={}, room={}, want=8)
+    assert owners(picked) == [A, B, A, B, A, B, A, A]
+    assert [c.seq for c in picked if c.owner == A] == [0, 1, 2, 3, 4]
+
+
+def test_slots_held_now_count_first() -> None:
+    # A holds 4 slots already: B (newcomer) gets the next four, then they alternate
+    picked = deal(job(A, 1, 10) + job(B, 2, 10), held={A: 4}, weights={}, room={}, want=8)
+    assert owners(picked) == [B, B, B, B, A, B, A, B]
+
+
+def test_weights_scale_the_share() -> None:
+    picked = deal(job(A, 1, 20) + job(B, 2, 20), held={}, weights={A: 3.0}, room={}, want=8)
+    assert owners(picked).count(A) == 6 and owners(picked).count(B) == 2
+
+
+def test_priority_wins_over_fairness() -> None:
+    picked = deal(job(A, 1, 5, priority=90) + job(B, 2, 5), held={A: 100}, weights={}, room={}, want=6)
+    assert owners(picked) == [A] * 5 + [B]
+
+
+def test_older_job_of_one_user_first() -> None:
+    picked = deal(job(A, 7, 2) + job(A, 3, 2), held={}, weights={}, room={}, want=4)
+    assert [c.job_id for c in picked] == [3, 3, 7, 7]
+
+
+def test_a_full_limit_is_passed_over_not_waited_for() -> None:
+    lic = ("lic",)
+    picked = deal(job(A, 1, 5, limits=lic) + job(A, 2, 3) + job(B, 3, 5, limits=lic), held={}, weights={},
+                  room={"lic": 2}, want=10)
+    assert sum(1 for c in picked if "lic" in c.limits) == 2
+    assert {c.job_id for c in picked if not c.limits} == {2}
+    assert len(picked) == 5
+
+
+def test_an_unset_limit_caps_nothing() -> None:
+    assert len(deal(job(A, 1, 5, limits=("gone",)), held={}, weights={}, room={}, want=10)) == 5
+
+
+def test_none_wanted_none_given() -> None:
+    assert deal(job(A, 1, 5), held={}, weights={}, room={}, want=0) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds", "spelled"),
+    [("2h", 7200, "2h"), ("2H", 7200, "2h"), (" 90 m ", 5400, "90m"), ("2", 2, "2s"), ("120m", 7200, "2h"),
+     ("45s", 45, "45s")],
+)
+def test_durations(text: str, seconds: int, spelled: str) -> None:
+    assert parse_duration(text) == seconds
+    assert format_duration(seconds) == spelled
+
+
+@pytest.mark.parametrize("text", ["", "0", "-5s", "2d", "1.5h", "h", "2 hours", "999999999h"])
+def test_bad_durations_are_refused_with_a_reason(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_a_profile_declares_its_default_timeout() -> None:
+    spec = parse_profiles_toml('[profiles.slow]\nargv = ["slow", "{first}"]\ntimeout = "2h"\n')["slow"]
+    assert spec.timeout == 7200
+    with pytest.raises(ValueError, match="slow"):
+        parse_profiles_toml('[profiles.slow]\nargv = ["slow"]\ntimeout = "forever"\n')
