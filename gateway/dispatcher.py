@@ -26,7 +26,9 @@ from store.db import StoreUnavailable, transaction
 
 log = logging.getLogger("rfarm.dispatcher")
 
-WINDOW_PER_SLOT = 2
+# A ready window cannot be reordered once in Redis: kept short (a slot's worth, or a second of work
+# at the pace nodes start it) so that a late user's tasks, dealt in fair order, are not stuck behind it.
+WINDOW_PER_SLOT = 1
 WINDOW_SECONDS = 1.0  # ... or about this much work at the pace nodes start it, if that is more
 WINDOW_MAX = 5000
 STATISTICS_EVERY = 1.0  # seconds between looks at how far the planner's statistics are off

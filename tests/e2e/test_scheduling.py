@@ -1,0 +1,121 @@
+"""Scheduling with real processes: fair share between users, named limits across nodes (also when
+one dies holding a limit), and task timeouts; every time read from the job's own history."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+from datetime import datetime
+from typing import Any
+
+from tests.support.farm import Farm, wait_for
+
+
+def submit(farm: Farm, user: str, name: str, *args: str) -> int:
+    res = farm.rfarm("submit", name, "--renderer", "sleep", "--json", *args, config=user)
+    assert res.code == 0, res
+    return int(res.json()["id"])
+
+
+def history(farm: Farm, job_id: int, user: str) -> list[dict[str, Any]]:
+    res = farm.rfarm("history", str(job_id), "--json", config=user)
+    assert res.code == 0, res
+    return list(res.json()["history"])
+
+
+def status(farm: Farm, job_id: int, user: str) -> str:
+    res = farm.rfarm("show", str(job_id), "--json", config=user)
+    assert res.code == 0, res
+    return str(res.json()["job"]["status"])
+
+
+def at(row: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(row["at"])
+
+
+def job_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [h for h in rows if h.get("task") is None]
+
+
+def runs(rows: list[dict[str, Any]]) -> list[tuple[datetime, datetime]]:
+    """Each attempt's (start, end) as the history recorded them."""
+    out, open_ = [], {}
+    for h in rows:
+        if h.get("task") is None:
+            continue
+        if h["to"] == "running":
+            open_[h["task"]] = at(h)
+        elif h["from"] == "running":
+            out.append((open_.pop(h["task"]), at(h)))
+    assert not open_, open_
+    return out
+
+
+def test_a_late_users_small_job_gets_slots_within_seconds(farm: Farm, unique: str) -> None:
+    farm.start_node(f"fs-{unique}", "--slots", "4")
+    alice, bob = farm.user(f"alice{unique}"), farm.user(f"bob{unique}")
+    big = submit(farm, alice, "huge", "--frames", "1-200", "--param", "seconds=1")
+    wait_for(lambda: any(h["to"] == "running" for h in history(farm, big, alice)), what="alice's job to start")
+    first_start = min(at(h) for h in history(farm, big, alice) if h["to"] == "running")
+    wait_for(lambda: (datetime.now(first_start.tzinfo) - first_start).total_seconds() >= 3, what="3 s")
+    small = submit(farm, bob, "small", "--frames", "1-8", "--param", "seconds=1")
+    wait_for(lambda: status(farm, small, bob) == "succeeded", timeout=60, what="bob's job to succeed")
+    assert status(farm, big, alice) == "running"
+    assert farm.rfarm("cancel", str(big), config=alice).code == 0
+
+    mine = history(farm, small, bob)
+    submitted = at(job_rows(mine)[0])
+    started = min(at(h) for h in mine if h["to"] == "running")
+    assert (started - submitted).total_seconds() <= 3, (submitted, started)
+    bob_done = at(job_rows(mine)[-1])
+    alice_end = job_rows(history(farm, big, alice))[-1]
+    assert alice_end["to"] == "cancelled" and at(alice_end) > bob_done
+
+
+def test_a_limit_of_one_never_overlaps_across_nodes_even_when_one_dies(farm: Farm, unique: str) -> None:
+    lic = f"lic-{unique}"
+    assert farm.rfarmctl("limit", "set", lic, "1").code == 0
+    listed = farm.rfarmctl("limit", "list")
+    assert listed.code == 0 and lic in listed.out
+    n1, n2 = f"l1-{unique}", f"l2-{unique}"
+    farm.start_node(n1, "--slots", "2")
+    farm.start_node(n2, "--slots", "2")
+    user = farm.user(f"u{unique}")
+    jobs = [submit(farm, user, f"lic{i}", "--frames", "1-3", "--param", "seconds=1", "--limit", lic) for i in (1, 2)]
+
+    def running_on() -> str | None:
+        rows = [h for j in jobs for h in history(farm, j, user) if h.get("task") is not None]
+        last: dict[int, dict[str, Any]] = {}
+        for h in rows:
+            last[h["task"]] = h
+        return next((h["actor"] for h in last.values() if h["to"] == "running"), None)
+
+    holder = wait_for(running_on, what="a task holding the limit")
+    farm.kill(holder, signal.SIGKILL)
+    for j in jobs:
+        wait_for(lambda j=j: status(farm, j, user) == "succeeded", timeout=90, what=f"job {j} to succeed")
+
+    rows = [h for j in jobs for h in history(farm, j, user)]
+    spans = sorted(runs(rows))
+    assert len(spans) >= 6
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end <= start, spans
+    assert any("lease" in h["reason"] for h in rows if h.get("task") is not None), "the kill cost a lease"
+
+    refused = farm.rfarm("submit", "nolimit", "--limit", f"none-{unique}", config=user)
+    assert refused.code != 0 and "no limit named" in refused.err
+
+
+def test_a_render_past_its_task_timeout_fails_as_timed_out(farm: Farm, unique: str) -> None:
+    farm.start_node(f"to-{unique}", "--slots", "1")
+    user = farm.user(f"u{unique}")
+    job = submit(farm, user, "hang", "--param", "seconds=10", "--task-timeout", "2", "--max-attempts", "1")
+    wait_for(lambda: status(farm, job, user) == "failed", timeout=30, what="the job to fail")
+    rows = [h for h in history(farm, job, user) if h.get("task") is not None]
+    (start, end), = runs(rows)
+    failed = rows[-1]
+    assert failed["to"] == "failed" and "timed out after 2s" in failed["reason"], failed
+    assert (end - start).total_seconds() <= 5, (start, end)
+
+    bad = farm.rfarm("submit", "x", "--task-timeout", "soon", config=user)
+    assert bad.code == 2 and "duration" in bad.err and "Traceback" not in bad.err
