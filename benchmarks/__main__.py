@@ -19,13 +19,14 @@ from typing import Any
 from benchmarks import report, seed
 from benchmarks.bigfarm import run_bigfarm
 from benchmarks.dispatch import run_dispatch
+from benchmarks.fairness import run_late_user, run_rate
 from benchmarks.flood import login_flood
 from benchmarks.floor import commit_floor, echo_floor
 from benchmarks.gateway_bench import make_user, request_rates, roundtrips
 from benchmarks.harness import BenchFarm, peak_rss_mib
 from benchmarks.quota import quota_flood
 
-PHASES = ("floor", "gateway", "flood", "quota", "dispatch", "scale", "bigfarm")
+PHASES = ("floor", "gateway", "flood", "quota", "dispatch", "fairshare", "scale", "bigfarm")
 REQUEST_CAP = 100_000  # shells XADD with MAXLEN ~ 100000
 CAPS = {"req": REQUEST_CAP, "events": 100_000, "dead": 10_000, "work": 20_000, "reply": 500}
 
@@ -46,10 +47,13 @@ class Sizes:
     sim_processes: int
     sim_tasks_per_slot: int
     sim_task_seconds: float
+    fair_queued: int = 2000  # one user's queued tasks ahead of another user's submits
+    fair_samples: int = 50  # that other user's one-task jobs, one after the other
+    fair_task_seconds: float = 0.5
 
 
 FULL = Sizes(2000, 16, 5.0, 1000, 10, 5000, (1, 2, 4), 8, 100_000, 1_000_000, 500, 4, 10, 1.0)
-QUICK = Sizes(30, 4, 1.0, 60, 4, 40, (1, 2), 2, 500, 3000, 6, 2, 3, 0.2)
+QUICK = Sizes(30, 4, 1.0, 60, 4, 40, (1, 2), 2, 500, 3000, 6, 2, 3, 0.2, 100, 5, 0.3)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -108,6 +112,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for n in sizes.dispatch_nodes:
                 step(f"dispatch, {n} node(s)")
                 res["dispatch"].append(run_dispatch(farm, user, sizes.dispatch_frames, n, sizes.slots))
+        if "fairshare" in phases:
+            step(f"fair share: another user's first start behind {sizes.fair_queued} queued tasks")
+            res["fairshare"] = {"late_user": run_late_user(farm, user, sizes.fair_queued, sizes.fair_samples, 2,
+                                                           sizes.slots, sizes.fair_task_seconds)}
+            step("fair share and limits: dispatch rate against the plain queue")
+            res["fairshare"]["rate"] = run_rate(farm, user, sizes.dispatch_frames, 2, sizes.slots)
         if "scale" in phases:
             step(f"filling the store: {sizes.scale_jobs} jobs, {sizes.scale_history} history rows")
             if "roundtrips_empty" not in res:

@@ -27,10 +27,11 @@ def test_quick_benchmark_completes_and_writes_json(tmp_path: Path, redis_url: st
     assert str(out) in proc.stdout
     res = json.loads(out.read_text())
     for key in ("machine", "floor", "roundtrips_empty", "throughput", "quota_flood", "dispatch", "roundtrips_full",
-                "bigfarm", "memory", "streams", "targets"):
+                "bigfarm", "fairshare", "memory", "streams", "targets"):
         assert key in res, key
     assert {d["nodes"] for d in res["dispatch"]} == {1, 2}
     assert all(d["history"]["complete"] for d in res["dispatch"]), res["dispatch"]
     assert res["bigfarm"]["succeeded"] == res["bigfarm"]["tasks"]
+    assert res["fairshare"]["late_user"]["samples"] > 0 and res["fairshare"]["rate"]["ratio"] is not None
     assert res["throughput"]["2_gateways"]["jobs"]["requests"] > 0
     assert all(s["cap"] is None or s["length"] <= s["cap"] * 1.1 for s in res["streams"])
