@@ -83,6 +83,9 @@ def run_rate(farm: BenchFarm, user: BenchUser, frames: int, nodes: int, slots: i
         conn.execute("ANALYZE")
     caller = Caller(farm.redis_url, farm.prefix)
     try:
+        # a warm-up first, so that neither measured run pays for the nodes' and gateway's first tasks
+        _until_done(farm, [caller.ok("job.submit", {"name": "warm", "frames": f"1-{max(1, frames // 10)}",
+                                                     "renderer": "noop", "pool": pool}, user.token)["id"]], frames)
         plain = [caller.ok("job.submit", {"name": "plain", "frames": f"1-{frames}", "renderer": "noop",
                                           "pool": pool}, user.token)["id"]]
         plain_s = _until_done(farm, plain, frames)
