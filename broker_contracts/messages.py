@@ -189,11 +189,31 @@ class JobDetail(JobSummary):
     output: str
     waiting: str | None = None
     blocked_nodes: list[str] = Field(default_factory=list)
+    limits: list[str] = Field(default_factory=list)
+    task_timeout: int | None = None  # seconds
 
 
 class ShowReply(Out):
     job: JobDetail
     tasks: list[TaskInfo]
+
+
+class WhyReply(Out):
+    """`rfarm why JOB`: where the job stands and why (gateway/why.py). Counts only of other
+    users' work: no other user's names or jobs."""
+
+    job: JobSummary
+    tasks: dict[str, int]  # ready, dispatched, running, succeeded, failed, cancelled
+    # tasks that go before its next ready one: in its pool's ready window, of higher priority, of
+    # users ahead of its owner in fair share, of its owner's older jobs (None: it has none waiting)
+    place: int | None = None
+    ahead: dict[str, int] = Field(default_factory=dict)
+    held: int = 0  # slots its owner holds in its pool
+    weight: float = 1.0
+    pool_slots: int = 0
+    pool_busy: int = 0
+    waits: list[str] = Field(default_factory=list)  # what it waits for, the most decisive first
+    starts: list[str] = Field(default_factory=list)  # what would start it
 
 
 class HistoryEntry(Out):
@@ -352,6 +372,7 @@ REQUEST_TYPES: dict[str, RequestType] = _registry(
     RequestType("job.list", ListRequest, ListReply, session_in_statement=True, answers_together=True),
     RequestType("job.show", JobRef, ShowReply),
     RequestType("job.history", HistoryRequest, HistoryReply),
+    RequestType("job.why", JobRef, WhyReply),
     RequestType("job.cancel", JobRef, JobReply, writes=True),
     RequestType("job.pause", JobRef, JobReply, writes=True),
     RequestType("job.resume", JobRef, JobReply, writes=True),

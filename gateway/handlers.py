@@ -15,7 +15,7 @@ from broker_contracts import messages as m
 from broker_contracts.envelope import Envelope, Reply, first_error
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec, validate_params
-from gateway import control, wire
+from gateway import control, why, wire
 from gateway.context import Context, KeepWrites, Outcome, Specs
 from gateway.passwords import hash_password, needs_rehash, verify_password
 from gateway.sealing import seal_for
@@ -148,6 +148,10 @@ def job_history(ctx: Context, req: m.HistoryRequest) -> dict[str, Any]:
     return {"job": wire.summary(job), "columns": columns, "history": rows}
 
 
+def job_why(ctx: Context, req: m.JobRef) -> m.WhyReply:
+    return why.explain(ctx.conn, jobs.get(ctx.conn, ctx.caller, req.id))
+
+
 def node_list(ctx: Context, req: m.EmptyRequest) -> m.NodesReply:
     if not ctx.caller.is_admin:
         raise RfarmError(ErrorCode.AUTH_FORBIDDEN, "only an admin may list the render nodes")
@@ -172,6 +176,7 @@ HANDLERS: dict[str, Handler] = {
     "auth.logout": logout,
     "auth.whoami": whoami,
     "job.submit": submit,
+    "job.why": job_why,
     "job.list": list_jobs,
     "job.show": show,
     "job.history": job_history,

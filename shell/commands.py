@@ -17,6 +17,7 @@ from shell.errors import UsageError
 from shell.registry import Arg, Command, Context, Registry, Renderer, positive_seconds
 from shell.safe import printable
 from shell.watch import Follow, follow
+from shell.whyview import render_why
 
 # --- argument types (raise ArgumentTypeError: argparse names the argument in the message) -------
 
@@ -336,6 +337,15 @@ COMMANDS: tuple[Command, ...] = (
         request="job.show",
         build=_job_ref,
         render=r.render_show,
+    ),
+    Command(
+        name="why",
+        help="where a job stands and why: its place among waiting work, what it waits for, what would start it",
+        args=(_JOB,),
+        request="job.why",
+        build=_job_ref,
+        render=render_why,
+        examples=("rfarm why 42",),
     ),
     Command(
         name="history",

@@ -119,3 +119,25 @@ def test_a_render_past_its_task_timeout_fails_as_timed_out(farm: Farm, unique: s
 
     bad = farm.rfarm("submit", "x", "--task-timeout", "soon", config=user)
     assert bad.code == 2 and "duration" in bad.err and "Traceback" not in bad.err
+
+
+def test_why_says_what_a_job_waits_for_and_what_would_start_it(farm: Farm, unique: str) -> None:
+    user, other = farm.user(f"w{unique}"), farm.user(f"o{unique}")
+    pool = f"empty-{unique}"
+    first = submit(farm, user, "first", "--pool", pool, "--frames", "1-3")
+    why = farm.rfarm("why", str(first), config=user)
+    assert why.code == 0, why
+    assert f"no live render node in pool '{pool}'" in why.out and "would start it" in why.out
+    detail = farm.rfarm("why", str(first), "--json", config=user).json()
+    assert detail["tasks"]["ready"] == 3 and detail["place"] == 1
+
+    assert farm.rfarm("pause", str(first), config=user).code == 0
+    paused = farm.rfarm("why", str(first), config=user).out
+    assert "paused" in paused and f"rfarm resume {first}" in paused
+
+    second = submit(farm, user, "second", "--pool", pool, "--after", str(first))
+    assert f"once job {first} has succeeded" in farm.rfarm("why", str(second), config=user).out
+
+    theirs = farm.rfarm("why", str(first), config=other)
+    assert theirs.code == 1 and "no such job" in theirs.err
+    assert "why" in farm.rfarm("help", config=user).out
