@@ -59,6 +59,7 @@ class NodeOptions:
     grace: float
     heartbeat: float
     drain: bool = False
+    gpus: tuple[str, ...] = ()  # --gpus: slot i renders with only GPU gpus[i] visible
 
 
 @dataclass
@@ -120,7 +121,7 @@ class Node:
         self._beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._beat.start()
         for i in range(o.slots):  # never more tasks than slots are registered, so none waits for a worker
-            worker = threading.Thread(target=self._work, name=f"slot-{i}", daemon=True)
+            worker = threading.Thread(target=self._work, args=(i,), name=f"slot-{i}", daemon=True)
             worker.start()
             self._workers.append(worker)
         log.info(
@@ -234,9 +235,12 @@ class Node:
         self.gateway_key = announced
         return work_is_signed_by(announced, prefix, data, signature)
 
-    def _work(self) -> None:
+    def _work(self, slot: int) -> None:
+        # one thread per slot, one task at a time on it: with --gpus, the slot's GPU is its own
+        gpu = self.options.gpus[slot] if slot < len(self.options.gpus) else None
         while (running := self._queue.get()) is not None:
             try:
+                running.task.gpu = gpu
                 running.task.run()
             finally:
                 with self._lock:

@@ -82,6 +82,7 @@ class TaskRun:
         # (cancelled, held) as the claim loop read them for its whole batch, or None: read here
         self.flags: tuple[bool, bool] | None = None
         self.started = False  # the claim loop published this run's "started" with its batch
+        self.gpu: str | None = None  # the GPU of the slot that runs it (rfarmctl node --gpus)
         self._deadline: tuple[float, str] | None = None  # (monotonic end, the failure's reason) of a timeout
 
     # -- control from the node ------------------------------------------------------------------
@@ -196,7 +197,7 @@ class TaskRun:
     def _invoke(self, invocation: Invocation, pattern: re.Pattern[str] | None) -> Result:
         lines: queue.Queue[Line] = queue.Queue()
         try:
-            proc = RenderProcess(invocation.argv, lines)
+            proc = RenderProcess(invocation.argv, lines, gpu=self.gpu)
         except OSError as exc:
             return Result(Outcome.FAILED, 127, f"cannot start {invocation.argv[0]}: {exc.strerror or exc}")
         next_cancel = time.monotonic() + CANCEL_POLL

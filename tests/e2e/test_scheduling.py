@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -141,3 +142,37 @@ def test_why_says_what_a_job_waits_for_and_what_would_start_it(farm: Farm, uniqu
     theirs = farm.rfarm("why", str(first), config=other)
     assert theirs.code == 1 and "no such job" in theirs.err
     assert "why" in farm.rfarm("help", config=user).out
+
+
+# prints the GPU variables it sees, and when it started and ended (the renderer's own clock)
+GPU_PROBE = (
+    "import os, sys, time; t = time.time(); time.sleep(1); "
+    "print('visible', *(os.environ.get(v, '-') for v in sys.argv[1:4]), t, time.time())"
+)
+GPU_PROFILE = """
+[profiles.gpuprobe]
+argv = [{python!r}, "-c", {probe!r}, "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "{{frame}}"]
+"""
+
+
+def test_a_node_with_gpus_runs_each_task_on_its_own_gpu(farm: Farm, unique: str) -> None:
+    profiles = farm.root / "gpu.toml"
+    profiles.write_text(GPU_PROFILE.format(python=sys.executable, probe=GPU_PROBE))
+    farm.start_node(f"g-{unique}", "--gpus", "0,1", "--profiles", str(profiles))
+    user = farm.user(f"g{unique}")
+    job = submit(farm, user, "gpu", "--renderer", "gpuprobe", "--frames", "1-4", "--require", "gpu")
+    wait_for(lambda: status(farm, job, user) == "succeeded", timeout=60, what="the gpu job")
+    logs = farm.rfarm("logs", str(job), "--json", config=user)
+    assert logs.code == 0, logs
+    seen = {e["task"]: e["output"].split() for e in logs.json()["logs"]}
+    assert len(seen) == 4
+    for words in seen.values():
+        assert words[0] == "visible" and words[1] in ("0", "1") and words[1:4] == [words[1]] * 3, words
+    assert {w[1] for w in seen.values()} == {"0", "1"}
+    # renders that ran at the same time (by their own clocks) had different GPUs
+    for a, wa in seen.items():
+        for b, wb in seen.items():
+            if a < b and float(wa[4]) < float(wb[5]) and float(wb[4]) < float(wa[5]):
+                assert wa[1] != wb[1], (wa, wb)
+    assert any(float(wa[4]) < float(wb[5]) and float(wb[4]) < float(wa[5])
+               for a, wa in seen.items() for b, wb in seen.items() if a < b), "two renders at once"

@@ -84,3 +84,31 @@ def test_a_profile_declares_its_default_timeout() -> None:
     assert spec.timeout == 7200
     with pytest.raises(ValueError, match="slow"):
         parse_profiles_toml('[profiles.slow]\nargv = ["slow"]\ntimeout = "forever"\n')
+
+
+def test_gpus_give_one_slot_each_and_the_gpu_tag() -> None:
+    from render_nodes.cli import build_parser, options_from
+
+    opts = options_from(build_parser().parse_args(["--gpus", "0,1", "--tags", "linux", "--name", "n1"]))
+    assert opts.slots == 2 and opts.gpus == ("0", "1") and opts.tags == {"gpu", "linux"}
+    assert options_from(build_parser().parse_args(["--name", "n1"])).slots == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [(["--gpus", "0,0"], "twice"), (["--gpus", ","], "comma list"), (["--gpus", "0;rm"], "comma list"),
+     (["--gpus", "0,1", "--slots", "3"], "one slot per GPU")],
+)
+def test_bad_gpus_are_refused(args: list[str], words: str) -> None:
+    from render_nodes.cli import UsageError, build_parser, options_from
+
+    with pytest.raises(UsageError, match=words):
+        options_from(build_parser().parse_args([*args, "--name", "n1"]))
+
+
+def test_a_gpu_slot_sees_only_its_gpu() -> None:
+    from render_nodes.process import GPU_VARIABLES, child_env
+
+    env = child_env("1")
+    assert [env[v] for v in GPU_VARIABLES] == ["1", "1", "1"]
+    assert "CUDA_VISIBLE_DEVICES" not in child_env() or child_env()["CUDA_VISIBLE_DEVICES"] != "1"
