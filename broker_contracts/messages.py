@@ -268,6 +268,12 @@ class LogsReply(Out):
     logs: list[LogEntry]
 
 
+class NodeJob(Out):
+    id: int
+    name: str
+    owner: str
+
+
 class NodeInfo(Out):
     id: str
     pool: str
@@ -278,6 +284,13 @@ class NodeInfo(Out):
     state: str
     version: str
     last_seen: datetime
+    drained: bool = False
+    # the jobs it renders: every job for an admin, only the caller's own for anyone else
+    jobs: list[NodeJob] = Field(default_factory=list)
+
+
+class NodeRef(Body):
+    name: Keyword
 
 
 class NodesReply(Out):
@@ -381,4 +394,7 @@ REQUEST_TYPES: dict[str, RequestType] = _registry(
     RequestType("job.logs", LogsRequest, LogsReply),
     RequestType("job.watch", WatchRequest, WatchReply),
     RequestType("node.list", EmptyRequest, NodesReply),
+    RequestType("node.drain", NodeRef, NodeInfo, writes=True),
+    RequestType("node.undrain", NodeRef, NodeInfo, writes=True),
+    RequestType("node.forget", NodeRef, NodeRef, writes=True),
 )

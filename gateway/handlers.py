@@ -15,11 +15,11 @@ from broker_contracts import messages as m
 from broker_contracts.envelope import Envelope, Reply, first_error
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec, validate_params
-from gateway import control, why, wire
+from gateway import control, nodectl, why, wire
 from gateway.context import Context, KeepWrites, Outcome, Specs
 from gateway.passwords import hash_password, needs_rehash, verify_password
 from gateway.sealing import seal_for
-from store import history, jobs, limits, nodes, users
+from store import history, jobs, limits, users
 from store import submit as submitting
 
 FormT = TypeVar("FormT", bound=BaseModel)
@@ -152,12 +152,6 @@ def job_why(ctx: Context, req: m.JobRef) -> m.WhyReply:
     return why.explain(ctx.conn, jobs.get(ctx.conn, ctx.caller, req.id))
 
 
-def node_list(ctx: Context, req: m.EmptyRequest) -> m.NodesReply:
-    if not ctx.caller.is_admin:
-        raise RfarmError(ErrorCode.AUTH_FORBIDDEN, "only an admin may list the render nodes")
-    return m.NodesReply(nodes=[m.NodeInfo.model_validate(r) for r in nodes.list_nodes(ctx.conn)])
-
-
 Handler = Callable[[Context, Any], m.Body | dict[str, Any] | Outcome]
 
 
@@ -187,7 +181,10 @@ HANDLERS: dict[str, Handler] = {
     "job.priority": control.priority,
     "job.logs": control.logs,
     "job.watch": control.watch,
-    "node.list": node_list,
+    "node.list": nodectl.node_list,
+    "node.drain": nodectl.drain,
+    "node.undrain": nodectl.undrain,
+    "node.forget": nodectl.forget,
 }
 
 TOGETHER: dict[str, Together] = {"job.list": Together(plain_page, plain_pages)}

@@ -33,3 +33,7 @@ CREATE TABLE farm_limits (
 -- default on the node, or no limit)
 ALTER TABLE jobs ADD COLUMN limits text[] NOT NULL DEFAULT '{}',
                  ADD COLUMN task_timeout integer CHECK (task_timeout > 0);
+
+-- A node an admin drained (`rfarm drain NODE`): it takes no new work, its running work finishes.
+-- The dispatcher counts neither its slots nor its profiles; the node reads <prefix>:drain:<node>.
+ALTER TABLE nodes ADD COLUMN drained boolean NOT NULL DEFAULT false;

@@ -75,6 +75,7 @@ class Node:
     keys: Keys
     stopping: threading.Event = field(default_factory=threading.Event)
     immediate: threading.Event = field(default_factory=threading.Event)
+    drained: threading.Event = field(default_factory=threading.Event)  # `rfarm drain`: claim nothing new
     # the gateways' work key from the node's credential; without one, the key they announce in Redis
     gateway_key: bytes | None = None
 
@@ -134,7 +135,7 @@ class Node:
         )
         while not self.stopping.is_set():
             free = o.slots - self._count()
-            if free <= 0:
+            if free <= 0 or self.drained.is_set():
                 self._slot_freed.wait(0.5)
                 self._slot_freed.clear()
                 continue
@@ -277,6 +278,10 @@ class Node:
         ttl_ms = max(1000, int(self.options.heartbeat * 3 * 1000))
         self.link.call(lambda c: c.set(self.keys.node(self.options.name), data, px=ttl_ms), wait=False)
         self.link.publish(event("heartbeat", self.options.name, info=info.model_dump(mode="json")), wait=False)
+        drained = bool(self.link.call(lambda c: c.exists(self.keys.drain(self.options.name)), wait=False))
+        if drained != self.drained.is_set():
+            log.info("drained by an admin: no new work" if drained else "undrained: taking work again")
+            (self.drained.set if drained else self.drained.clear)()
 
     def _heartbeat_loop(self) -> None:
         while not self._hb_stop.wait(self.options.heartbeat):

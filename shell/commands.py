@@ -79,6 +79,7 @@ _ACCEPT_NEW_KEY = Arg(
     flag=True,
 )
 _JOB = Arg("job", "job id", type=job_id, metavar="JOB", completes="job")
+_NODE = Arg("node", "render node name (see `nodes`)", metavar="NODE", completes="node")
 
 
 # --- builders -----------------------------------------------------------------------------------
@@ -141,6 +142,15 @@ def _submit(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     if ns.task_timeout is not None:
         body["task_timeout"] = ns.task_timeout
     return body
+
+
+def _node_ref(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    return {"name": ns.node}
+
+
+def _render_node_state(reply: Any, opts: Any) -> list[str]:
+    state = "drained: no new work, running work finishes" if reply.drained else "takes work"
+    return [f"node {printable(reply.id)} ({printable(reply.state)}, {reply.running}/{reply.slots} busy): {state}"]
 
 
 def _list(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
@@ -400,10 +410,34 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         name="nodes",
-        help="render nodes and their state (admins)",
+        help="pools, render nodes, their slots and what is busy (the jobs on them: yours; admins: all)",
         request="node.list",
         build=_empty,
         render=r.render_nodes,
+    ),
+    Command(
+        name="drain",
+        help="no new work for a node; its running work finishes (admins)",
+        args=(_NODE,),
+        request="node.drain",
+        build=_node_ref,
+        render=_render_node_state,
+    ),
+    Command(
+        name="undrain",
+        help="a drained node takes work again (admins)",
+        args=(_NODE,),
+        request="node.undrain",
+        build=_node_ref,
+        render=_render_node_state,
+    ),
+    Command(
+        name="forget",
+        help="remove a gone node from the farm's list (admins)",
+        args=(_NODE,),
+        request="node.forget",
+        build=_node_ref,
+        render=lambda reply, opts: [f"forgot node {printable(reply.name)}"],
     ),
     Command(
         name="help",

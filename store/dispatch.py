@@ -21,6 +21,8 @@ _FAILED_ATTEMPT = (
 
 # A node is alive while its heartbeats keep coming: three heartbeats (at most 15 s) of silence is lost.
 ALIVE = "n.state <> 'gone' AND n.last_seen > now() - make_interval(secs => LEAST(15, GREATEST(n.lease, 3)))"
+# A node that may be given work: alive and not drained by an admin
+USABLE = f"{ALIVE} AND NOT n.drained"
 
 
 def pools(conn: psycopg.Connection) -> list[dict[str, Any]]:
@@ -29,7 +31,7 @@ def pools(conn: psycopg.Connection) -> list[dict[str, Any]]:
         f"""SELECT n.pool, sum(n.slots)::int AS slots,
                    (SELECT count(*) FROM tasks t WHERE t.pool = n.pool AND t.status = {_QUEUED}
                       AND t.dispatched_at IS NOT NULL)::int AS outstanding
-            FROM nodes n WHERE {ALIVE} GROUP BY n.pool"""
+            FROM nodes n WHERE {USABLE} GROUP BY n.pool"""
     ).fetchall()
     return [dict(r) for r in rows]  # type: ignore[call-overload]
 
@@ -88,7 +90,7 @@ _CANDIDATES = f"""
              OR EXISTS (SELECT 1 FROM jobs d WHERE d.id = j.after_job
                         AND d.status = {literal(JobStatus.SUCCEEDED)}))
         AND (j.limits = '{{}}' OR NOT j.limits && ARRAY(SELECT name FROM full_limits))
-        AND EXISTS (SELECT 1 FROM nodes n WHERE n.pool = t.pool AND {ALIVE}
+        AND EXISTS (SELECT 1 FROM nodes n WHERE n.pool = t.pool AND {USABLE}
                     AND j.renderer = ANY(n.profiles) AND j.requires <@ n.tags)
       ORDER BY t.priority DESC, t.job_id, t.seq
       LIMIT %(limit)s) AS c"""
@@ -114,7 +116,7 @@ _TAKE = f"""WITH picked AS (
                     -- a retry goes to a node that has not failed this task, while one is alive
                     SELECT f.node FROM failed_on f
                     WHERE f.task_id = t.id AND EXISTS (
-                      SELECT 1 FROM nodes n WHERE n.pool = t.pool AND {ALIVE}
+                      SELECT 1 FROM nodes n WHERE n.pool = t.pool AND {USABLE}
                         AND j.renderer = ANY(n.profiles) AND j.requires <@ n.tags
                         AND n.id NOT IN (SELECT g.node FROM failed_on g WHERE g.task_id = t.id))
                    ) AS blocked_nodes"""

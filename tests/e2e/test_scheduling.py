@@ -176,3 +176,44 @@ def test_a_node_with_gpus_runs_each_task_on_its_own_gpu(farm: Farm, unique: str)
                 assert wa[1] != wb[1], (wa, wb)
     assert any(float(wa[4]) < float(wb[5]) and float(wb[4]) < float(wa[5])
                for a, wa in seen.items() for b, wb in seen.items() if a < b), "two renders at once"
+
+
+def test_capacity_for_everyone_drain_undrain_and_forget(farm: Farm, unique: str) -> None:
+    farm.start_gateway("gw-forget", "--forget-nodes-after", "1")
+    admin, alice, bob = farm.user(f"root{unique}", admin=True), farm.user(f"a{unique}"), farm.user(f"b{unique}")
+    n1, n2 = f"c1-{unique}", f"c2-{unique}"
+    farm.start_node(n1, "--slots", "2")
+    farm.start_node(n2, "--slots", "1")
+    job = submit(farm, alice, f"secret{unique}", "--frames", "1-40", "--param", "seconds=0.5")
+
+    def starts_on(node: str) -> list[datetime]:
+        return [at(h) for h in history(farm, job, alice) if h["to"] == "running" and h["actor"] == node]
+
+    wait_for(lambda: starts_on(n1) and starts_on(n2), what="tasks on both nodes")
+    theirs, mine = farm.rfarm("nodes", config=bob), farm.rfarm("nodes", config=alice)
+    assert theirs.code == mine.code == 0, (theirs, mine)
+    assert n1 in theirs.out and "pool default: 2 node(s)" in theirs.out and "slots busy" in theirs.out
+    assert f"secret{unique}" not in theirs.out and f"secret{unique}" in mine.out
+    refused = farm.rfarm("drain", n1, config=bob)
+    assert refused.code == 1 and "admin" in refused.err
+
+    drained = farm.rfarm("drain", n1, config=admin)
+    assert drained.code == 0 and "drained" in drained.out, drained
+    since = datetime.now(starts_on(n1)[0].tzinfo)
+    wait_for(lambda: len(starts_on(n2)) >= 4 + len([s for s in starts_on(n2) if s < since]), timeout=30,
+             what="work going on elsewhere")
+    late = [s for s in starts_on(n1) if (s - since).total_seconds() > 1.5]  # a heartbeat (0.5 s) to notice
+    assert late == [], late
+    assert "(drained)" in farm.rfarm("nodes", config=admin).out
+    assert farm.rfarm("undrain", n1, config=admin).code == 0
+    wait_for(lambda: any(s > since for s in starts_on(n1)), what=f"{n1} to take work again")
+    assert farm.rfarm("cancel", str(job), config=alice).code == 0
+
+    alive = farm.rfarm("forget", n2, config=admin)
+    assert alive.code == 1 and "alive" in alive.err
+    assert farm.rfarm("forget", f"none-{unique}", config=admin).code == 1
+    farm.kill(n2)
+    farm.kill(n1)
+    # the node lost, then forgotten by the gateway started with --forget-nodes-after 1
+    wait_for(lambda: n2 not in farm.rfarm("nodes", config=admin).out, timeout=40, what=f"{n2} forgotten")
+    assert farm.rfarm("forget", n2, config=admin).code == 1  # nothing left to forget
