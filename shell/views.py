@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from broker_contracts.durations import format_duration
 from broker_contracts.messages import (
     HistoryReply,
     JobDetail,
@@ -144,6 +145,10 @@ def _job_fields(job: JobDetail, opts: RenderOptions) -> list[tuple[str, str]]:
     ]
     if job.after is not None:
         fields.append(("after", f"job {job.after}"))
+    if job.limits:
+        fields.append(("limits", printable(", ".join(job.limits))))
+    if job.task_timeout:
+        fields.append(("timeout", f"{format_duration(job.task_timeout)} per task"))
     if job.waiting:
         fields.append(("waiting", printable(job.waiting)))
     if job.blocked_nodes:
