@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from broker_contracts.durations import format_duration, parse_duration
@@ -112,3 +114,18 @@ def test_a_gpu_slot_sees_only_its_gpu() -> None:
     env = child_env("1")
     assert [env[v] for v in GPU_VARIABLES] == ["1", "1", "1"]
     assert "CUDA_VISIBLE_DEVICES" not in child_env() or child_env()["CUDA_VISIBLE_DEVICES"] != "1"
+
+
+def test_a_profiles_file_gives_builtins_a_default_timeout(tmp_path: Path) -> None:
+    from render_nodes.offered import ProfileFileError, load_profiles
+
+    path = tmp_path / "p.toml"
+    path.write_text('[timeouts]\nsleep = "30s"\n')
+    offered = load_profiles(path)
+    assert offered["sleep"].timeout == 30 and offered["fractal"].timeout is None
+    path.write_text('builtins = ["fractal"]\n[timeouts]\nsleep = "30s"\n')
+    with pytest.raises(ProfileFileError, match="sleep"):
+        load_profiles(path)
+    path.write_text('[timeouts]\nsleep = "soon"\n')
+    with pytest.raises(ProfileFileError, match="duration"):
+        load_profiles(path)
