@@ -152,7 +152,8 @@ class Dispatcher:
                 blocked_nodes=list(t["blocked_nodes"] or []),
                 timeout=t["task_timeout"],
             )
-            data = pack(item.model_dump(mode="json"))
+            # without a timeout the field is left out: a node older than it still takes the item
+            data = pack(item.model_dump(mode="json", exclude={"timeout"} if item.timeout is None else None))
             pipe.xadd(stream, {"m": data, "s": signer.sign_work(prefix, data)}, maxlen=WORK_MAXLEN, approximate=True)
         announced, *ids = pipe.execute(raise_on_error=False)
         sent = [(t["task_id"], entry_id(i)) for t, i in zip(ready, ids, strict=True) if not isinstance(i, Exception)]
