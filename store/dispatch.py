@@ -51,24 +51,37 @@ def take_ready(conn: psycopg.Connection, pool: str, limit: int) -> list[dict[str
     rows = conn.execute(_CANDIDATES, {"pool": pool, "limit": limit}).fetchall()
     if not rows:
         return []
-    candidates = [
-        fairshare.Candidate(r["id"], r["owner_id"], r["priority"], r["job_id"], r["seq"], tuple(r["limits"]))
-        for r in rows  # type: ignore[call-overload]
-    ]
-    names = sorted({name for c in candidates for name in c.limits})
-    room = limits.room(conn, names) if names else {}
-    held = {r["owner_id"]: r["n"] for r in conn.execute(_HELD, {"pool": pool}).fetchall()}  # type: ignore[call-overload]
-    owners = sorted({c.owner for c in candidates})
-    weights = {
-        r["user_id"]: r["weight"]  # type: ignore[call-overload]
-        for r in conn.execute("SELECT user_id, weight FROM user_shares WHERE user_id = ANY(%s)", (owners,))
-    }
-    picked = fairshare.deal(candidates, held, weights, room, limit)
-    order = {c.id: i for i, c in enumerate(picked)}
+    owners = {r["owner_id"] for r in rows}  # type: ignore[call-overload]
+    if len(owners) == 1 and not any(r["limits"] for r in rows):  # type: ignore[call-overload]
+        # one user and no limit: nothing to deal, the plain order (the common case of a busy farm)
+        rows.sort(key=lambda r: (-r["priority"], r["job_id"], r["seq"]))  # type: ignore[call-overload]
+        ids = [r["id"] for r in rows[:limit]]  # type: ignore[call-overload]
+    else:
+        ids = [c.id for c in _deal(conn, pool, rows, owners, limit)]
+    order = {task_id: i for i, task_id in enumerate(ids)}
     taken = conn.execute(_TAKE, {"ids": list(order)}).fetchall()
     out = [dict(r) for r in taken]  # type: ignore[call-overload]
     out.sort(key=lambda r: order[r["task_id"]])
     return out
+
+
+def _deal(
+    conn: psycopg.Connection, pool: str, rows: list[Any], owners: set[int], limit: int
+) -> list[fairshare.Candidate]:
+    """Several users, or limits: the slots each user holds, their weights and the limits' room
+    (under the limits' row locks), then store/fairshare.deal."""
+    candidates = [
+        fairshare.Candidate(r["id"], r["owner_id"], r["priority"], r["job_id"], r["seq"], tuple(r["limits"]))
+        for r in rows
+    ]
+    names = sorted({name for c in candidates for name in c.limits})
+    room = limits.room(conn, names) if names else {}
+    held = {r["owner_id"]: r["n"] for r in conn.execute(_HELD, {"pool": pool}).fetchall()}  # type: ignore[call-overload]
+    weights = {
+        r["user_id"]: r["weight"]  # type: ignore[call-overload]
+        for r in conn.execute("SELECT user_id, weight FROM user_shares WHERE user_id = ANY(%s)", (sorted(owners),))
+    }
+    return fairshare.deal(candidates, held, weights, room, limit)
 
 
 # Each user's best ready tasks in the pool (the users: owners of the pool's unfinished jobs).
