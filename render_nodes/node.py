@@ -94,6 +94,7 @@ class Node:
         self._workers: list[threading.Thread] = []
         self._pinned = self.gateway_key is not None
         self._next_key_read = 0.0
+        self._drain_refused = False
 
     # -- signals ----------------------------------------------------------------------------------
 
@@ -278,7 +279,13 @@ class Node:
         ttl_ms = max(1000, int(self.options.heartbeat * 3 * 1000))
         self.link.call(lambda c: c.set(self.keys.node(self.options.name), data, px=ttl_ms), wait=False)
         self.link.publish(event("heartbeat", self.options.name, info=info.model_dump(mode="json")), wait=False)
-        drained = bool(self.link.call(lambda c: c.exists(self.keys.drain(self.options.name)), wait=False))
+        try:
+            drained = bool(self.link.call(lambda c: c.exists(self.keys.drain(self.options.name)), wait=False))
+        except redis.ResponseError as exc:  # a Redis user made before drains existed: re-run redis-acl --apply
+            if not self._drain_refused:
+                log.warning("cannot read the drain key (%s): `rfarm drain` will not reach this node", exc)
+                self._drain_refused = True
+            return
         if drained != self.drained.is_set():
             log.info("drained by an admin: no new work" if drained else "undrained: taking work again")
             (self.drained.set if drained else self.drained.clear)()
