@@ -3,8 +3,9 @@
 -- tasks.owner_id is copied from the job (as pool and priority are) so that the dispatcher walks
 -- each user's ready work in one index: store/dispatch.py takes the best few of every user and
 -- deals them out in turn, balanced by the slots each user holds (running or dispatched tasks).
+-- Every task gets it, finished ones too: a retry queues a finished job's tasks again.
 ALTER TABLE tasks ADD COLUMN owner_id bigint;
-UPDATE tasks t SET owner_id = j.owner_id FROM jobs j WHERE j.id = t.job_id AND t.finished_at IS NULL;
+UPDATE tasks t SET owner_id = j.owner_id FROM jobs j WHERE j.id = t.job_id;
 
 -- the ready-window scan, per user: queued work not yet handed to Redis, best first
 DROP INDEX tasks_ready;
