@@ -222,3 +222,19 @@ def test_capacity_for_everyone_drain_undrain_and_forget(farm: Farm, unique: str)
     # the node lost, then forgotten by the gateway started with --forget-nodes-after 1
     wait_for(lambda: n2 not in farm.rfarm("nodes", config=admin).out, timeout=40, what=f"{n2} forgotten")
     assert farm.rfarm("forget", n2, config=admin).code == 1  # nothing left to forget
+
+
+def test_rfarmctl_share_and_limit(farm: Farm, unique: str) -> None:
+    alice = farm.user(f"s{unique}")
+    assert farm.rfarmctl("share", "set", alice, "2.5").code == 0
+    assert f"{alice}  2.5" in farm.rfarmctl("share", "list").out
+    for args, code in ((("share", "set", f"nobody{unique}", "2"), 1), (("share", "set", alice, "0"), 2),
+                       (("share", "set", alice, "lots"), 2), (("limit", "set", "a b", "1"), 2),
+                       (("limit", "set", f"l{unique}", "-1"), 2), (("share",), 2)):
+        res = farm.rfarmctl(*args)
+        assert res.code == code and res.err.count("\n") == 1 and "Traceback" not in res.err, (args, res)
+    assert "weighs 1 again" in farm.rfarmctl("share", "unset", alice).out
+    assert alice not in farm.rfarmctl("share", "list").out
+    assert farm.rfarmctl("limit", "set", f"l{unique}", "4").code == 0
+    assert "removed" in farm.rfarmctl("limit", "unset", f"l{unique}").out
+    assert f"l{unique}" not in farm.rfarmctl("limit", "list").out
