@@ -20,13 +20,14 @@ from benchmarks import report, seed
 from benchmarks.bigfarm import run_bigfarm
 from benchmarks.blender import run_blender
 from benchmarks.dispatch import run_dispatch
+from benchmarks.fairness import run_late_user, run_rate
 from benchmarks.flood import login_flood
 from benchmarks.floor import commit_floor, echo_floor
 from benchmarks.gateway_bench import make_user, request_rates, roundtrips
 from benchmarks.harness import BenchFarm, peak_rss_mib
 from benchmarks.quota import quota_flood
 
-PHASES = ("floor", "gateway", "flood", "quota", "dispatch", "blender", "scale", "bigfarm")
+PHASES = ("floor", "gateway", "flood", "quota", "dispatch", "fairshare", "blender", "scale", "bigfarm")
 REQUEST_CAP = 100_000  # shells XADD with MAXLEN ~ 100000
 CAPS = {"req": REQUEST_CAP, "events": 100_000, "dead": 10_000, "work": 20_000, "reply": 500}
 
@@ -50,10 +51,14 @@ class Sizes:
     blender_frames: int = 48
     blender_chunk: int = 8
     blender_samples: int = 8
+    fair_queued: int = 2000  # one user's queued tasks ahead of another user's submits
+    fair_samples: int = 50  # that other user's one-task jobs, one after the other
+    fair_task_seconds: float = 0.5
 
 
 FULL = Sizes(2000, 16, 5.0, 1000, 10, 5000, (1, 2, 4), 8, 100_000, 1_000_000, 500, 4, 10, 1.0)
-QUICK = Sizes(30, 4, 1.0, 60, 4, 40, (1, 2), 2, 500, 3000, 6, 2, 3, 0.2, 6, 3, 4)
+QUICK = Sizes(30, 4, 1.0, 60, 4, 40, (1, 2), 2, 500, 3000, 6, 2, 3, 0.2, blender_frames=6, blender_chunk=3,
+              blender_samples=4, fair_queued=100, fair_samples=5, fair_task_seconds=0.3)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -115,6 +120,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "blender" in phases:
             step(f"blender: {sizes.blender_frames} frames on the farm and in one command")
             res["blender"] = run_blender(farm, user, sizes.blender_frames, sizes.blender_chunk, sizes.blender_samples)
+        if "fairshare" in phases:
+            step(f"fair share: another user's first start behind {sizes.fair_queued} queued tasks")
+            res["fairshare"] = {"late_user": run_late_user(farm, user, sizes.fair_queued, sizes.fair_samples, 2,
+                                                           sizes.slots, sizes.fair_task_seconds)}
+            step("fair share and limits: dispatch rate against the plain queue")
+            res["fairshare"]["rate"] = run_rate(farm, user, sizes.dispatch_frames, 2, sizes.slots)
         if "scale" in phases:
             step(f"filling the store: {sizes.scale_jobs} jobs, {sizes.scale_history} history rows")
             if "roundtrips_empty" not in res:

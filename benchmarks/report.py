@@ -78,6 +78,14 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     if quota:
         ratio = quota["jobs_during_flood"]["p50_ms"] / quota["jobs_idle"]["p50_ms"]
         out.append(_t("jobs p50 during another user's submit flood / idle", round(ratio, 2), "<= 3", ratio <= 3))
+    fair = res.get("fairshare", {})
+    if "late_user" in fair:
+        p99 = fair["late_user"]["first_start_p99_s"]
+        out.append(_t(f"another user's first start behind {fair['late_user']['queued']} queued tasks, p99 (s)", p99,
+                      "<= 2", p99 <= 2, p50=fair["late_user"]["first_start_p50_s"]))
+    if fair.get("rate", {}).get("ratio") is not None:
+        ratio = fair["rate"]["ratio"]
+        out.append(_t("dispatch rate with fair share and limits / plain queue", ratio, ">= 0.8", ratio >= 0.8))
     mem = res.get("memory", {})
     for key in ("gateway_peak_rss_mib", "node_peak_rss_mib"):
         if mem.get(key) is not None:
@@ -159,6 +167,18 @@ def table(res: dict[str, Any]) -> str:
             f"{bl['farm_seconds']} s, one blender command {bl['one_command_seconds']} s: overhead "
             f"{bl['overhead_per_frame_seconds']} s per frame ({bl['status']}, "
             f"{bl['frames_recorded_by_the_farm']} frames recorded)")
+        add("")
+    fair = res.get("fairshare", {})
+    if "late_user" in fair:
+        lu = fair["late_user"]
+        add(f"another user's one-task jobs behind {lu['queued']} queued tasks ({lu['nodes']} nodes x "
+            f"{lu['slots_per_node']} slots, {lu['task_seconds']} s tasks): first start p50 "
+            f"{lu['first_start_p50_s']} s, p99 {lu['first_start_p99_s']} s, max {lu['first_start_max_s']} s")
+    if "rate" in fair:
+        ra = fair["rate"]
+        add(f"dispatch {ra['frames']} frames: plain queue {ra['plain_frames_per_s']} frames/s, {ra['users']} users "
+            f"with fair share and a limit {ra['fair_frames_per_s']} frames/s (ratio {ra['ratio']})")
+    if fair:
         add("")
     sc = res.get("scale")
     if sc:

@@ -31,9 +31,9 @@ def history_job(conn: psycopg.Connection[Any], owner_id: int, tasks: int) -> int
     ).fetchone()
     job_id: int = row["id"]  # type: ignore[index]
     conn.execute(
-        """INSERT INTO tasks (job_id, seq, frame_first, frame_last, status, attempt, pool, priority, node)
-           SELECT %s, g - 1, g, g, 'succeeded', 1, 'bench-idle', 50, 'n1' FROM generate_series(1, %s) AS g""",
-        (job_id, tasks),
+        """INSERT INTO tasks (job_id, seq, frame_first, frame_last, status, attempt, pool, priority, node, owner_id)
+           SELECT %s, g - 1, g, g, 'succeeded', 1, 'bench-idle', 50, 'n1', %s FROM generate_series(1, %s) AS g""",
+        (job_id, owner_id, tasks),
     )
     conn.execute(
         """INSERT INTO job_history (job_id, from_status, to_status, reason, actor)
@@ -70,8 +70,8 @@ def bulk(conn: psycopg.Connection[Any], jobs: int, history_rows: int, users: int
         {"u": first_user, "users": users, "n": jobs},
     )
     conn.execute(
-        """INSERT INTO tasks (job_id, seq, frame_first, frame_last, status, attempt, pool, priority, node)
-           SELECT j.id, 0, 1, 1, j.status, 1, 'bench-idle', 50, 'bulk'
+        """INSERT INTO tasks (job_id, seq, frame_first, frame_last, status, attempt, pool, priority, node, owner_id)
+           SELECT j.id, 0, 1, 1, j.status, 1, 'bench-idle', 50, 'bulk', j.owner_id
            FROM jobs j WHERE j.name LIKE 'bulk-%'"""
     )
     job_rows = min(history_rows, 3 * jobs)

@@ -39,6 +39,10 @@ class Keys:
     def node(self, node_id: str) -> str:
         return f"{self.prefix}:node:{node_id}"
 
+    def drain(self, node_id: str) -> str:
+        """Set while an admin has drained the node: it claims no new work (`rfarm drain`)."""
+        return f"{self.prefix}:drain:{node_id}"
+
     def cancel(self, job_id: int) -> str:
         return f"{self.prefix}:cancel:{job_id}"
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from broker_contracts.durations import MAX_SECONDS
 from broker_contracts.frames import parse_frames
 from broker_contracts.states import JobStatus, TaskStatus
 from broker_contracts.tables import from_table
@@ -99,6 +100,9 @@ class SubmitRequest(Body):
     pool: Keyword = "default"
     requires: list[Keyword] = Field(default_factory=list, max_length=16)
     after: JobId | None = None
+    # scheduling (issue 12): the named limits its tasks take; how long one render may run (seconds)
+    limits: list[Keyword] = Field(default_factory=list, max_length=8)
+    task_timeout: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
 
     @field_validator("frames")
     @classmethod
@@ -188,6 +192,8 @@ class JobDetail(JobSummary):
     output: str
     waiting: str | None = None
     blocked_nodes: list[str] = Field(default_factory=list)
+    limits: list[str] = Field(default_factory=list)
+    task_timeout: int | None = None  # seconds
 
 
 class FrameTimes(Out):
@@ -205,6 +211,24 @@ class ShowReply(Out):
     job: JobDetail
     tasks: list[TaskInfo]
     times: FrameTimes = Field(default_factory=FrameTimes)
+
+
+class WhyReply(Out):
+    """`rfarm why JOB`: where the job stands and why (gateway/why.py). Counts only of other
+    users' work: no other user's names or jobs."""
+
+    job: JobSummary
+    tasks: dict[str, int]  # ready, dispatched, running, succeeded, failed, cancelled
+    # tasks that go before its next ready one: in its pool's ready window, of higher priority, of
+    # users ahead of its owner in fair share, of its owner's older jobs (None: it has none waiting)
+    place: int | None = None
+    ahead: dict[str, int] = Field(default_factory=dict)
+    held: int = 0  # slots its owner holds in its pool
+    weight: float = 1.0
+    pool_slots: int = 0
+    pool_busy: int = 0
+    waits: list[str] = Field(default_factory=list)  # what it waits for, the most decisive first
+    starts: list[str] = Field(default_factory=list)  # what would start it
 
 
 class HistoryEntry(Out):
@@ -298,6 +322,10 @@ class ThumbsReply(Out):
     name: str
     thumbs: list[Thumb]
     next: int | None = None  # pass as ``after`` for the next page; None: no more
+class NodeJob(Out):
+    id: int
+    name: str
+    owner: str
 
 
 class NodeInfo(Out):
@@ -312,6 +340,13 @@ class NodeInfo(Out):
     last_seen: datetime
     # profile name -> the version of the renderer behind it, as the node found it ("Blender 3.4.1")
     renderers: dict[str, str] = Field(default_factory=dict)
+    drained: bool = False
+    # the jobs it renders: every job for an admin, only the caller's own for anyone else
+    jobs: list[NodeJob] = Field(default_factory=list)
+
+
+class NodeRef(Body):
+    name: Keyword
 
 
 class NodesReply(Out):
@@ -406,6 +441,7 @@ REQUEST_TYPES: dict[str, RequestType] = _registry(
     RequestType("job.list", ListRequest, ListReply, session_in_statement=True, answers_together=True),
     RequestType("job.show", JobRef, ShowReply),
     RequestType("job.history", HistoryRequest, HistoryReply),
+    RequestType("job.why", JobRef, WhyReply),
     RequestType("job.cancel", JobRef, JobReply, writes=True),
     RequestType("job.pause", JobRef, JobReply, writes=True),
     RequestType("job.resume", JobRef, JobReply, writes=True),
@@ -416,4 +452,7 @@ REQUEST_TYPES: dict[str, RequestType] = _registry(
     RequestType("job.thumbs", ThumbsRequest, ThumbsReply),
     RequestType("job.watch", WatchRequest, WatchReply),
     RequestType("node.list", EmptyRequest, NodesReply),
+    RequestType("node.drain", NodeRef, NodeInfo, writes=True),
+    RequestType("node.undrain", NodeRef, NodeInfo, writes=True),
+    RequestType("node.forget", NodeRef, NodeRef, writes=True),
 )

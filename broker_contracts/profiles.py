@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from broker_contracts.durations import MAX_SECONDS, parse_duration
 from broker_contracts.keys import valid_name
 from broker_contracts.text import escape_char, first_unsafe
 
@@ -92,6 +93,14 @@ class ProfileSpec(BaseModel):
     writes: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.-]*#+[A-Za-z0-9_.-]*$")
     # What the renderer says it is (e.g. "Blender 3.4.1"), as the node found it; shown by `rfarm nodes`.
     version: str | None = Field(default=None, max_length=200)
+    # How long one render may run (seconds; written "2h" in the TOML) when its job sets no
+    # --task-timeout; None: no limit. The node stops a render that runs longer (render_nodes/task.py).
+    timeout: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> ProfileSpec:

@@ -37,6 +37,8 @@ class WorkItem(BaseModel):
     # the task's attempts when it was dispatched: a run of this item is attempt ``attempt + 1``
     attempt: Int64 = 0
     blocked_nodes: list[str] = Field(default_factory=list)
+    # the job's --task-timeout in seconds (None: the node's profile default, if any)
+    timeout: Int64 | None = None
 
 
 class NodeEvent(BaseModel):

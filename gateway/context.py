@@ -39,6 +39,8 @@ class GatewayConfig:
     # password-hashing requests waiting for the auth lane; more are refused at once
     auth_queue: int = 64
     inbox_keep: float = 7 * 24 * 3600
+    # a node not heard from for this long is removed from the farm's list (`rfarm forget` by hand)
+    forget_nodes_after: float = 7 * 24 * 3600
     fault: str | None = None
     # reports only from nodes with a credential (otherwise also from names that never had one)
     require_node_credentials: bool = False

@@ -21,12 +21,14 @@ from gateway.context import GatewayConfig
 from gateway.ledger import EventsApplied, Ledger
 from gateway.notices import publish_watch_notices
 from gateway.streams import WORK_MAXLEN, Backoff, ensure_group, entry_id
-from store import credentials, dispatch, jobs, leases, outbox, tasks
+from store import credentials, dispatch, jobs, leases, nodes, outbox, tasks
 from store.db import StoreUnavailable, transaction
 
 log = logging.getLogger("rfarm.dispatcher")
 
-WINDOW_PER_SLOT = 2
+# A ready window cannot be reordered once in Redis: kept short (a slot's worth, or a second of work
+# at the pace nodes start it) so that a late user's tasks, dealt in fair order, are not stuck behind it.
+WINDOW_PER_SLOT = 1
 WINDOW_SECONDS = 1.0  # ... or about this much work at the pace nodes start it, if that is more
 WINDOW_MAX = 5000
 STATISTICS_EVERY = 1.0  # seconds between looks at how far the planner's statistics are off
@@ -53,6 +55,7 @@ class Dispatcher:
         self.next_reconcile = 0.0
         self.next_prune = time.monotonic() + 60
         self.next_statistics = 0.0
+        self.next_nodes = 0.0  # the next look at drained nodes and nodes to forget
         self.known_groups: set[str] = set()
         self.signer: Signer | None = None  # the gateways' work key, read from PostgreSQL when first needed
 
@@ -81,6 +84,9 @@ class Dispatcher:
             if analyzed:
                 log.info("statistics of %s were far off; analyzed", ", ".join(analyzed))
             self.next_statistics = now + STATISTICS_EVERY
+        if now >= self.next_nodes:
+            self.keep_nodes()
+            self.next_nodes = now + min(5.0, self.config.forget_nodes_after / 4)
         self.fill_windows()
         self.publish_outbox()
         if now >= self.next_prune:
@@ -144,8 +150,10 @@ class Dispatcher:
                 dispatched_at=now,
                 attempt=t["attempt"],
                 blocked_nodes=list(t["blocked_nodes"] or []),
+                timeout=t["task_timeout"],
             )
-            data = pack(item.model_dump(mode="json"))
+            # without a timeout the field is left out: a node older than it still takes the item
+            data = pack(item.model_dump(mode="json", exclude={"timeout"} if item.timeout is None else None))
             pipe.xadd(stream, {"m": data, "s": signer.sign_work(prefix, data)}, maxlen=WORK_MAXLEN, approximate=True)
         announced, *ids = pipe.execute(raise_on_error=False)
         sent = [(t["task_id"], entry_id(i)) for t, i in zip(ready, ids, strict=True) if not isinstance(i, Exception)]
@@ -158,6 +166,24 @@ class Dispatcher:
             raise next(i for i in ids if isinstance(i, redis.ResponseError))
         if isinstance(announced, Exception):
             raise announced
+
+    # --- nodes ---------------------------------------------------------------------------------
+
+    def keep_nodes(self) -> None:
+        """Forget nodes silent for --forget-nodes-after; set the drain key of every drained node
+        again (a Redis that restarted empty lost it; the node would take work)."""
+        with transaction(self.pool) as conn:
+            forgotten = nodes.forget_gone(conn, self.config.forget_nodes_after)
+            drained = nodes.drained(conn)
+        if forgotten:
+            log.info("forgot node(s) silent for %.0f s: %s", self.config.forget_nodes_after, ", ".join(forgotten))
+        if drained or forgotten:
+            pipe = self.r.pipeline(transaction=False)
+            for name in drained:
+                pipe.set(self.keys.drain(name), "drained")
+            for name in forgotten:
+                pipe.delete(self.keys.drain(name))
+            pipe.execute()
 
     # --- reconcile -----------------------------------------------------------------------------
 

@@ -15,11 +15,11 @@ from broker_contracts import messages as m
 from broker_contracts.envelope import Envelope, Reply, first_error
 from broker_contracts.errors import ErrorCode, RfarmError
 from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec, validate_params
-from gateway import control, frames, wire
+from gateway import control, frames, nodectl, why, wire
 from gateway.context import Context, KeepWrites, Outcome, Specs
 from gateway.passwords import hash_password, needs_rehash, verify_password
 from gateway.sealing import seal_for
-from store import history, jobs, nodes, users
+from store import history, jobs, limits, users
 from store import submit as submitting
 
 FormT = TypeVar("FormT", bound=BaseModel)
@@ -75,6 +75,12 @@ def submit(ctx: Context, req: m.SubmitRequest) -> Outcome:
     # before it first checks the caller is logged in, so a stranger is told only that.
     try:
         req = _with_valid_params(ctx, req)
+        unknown = limits.missing(ctx.conn, req.limits) if req.limits else []
+        if unknown:
+            raise RfarmError(
+                ErrorCode.REQUEST_INVALID,
+                f"no limit named {', '.join(unknown)}: an operator sets limits with `rfarmctl limit set`",
+            )
     except RfarmError:
         users.authenticate(ctx.conn, ctx.token or "")
         raise
@@ -143,10 +149,8 @@ def job_history(ctx: Context, req: m.HistoryRequest) -> dict[str, Any]:
     return {"job": wire.summary(job), "columns": columns, "history": rows}
 
 
-def node_list(ctx: Context, req: m.EmptyRequest) -> m.NodesReply:
-    if not ctx.caller.is_admin:
-        raise RfarmError(ErrorCode.AUTH_FORBIDDEN, "only an admin may list the render nodes")
-    return m.NodesReply(nodes=[m.NodeInfo.model_validate(r) for r in nodes.list_nodes(ctx.conn)])
+def job_why(ctx: Context, req: m.JobRef) -> m.WhyReply:
+    return why.explain(ctx.conn, jobs.get(ctx.conn, ctx.caller, req.id))
 
 
 Handler = Callable[[Context, Any], m.Body | dict[str, Any] | Outcome]
@@ -167,6 +171,7 @@ HANDLERS: dict[str, Handler] = {
     "auth.logout": logout,
     "auth.whoami": whoami,
     "job.submit": submit,
+    "job.why": job_why,
     "job.list": list_jobs,
     "job.show": show,
     "job.history": job_history,
@@ -179,7 +184,10 @@ HANDLERS: dict[str, Handler] = {
     "job.frames": frames.frame_list,
     "job.thumbs": frames.thumbs,
     "job.watch": control.watch,
-    "node.list": node_list,
+    "node.list": nodectl.node_list,
+    "node.drain": nodectl.drain,
+    "node.undrain": nodectl.undrain,
+    "node.forget": nodectl.forget,
 }
 
 TOGETHER: dict[str, Together] = {"job.list": Together(plain_page, plain_pages)}

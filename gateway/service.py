@@ -75,8 +75,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=os.environ.get("RFARM_REQUIRE_NODE_CREDENTIALS", "") not in ("", "0", "no", "false"),
         help="apply reports only from nodes with a credential (default: $RFARM_REQUIRE_NODE_CREDENTIALS, off)",
     )
+    p.add_argument(
+        "--forget-nodes-after",
+        type=_positive_seconds,
+        default=7 * 24 * 3600,
+        metavar="SECONDS",
+        help="remove a node not heard from for this long from the farm's list (default: a week)",
+    )
     p.add_argument("--log-level", default=os.environ.get("RFARM_LOG_LEVEL", "INFO"))
     return p.parse_args(argv)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         reply_ttl=max(1, args.reply_ttl),
         fault=os.environ.get("RFARM_FAULT_POINT") or None,
         require_node_credentials=args.require_node_credentials,
+        forget_nodes_after=args.forget_nodes_after,
     )
     consumer = args.name or f"gw-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
     stop = threading.Event()

@@ -42,7 +42,13 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Run a render node: claim tasks from a pool and render them.")
     p.add_argument("--pool", default="default", help="the pool to take work from (default: default)")
-    p.add_argument("--slots", type=int, default=1, help="tasks to run at once (default: 1)")
+    p.add_argument("--slots", type=int, help="tasks to run at once (default: 1, or one per --gpus)")
+    p.add_argument(
+        "--gpus",
+        metavar="ID,ID",
+        help="one slot per listed GPU, each task seeing only its own (CUDA_VISIBLE_DEVICES and alike); "
+        "the node offers tag gpu",
+    )
     p.add_argument("--tags", default="", help="comma list of tags this node offers, e.g. gpu,linux")
     p.add_argument("--profiles", type=Path, help="TOML file of command profiles")
     p.add_argument("--output-root", type=Path, default=Path("renders"), help="where frames go (./renders)")
@@ -106,7 +112,23 @@ def credential_from(args: argparse.Namespace) -> NodeCredential | None:
     return credential
 
 
+def gpus_from(text: str | None) -> tuple[str, ...]:
+    """--gpus 0,1 (indexes, or ids like GPU-8f3a…): each at most once."""
+    if text is None:
+        return ()
+    gpus = tuple(g.strip() for g in text.split(",") if g.strip())
+    if not gpus or any(not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}", g) for g in gpus):
+        raise UsageError(f"--gpus {text!r} must be a comma list of GPU indexes or ids, like 0,1")
+    if len(set(gpus)) != len(gpus):
+        raise UsageError(f"--gpus {text!r} names a GPU twice: two renders would share it")
+    return gpus
+
+
 def options_from(args: argparse.Namespace) -> NodeOptions:
+    gpus = gpus_from(args.gpus)
+    if gpus and args.slots is not None and args.slots != len(gpus):
+        raise UsageError(f"--slots {args.slots} with --gpus: a node with --gpus has one slot per GPU ({len(gpus)})")
+    args.slots = len(gpus) if gpus else (1 if args.slots is None else args.slots)
     if args.slots < 1 or args.slots > 256:
         raise UsageError("--slots must be between 1 and 256")
     if not args.lease > 0.5:
@@ -122,7 +144,7 @@ def options_from(args: argparse.Namespace) -> NodeOptions:
     for label, value in (("--pool", args.pool), ("--name", name)):
         if not valid_name(value):
             raise UsageError(f"{label} {value!r} must be letters, digits, '_', '.' or '-' (at most 64)")
-    tags = frozenset(t.strip() for t in args.tags.split(",") if t.strip())
+    tags = frozenset(t.strip() for t in args.tags.split(",") if t.strip()) | ({"gpu"} if gpus else set())
     bad = sorted(t for t in tags if not valid_name(t))
     if bad:
         raise UsageError(f"tag {bad[0]!r} must be letters, digits, '_', '.' or '-'")
@@ -152,6 +174,7 @@ def options_from(args: argparse.Namespace) -> NodeOptions:
         grace=args.grace,
         heartbeat=heartbeat,
         drain=args.drain,
+        gpus=gpus,
     )
 
 

@@ -59,6 +59,7 @@ class NodeOptions:
     grace: float
     heartbeat: float
     drain: bool = False
+    gpus: tuple[str, ...] = ()  # --gpus: slot i renders with only GPU gpus[i] visible
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Node:
     keys: Keys
     stopping: threading.Event = field(default_factory=threading.Event)
     immediate: threading.Event = field(default_factory=threading.Event)
+    drained: threading.Event = field(default_factory=threading.Event)  # `rfarm drain`: claim nothing new
     # the gateways' work key from the node's credential; without one, the key they announce in Redis
     gateway_key: bytes | None = None
 
@@ -92,6 +94,7 @@ class Node:
         self._workers: list[threading.Thread] = []
         self._pinned = self.gateway_key is not None
         self._next_key_read = 0.0
+        self._drain_refused = False
 
     # -- signals ----------------------------------------------------------------------------------
 
@@ -120,7 +123,7 @@ class Node:
         self._beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._beat.start()
         for i in range(o.slots):  # never more tasks than slots are registered, so none waits for a worker
-            worker = threading.Thread(target=self._work, name=f"slot-{i}", daemon=True)
+            worker = threading.Thread(target=self._work, args=(i,), name=f"slot-{i}", daemon=True)
             worker.start()
             self._workers.append(worker)
         log.info(
@@ -133,7 +136,7 @@ class Node:
         )
         while not self.stopping.is_set():
             free = o.slots - self._count()
-            if free <= 0:
+            if free <= 0 or self.drained.is_set():
                 self._slot_freed.wait(0.5)
                 self._slot_freed.clear()
                 continue
@@ -234,9 +237,12 @@ class Node:
         self.gateway_key = announced
         return work_is_signed_by(announced, prefix, data, signature)
 
-    def _work(self) -> None:
+    def _work(self, slot: int) -> None:
+        # one thread per slot, one task at a time on it: with --gpus, the slot's GPU is its own
+        gpu = self.options.gpus[slot] if slot < len(self.options.gpus) else None
         while (running := self._queue.get()) is not None:
             try:
+                running.task.gpu = gpu
                 running.task.run()
             finally:
                 with self._lock:
@@ -273,6 +279,16 @@ class Node:
         ttl_ms = max(1000, int(self.options.heartbeat * 3 * 1000))
         self.link.call(lambda c: c.set(self.keys.node(self.options.name), data, px=ttl_ms), wait=False)
         self.link.publish(event("heartbeat", self.options.name, info=info.model_dump(mode="json")), wait=False)
+        try:
+            drained = bool(self.link.call(lambda c: c.exists(self.keys.drain(self.options.name)), wait=False))
+        except redis.ResponseError as exc:  # a Redis user made before drains existed: re-run redis-acl --apply
+            if not self._drain_refused:
+                log.warning("cannot read the drain key (%s): `rfarm drain` will not reach this node", exc)
+                self._drain_refused = True
+            return
+        if drained != self.drained.is_set():
+            log.info("drained by an admin: no new work" if drained else "undrained: taking work again")
+            (self.drained.set if drained else self.drained.clear)()
 
     def _heartbeat_loop(self) -> None:
         while not self._hb_stop.wait(self.options.heartbeat):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from broker_contracts.durations import parse_duration
 from broker_contracts.profiles import (
     BUILTIN_PROFILES,
     ParamSpec,
@@ -28,7 +29,8 @@ def load_profiles(path: Path | None) -> dict[str, ProfileSpec]:
     """Built-ins and the file's ``[profiles.<name>]`` tables.
 
     A top-level ``builtins = ["fractal"]`` list in the file limits which built-ins are offered
-    (``builtins = []`` offers none).
+    (``builtins = []`` offers none); a top-level ``[timeouts]`` table gives built-ins a default
+    task timeout (``sleep = "30s"``), as a command profile's own ``timeout = "2h"`` does.
     """
     if path is None:
         return dict(BUILTIN_PROFILES)
@@ -38,17 +40,33 @@ def load_profiles(path: Path | None) -> dict[str, ProfileSpec]:
         raise ProfileFileError(f"cannot read profiles file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
         declared = parse_profiles_toml(text)
-        wanted = tomllib.loads(text).get("builtins", list(BUILTIN_PROFILES))
+        document = tomllib.loads(text)
+        wanted = document.get("builtins", list(BUILTIN_PROFILES))
+        timeouts = _timeouts(document.get("timeouts", {}))
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise ProfileFileError(f"profiles file {path}: {exc}") from None
     if not isinstance(wanted, list) or any(name not in BUILTIN_PROFILES for name in wanted):
         known = ", ".join(BUILTIN_PROFILES)
         raise ProfileFileError(f"profiles file {path}: 'builtins' must be a list of: {known}")
     offered = {name: BUILTIN_PROFILES[name] for name in wanted}
+    for name, seconds in timeouts.items():
+        if name not in offered:
+            raise ProfileFileError(f"profiles file {path}: [timeouts] names {name!r}, not an offered built-in")
+        offered[name] = offered[name].model_copy(update={"timeout": seconds})
     offered.update(declared)
     if not offered:
         raise ProfileFileError(f"profiles file {path} offers no profile at all")
     return offered
+
+
+def _timeouts(table: object) -> dict[str, int]:
+    """The ``[timeouts]`` table: built-in profile name → seconds."""
+    if not isinstance(table, dict) or not all(isinstance(v, str | int) for v in table.values()):
+        raise ValueError("'timeouts' must be a table of profile = \"DURATION\" (like sleep = \"30s\")")
+    try:
+        return {str(k): parse_duration(str(v)) for k, v in table.items()}
+    except ValueError as exc:
+        raise ValueError(f"[timeouts]: {exc}") from None
 
 
 def confine_paths(profiles: dict[str, ProfileSpec], roots: list[str]) -> dict[str, ProfileSpec]:

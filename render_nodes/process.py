@@ -26,13 +26,21 @@ class Line:
     text: str
 
 
-def child_env() -> dict[str, str]:
-    """The node's environment without rfarm's own settings (the Redis URL may hold a password)."""
-    return {key: value for key, value in os.environ.items() if not key.startswith("RFARM_")}
+# what makes a renderer see one GPU only: CUDA, ROCm/HIP, and OpenCL on AMD
+GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL")
+
+
+def child_env(gpu: str | None = None) -> dict[str, str]:
+    """The node's environment without rfarm's own settings (the Redis URL may hold a password);
+    with ``gpu``, only that GPU visible."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RFARM_")}
+    if gpu is not None:
+        env.update(dict.fromkeys(GPU_VARIABLES, gpu))
+    return env
 
 
 class RenderProcess:
-    def __init__(self, argv: list[str], lines: queue.Queue[Line]) -> None:
+    def __init__(self, argv: list[str], lines: queue.Queue[Line], *, gpu: str | None = None) -> None:
         self.argv = argv
         self._lines = lines
         self._proc = subprocess.Popen(
@@ -41,7 +49,7 @@ class RenderProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            env=child_env(),
+            env=child_env(gpu),
             close_fds=True,
         )
         self._readers = [

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import redis
 
+from broker_contracts.durations import format_duration
 from broker_contracts.keys import NODES_GROUP, Keys
 from broker_contracts.profiles import IN_PROCESS_BUILTINS, ProfileSpec, validate_params
 from broker_contracts.work import NodeEvent, WorkItem
@@ -86,6 +87,8 @@ class TaskRun:
         # (cancelled, held) as the claim loop read them for its whole batch, or None: read here
         self.flags: tuple[bool, bool] | None = None
         self.started = False  # the claim loop published this run's "started" with its batch
+        self.gpu: str | None = None  # the GPU of the slot that runs it (rfarmctl node --gpus)
+        self._deadline: tuple[float, str] | None = None  # (monotonic end, the failure's reason) of a timeout
 
     # -- control from the node ------------------------------------------------------------------
 
@@ -186,6 +189,9 @@ class TaskRun:
             return Result(Outcome.FAILED, error=f"cannot create {output}: {exc.strerror or exc}")
         pattern = re.compile(spec.progress) if spec.progress else None
         self._output, self._writes = output, spec.writes
+        timeout = item.timeout or spec.timeout
+        if timeout:
+            self._deadline = (time.monotonic() + timeout, f"timed out after {format_duration(timeout)}")
         for invocation in invocations(spec, params, item.first, item.last, str(output)):
             self._mark = time.monotonic()
             result = self._invoke(invocation, pattern)
@@ -216,7 +222,7 @@ class TaskRun:
     def _invoke(self, invocation: Invocation, pattern: re.Pattern[str] | None) -> Result:
         lines: queue.Queue[Line] = queue.Queue()
         try:
-            proc = RenderProcess(invocation.argv, lines)
+            proc = RenderProcess(invocation.argv, lines, gpu=self.gpu)
         except OSError as exc:
             return Result(Outcome.FAILED, 127, f"cannot start {invocation.argv[0]}: {exc.strerror or exc}")
         next_cancel = time.monotonic() + CANCEL_POLL
@@ -237,6 +243,11 @@ class TaskRun:
                     return Result(Outcome.LOST, proc.stop(), "lease lost to another node")
             if self._abort.is_set():
                 return Result(Outcome.ABORTED, proc.stop(now=self._abort_now), "node stopping")
+            if self._deadline is not None and now >= self._deadline[0]:
+                # SIGTERM, SIGKILL after a grace (RenderProcess.stop): a failed attempt, retried as any
+                code = proc.stop()
+                log.info("task %s: %s", self.item.task_id, self._deadline[1])
+                return Result(Outcome.FAILED, code, self._deadline[1])
         proc.finish_output()
         self._take_lines(lines, pattern, timeout=0)
         if code == 0:

@@ -93,7 +93,7 @@ def role_rules(role: str, prefix: str, *, setinfo: bool = True) -> tuple[str, ..
             *connection,
             f"(%W~{p}:events %W~{p}:dead +xadd)",
             f"(%W~{p}:node:* +set +del)",
-            f"(%R~{p}:cancel:* %R~{p}:hold:* +exists)",
+            f"(%R~{p}:cancel:* %R~{p}:hold:* %R~{p}:drain:* +exists)",
             f"(%R~{p}:workkey +get)",
         )
     if role == "gateway":

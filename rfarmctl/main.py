@@ -22,7 +22,7 @@ from broker_contracts.config import Settings
 from broker_contracts.config import redact_url as redact
 from broker_contracts.types import Password, Username
 from rfarmctl import credentials as node_credential
-from rfarmctl import hooks, quotas
+from rfarmctl import hooks, quotas, scheduling
 from rfarmctl.database import create_admin, migrate_database, unlock_user
 from rfarmctl.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CtlError, unreachable
 
@@ -210,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     quotas.add_parser(sub)
     hooks.add_parser(sub)
+    scheduling.add_parsers(sub)
 
     p = sub.add_parser("redis-acl", help="print, or --apply, least-privilege Redis ACL users for each role")
     p.add_argument("--apply", action="store_true", help="create the users (connects as RFARM_REDIS_URL's user)")

@@ -7,6 +7,7 @@ import re
 import secrets
 from typing import Any
 
+from broker_contracts.durations import parse_duration
 from broker_contracts.frames import parse_frames
 from broker_contracts.messages import LoginForm, RegisterForm
 from broker_contracts.states import JobStatus
@@ -17,6 +18,7 @@ from shell.errors import UsageError
 from shell.registry import Arg, Command, Context, Registry, Renderer, positive_seconds
 from shell.safe import printable
 from shell.watch import Follow, follow
+from shell.whyview import render_why
 
 # --- argument types (raise ArgumentTypeError: argparse names the argument in the message) -------
 
@@ -40,6 +42,13 @@ def whole(text: str) -> int:
 def frames(text: str) -> str:
     try:
         return str(parse_frames(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def duration(text: str) -> int:
+    try:
+        return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -72,6 +81,7 @@ _ACCEPT_NEW_KEY = Arg(
 )
 _JOB = Arg("job", "job id", type=job_id, metavar="JOB", completes="job")
 _NO_NOTIFY = Arg("--no-notify", "no bell or desktop notification when it ends (or RFARM_NOTIFY=off)", flag=True)
+_NODE = Arg("node", "render node name (see `nodes`)", metavar="NODE", completes="node")
 
 
 # --- builders -----------------------------------------------------------------------------------
@@ -129,7 +139,20 @@ def _submit(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     }
     if ns.after is not None:
         body["after"] = ns.after
+    if ns.limit:
+        body["limits"] = ns.limit
+    if ns.task_timeout is not None:
+        body["task_timeout"] = ns.task_timeout
     return body
+
+
+def _node_ref(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    return {"name": ns.node}
+
+
+def _render_node_state(reply: Any, opts: Any) -> list[str]:
+    state = "drained: no new work, running work finishes" if reply.drained else "takes work"
+    return [f"node {printable(reply.id)} ({printable(reply.state)}, {reply.running}/{reply.slots} busy): {state}"]
 
 
 def _list(ns: argparse.Namespace, ctx: Context) -> dict[str, Any]:
@@ -288,6 +311,18 @@ COMMANDS: tuple[Command, ...] = (
                 metavar="JOB",
                 completes="job",
             ),
+            Arg(
+                "--limit",
+                "a named limit its tasks take (an operator sets them), may repeat",
+                metavar="NAME",
+                repeat=True,
+            ),
+            Arg(
+                "--task-timeout",
+                "stop a render that runs longer (90s, 15m, 2h) and retry it as a failure",
+                type=duration,
+                metavar="DURATION",
+            ),
             Arg("--watch", "then follow the job live, as `watch` does", flag=True),
         ),
         request="job.submit",
@@ -297,6 +332,7 @@ COMMANDS: tuple[Command, ...] = (
         examples=(
             "rfarm submit mandel --frames 1-100 --chunk 5 --param zoom=2.5 --priority 70",
             "rfarm submit nap --renderer sleep --param seconds=0.5 --frames 1-20 --watch",
+            "rfarm submit sim --renderer houdini --limit houdini-lic --task-timeout 2h --frames 1-48",
         ),
     ),
     Command(
@@ -326,6 +362,15 @@ COMMANDS: tuple[Command, ...] = (
         request="job.show",
         build=_job_ref,
         render=r.render_show,
+    ),
+    Command(
+        name="why",
+        help="where a job stands and why: its place among waiting work, what it waits for, what would start it",
+        args=(_JOB,),
+        request="job.why",
+        build=_job_ref,
+        render=render_why,
+        examples=("rfarm why 42",),
     ),
     Command(
         name="history",
@@ -410,10 +455,34 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         name="nodes",
-        help="render nodes and their state (admins)",
+        help="pools, render nodes, their slots and what is busy (the jobs on them: yours; admins: all)",
         request="node.list",
         build=_empty,
         render=r.render_nodes,
+    ),
+    Command(
+        name="drain",
+        help="no new work for a node; its running work finishes (admins)",
+        args=(_NODE,),
+        request="node.drain",
+        build=_node_ref,
+        render=_render_node_state,
+    ),
+    Command(
+        name="undrain",
+        help="a drained node takes work again (admins)",
+        args=(_NODE,),
+        request="node.undrain",
+        build=_node_ref,
+        render=_render_node_state,
+    ),
+    Command(
+        name="forget",
+        help="remove a gone node from the farm's list (admins)",
+        args=(_NODE,),
+        request="node.forget",
+        build=_node_ref,
+        render=lambda reply, opts: [f"forgot node {printable(reply.name)}"],
     ),
     Command(
         name="help",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from broker_contracts.durations import format_duration
 from broker_contracts.messages import (
     FrameTimes,
     HistoryReply,
@@ -153,6 +154,10 @@ def _job_fields(job: JobDetail, opts: RenderOptions) -> list[tuple[str, str]]:
     ]
     if job.after is not None:
         fields.append(("after", f"job {job.after}"))
+    if job.limits:
+        fields.append(("limits", printable(", ".join(job.limits))))
+    if job.task_timeout:
+        fields.append(("timeout", f"{format_duration(job.task_timeout)} per task"))
     if job.waiting:
         fields.append(("waiting", printable(job.waiting)))
     if job.blocked_nodes:
@@ -286,18 +291,39 @@ def render_raw_logs(reply: LogsReply, opts: RenderOptions) -> list[str]:
 def render_nodes(reply: NodesReply, opts: RenderOptions) -> list[str]:
     if not reply.nodes:
         return ["no render nodes are connected"]
-    headers = ["NODE", "POOL", "STATE", "BUSY", "TAGS", "PROFILES", "VERSION", "SEEN"]
+    headers = ["NODE", "POOL", "STATE", "BUSY", "TAGS", "PROFILES", "VERSION", "SEEN", "JOBS"]
     rows: list[list[str | Cell]] = [
         [
             printable(node.id),
             printable(node.pool),
-            Cell(printable(node.state), node.state),
+            Cell(printable(node.state) + (" (drained)" if node.drained else ""), node.state),
             f"{node.running}/{node.slots}",
             printable(",".join(node.tags)) or "-",
             printable(",".join(node.profiles)) or "-",
             printable(" ".join([node.version, *(node.renderers[name] for name in sorted(node.renderers))])),
             ago(node.last_seen, opts.now),
+            printable(", ".join(f"{j.id} {j.name} ({j.owner})" for j in node.jobs)) or "-",
         ]
         for node in reply.nodes
     ]
-    return table(headers, rows, opts, flex=(5, 4, 0), right=(3,))
+    lines = table(headers, rows, opts, flex=(5, 4, 8, 0), right=(3,))
+    return [*lines, "", *pool_lines(reply)]
+
+
+def pool_lines(reply: NodesReply) -> list[str]:
+    """Each pool's capacity: its live nodes, their slots, how many are busy and free."""
+    pools: dict[str, list[int]] = {}
+    for node in reply.nodes:
+        if node.state in ("gone", "lost"):
+            continue
+        live = pools.setdefault(node.pool, [0, 0, 0, 0])  # nodes, slots, busy, drained slots
+        live[0] += 1
+        live[1] += node.slots
+        live[2] += min(node.running, node.slots)
+        live[3] += node.slots if node.drained else 0
+    out = []
+    for pool, (count, slots, busy, drained) in sorted(pools.items()):
+        free = max(0, slots - busy - drained)
+        note = f", {drained} drained" if drained else ""
+        out.append(f"pool {printable(pool)}: {count} node(s), {busy} of {slots} slots busy, {free} free{note}")
+    return out or ["no live render nodes"]

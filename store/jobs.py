@@ -52,7 +52,7 @@ WIRE_SUMMARY_COLUMNS = SUMMARY_COLUMNS.replace(
 DETAIL_COLUMNS = (
     SUMMARY_COLUMNS
     + """, j.chunk, j.params, j.max_attempts, j.requires, j.after_job AS after, j.owner_id,
-         j.frame_first, j.frame_last, 'job-' || j.id AS output"""
+         j.frame_first, j.frame_last, 'job-' || j.id AS output, j.limits, j.task_timeout"""
 )
 
 

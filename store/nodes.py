@@ -47,7 +47,8 @@ def list_nodes(conn: psycopg.Connection, *, include_gone_for: float = 3600) -> l
                    CASE WHEN n.state = 'gone' THEN 'gone' WHEN {ALIVE} THEN n.state ELSE 'lost' END AS state,
                    n.version, n.last_seen,
                    (SELECT coalesce(jsonb_object_agg(s.key, s.value ->> 'version'), '{{}}'::jsonb)
-                      FROM jsonb_each(n.specs) s WHERE jsonb_typeof(s.value -> 'version') = 'string') AS renderers
+                      FROM jsonb_each(n.specs) s WHERE jsonb_typeof(s.value -> 'version') = 'string') AS renderers,
+                   n.drained
             FROM nodes n WHERE n.last_seen > now() - make_interval(secs => %s) ORDER BY n.pool, n.id""",
         (include_gone_for,),
     ).fetchall()
@@ -72,3 +73,52 @@ def spec_of(conn: psycopg.Connection, profile: str) -> dict[str, Any] | None:
         (profile, profile),
     ).fetchone()
     return row["spec"] if row else None  # type: ignore[call-overload]
+
+
+def jobs_running(conn: psycopg.Connection, owner_id: int | None) -> dict[str, list[dict[str, Any]]]:
+    """Node -> the jobs of the tasks it runs (id, name, owner; one entry per job), of ``owner_id``
+    only when given (a non-admin sees no other user's job names)."""
+    rows = conn.execute(
+        """SELECT DISTINCT n.id AS node, j.id, j.name, u.username AS owner
+           FROM nodes n CROSS JOIN LATERAL unnest(n.running) AS r(task)
+           JOIN tasks t ON t.id = r.task JOIN jobs j ON j.id = t.job_id JOIN users u ON u.id = j.owner_id
+           WHERE cardinality(n.running) > 0 AND (%(owner)s::bigint IS NULL OR j.owner_id = %(owner)s)
+           ORDER BY n.id, j.id""",
+        {"owner": owner_id},
+    ).fetchall()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        row = dict(r)  # type: ignore[call-overload]
+        out.setdefault(row.pop("node"), []).append(row)
+    return out
+
+
+def set_drained(conn: psycopg.Connection, node_id: str, drained: bool) -> bool:
+    """Drain (or undrain) a known node; False if no node has that name."""
+    return conn.execute("UPDATE nodes SET drained = %s WHERE id = %s", (drained, node_id)).rowcount == 1
+
+
+def drained(conn: psycopg.Connection) -> list[str]:
+    rows = conn.execute("SELECT id FROM nodes WHERE drained AND state <> 'gone' ORDER BY id").fetchall()
+    return [r["id"] for r in rows]  # type: ignore[call-overload]
+
+
+def forget(conn: psycopg.Connection, node_id: str) -> str | None:
+    """Remove a node that is gone or lost: None when done, else why not ("alive", "unknown")."""
+    row = conn.execute(f"SELECT {ALIVE} AS alive FROM nodes n WHERE n.id = %s FOR UPDATE", (node_id,)).fetchone()
+    if row is None:
+        return "unknown"
+    if row["alive"]:  # type: ignore[call-overload]
+        return "alive"
+    conn.execute("DELETE FROM nodes WHERE id = %s", (node_id,))
+    return None
+
+
+def forget_gone(conn: psycopg.Connection, after: float) -> list[str]:
+    """Remove every node not heard from for ``after`` seconds; their names."""
+    rows = conn.execute(
+        f"""DELETE FROM nodes n WHERE n.last_seen < now() - make_interval(secs => %s) AND NOT ({ALIVE})
+            RETURNING n.id""",
+        (after,),
+    ).fetchall()
+    return sorted(r["id"] for r in rows)  # type: ignore[call-overload]

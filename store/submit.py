@@ -147,20 +147,23 @@ def _submit_statement(
                RETURNING user_id),
            job AS (
                INSERT INTO jobs (owner_id, name, renderer, params, frame_first, frame_last, chunk, priority,
-                                 max_attempts, pool, requires, after_job, frames_total, tasks_total)
+                                 max_attempts, pool, requires, after_job, frames_total, tasks_total, limits,
+                                 task_timeout)
                SELECT owner.id, %(name)s::text, %(renderer)s::text, %(params)s::jsonb, %(first)s::int,
                       %(last)s::int, %(chunk)s::int, %(priority)s::int, %(max_attempts)s::int, %(pool)s::text,
-                      %(requires)s::text[], %(after)s::bigint, %(total)s::int, %(tasks)s::int
+                      %(requires)s::text[], %(after)s::bigint, %(total)s::int, %(tasks)s::int,
+                      %(limits)s::text[], %(task_timeout)s::int
                FROM owner
                WHERE EXISTS (SELECT 1 FROM win)
                RETURNING id),
            job_row AS ({_SUBMITTED_JOB}),
            task AS (
-               INSERT INTO tasks (job_id, seq, frame_first, frame_last, pool, priority)
+               INSERT INTO tasks (job_id, seq, frame_first, frame_last, pool, priority, owner_id)
                SELECT job_row.job_id, g, %(first)s + g * %(chunk)s,
-                      LEAST(%(first)s + (g + 1) * %(chunk)s - 1, %(last)s), %(pool)s, %(priority)s
+                      LEAST(%(first)s + (g + 1) * %(chunk)s - 1, %(last)s), %(pool)s, %(priority)s, owner.id
                -- numbered per job row (the LATERAL reference): a job refused by a quota costs no numbers
-               FROM job_row, LATERAL rfarm_task_seqs(CASE WHEN job_row.job_id IS NOT NULL THEN %(tasks)s END) AS g
+               FROM owner, job_row,
+                    LATERAL rfarm_task_seqs(CASE WHEN job_row.job_id IS NOT NULL THEN %(tasks)s END) AS g
                ORDER BY g
                RETURNING id, job_id),
            task_rows AS ({_SUBMITTED_TASKS})
@@ -177,6 +180,8 @@ def _submit_statement(
         "pool": req.pool,
         "requires": sorted(set(req.requires)),
         "after": req.after,
+        "limits": sorted(set(req.limits)),
+        "task_timeout": req.task_timeout,
         "total": frames.count,
         "tasks": len(frames.chunks(req.chunk)),
         **(answer.params() if answer else {}),

@@ -27,12 +27,13 @@ def test_quick_benchmark_completes_and_writes_json(tmp_path: Path, redis_url: st
     assert str(out) in proc.stdout
     res = json.loads(out.read_text())
     for key in ("machine", "floor", "roundtrips_empty", "throughput", "quota_flood", "dispatch", "roundtrips_full",
-                "bigfarm", "memory", "streams", "targets", "blender"):
+                "bigfarm", "fairshare", "memory", "streams", "targets", "blender"):
         assert key in res, key
     assert {d["nodes"] for d in res["dispatch"]} == {1, 2}
     assert all(d["history"]["complete"] for d in res["dispatch"]), res["dispatch"]
     assert res["bigfarm"]["succeeded"] == res["bigfarm"]["tasks"]
     if "skipped" not in res["blender"]:  # no Blender on this machine (CI installs it)
         assert res["blender"]["status"] == "succeeded" and res["blender"]["frames_recorded_by_the_farm"] == 6
+    assert res["fairshare"]["late_user"]["samples"] > 0 and res["fairshare"]["rate"]["ratio"] is not None
     assert res["throughput"]["2_gateways"]["jobs"]["requests"] > 0
     assert all(s["cap"] is None or s["length"] <= s["cap"] * 1.1 for s in res["streams"])

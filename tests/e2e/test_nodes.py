@@ -147,7 +147,7 @@ def test_pause_resume_and_priority(farm: Farm, unique: str) -> None:
     assert farm.rfarm("priority", str(high), "5", config=user).code == 1  # finished: refused
 
 
-def test_nodes_listing_is_for_admins(farm: Farm, unique: str) -> None:
+def test_nodes_listing_is_for_everyone_steering_for_admins(farm: Farm, unique: str) -> None:
     user = farm.user(f"u{unique}")
     admin = farm.user(f"a{unique}", admin=True)
     farm.start_node(f"listed-{unique}", "--tags", "cuda,linux", "--slots", "2")
@@ -155,7 +155,9 @@ def test_nodes_listing_is_for_admins(farm: Farm, unique: str) -> None:
     listed = {n["id"]: n for n in farm.rfarm("nodes", "--json", config=admin).json()["nodes"]}
     node = listed[f"listed-{unique}"]
     assert node["slots"] == 2 and node["tags"] == ["cuda", "linux"] and node["state"] == "idle"
-    assert farm.rfarm("nodes", config=user).code == 1
+    seen = farm.rfarm("nodes", config=user)  # capacity for everyone (issue 12)
+    assert seen.code == 0 and f"listed-{unique}" in seen.out
+    assert farm.rfarm("drain", f"listed-{unique}", config=user).code == 1
     farm.kill(f"listed-{unique}", signal.SIGTERM)
     wait_for(lambda: {n["id"]: n for n in farm.rfarm("nodes", "--json", config=admin).json()["nodes"]}
              [f"listed-{unique}"]["state"] == "gone", what="node gone")

@@ -34,7 +34,12 @@ EXPECTED = {
               "last_seen"},
     "node_credentials": {"name", "public_key", "created_at", "revoked_at"},
     "signing_keys": {"purpose", "private_key", "public_key", "created_at"},
+    # scheduling (migrations/0009): fair share, limits, task timeouts
+    "user_shares": {"user_id", "weight"},
+    "farm_limits": {"name", "count"},
 }
+EXPECTED["jobs"] |= {"limits", "task_timeout"}
+EXPECTED["tasks"] |= {"owner_id"}
 
 
 @pytest.fixture

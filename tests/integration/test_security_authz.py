@@ -15,6 +15,7 @@ from tests.support.gateway import Gw
 JOB_COMMANDS: dict[str, dict[str, Any]] = {
     "job.show": {"id": "ID"},
     "job.history": {"id": "ID"},
+    "job.why": {"id": "ID"},
     "job.logs": {"id": "ID"},
     "job.watch": {"id": "ID", "sub": "s1"},
     "job.cancel": {"id": "ID"},
@@ -24,6 +25,9 @@ JOB_COMMANDS: dict[str, dict[str, Any]] = {
     "job.priority": {"id": "ID", "priority": 99},
     "job.submit": {"name": "depends", "after": "ID"},  # a dependency must be a job the caller may see
 }
+
+# the other commands whose body is not empty
+OTHER_BODIES: dict[str, dict[str, Any]] = {t: {"name": "n1"} for t in ("node.drain", "node.undrain", "node.forget")}
 
 
 def _body(template: dict[str, Any], job_id: int) -> dict[str, Any]:
@@ -69,8 +73,11 @@ def test_another_users_job_is_answered_like_a_missing_one_for_every_command(gw: 
     assert job_id not in [j["id"] for j in listed]
     refused = gw.call("job.list", {"all": True}, bob)
     assert refused.error is not None and refused.error.code == "auth.forbidden"
-    nodes = gw.call("node.list", {}, bob)
-    assert nodes.error is not None and nodes.error.code == "auth.forbidden"
+    # capacity is for everyone (the jobs on the nodes: only their own); steering nodes is for admins
+    assert gw.call("node.list", {}, bob).error is None
+    for type_ in ("node.drain", "node.undrain", "node.forget"):
+        refused = gw.call(type_, {"name": f"n-{unique}"}, bob)
+        assert refused.error is not None and refused.error.code == "auth.forbidden", type_
     # the owner still sees it untouched
     shown = gw.ok("job.show", {"id": job_id}, alice)["job"]
     assert (shown["status"], shown["paused"], shown["priority"]) == ("queued", False, 50)
@@ -110,7 +117,7 @@ def test_commands_without_a_login_are_refused(gw: Gw, unique: str) -> None:
     for type_, row in REQUEST_TYPES.items():
         if not row.needs_user:
             continue
-        body = _body(JOB_COMMANDS.get(type_, {}), job_id)
+        body = _body(JOB_COMMANDS.get(type_, OTHER_BODIES.get(type_, {})), job_id)
         for token in (None, "not-a-token"):
             reply = gw.call(type_, body, token)
             assert reply.error is not None and reply.error.code in ("auth.required", "auth.token_invalid"), type_

@@ -53,7 +53,16 @@ def test_submit_builds_the_full_body(tmp_path: Path) -> None:
         "pool": "gpu",
         "requires": ["cuda", "big"],
         "after": 7,
+        "limits": [],
+        "task_timeout": None,
     }
+
+
+def test_submit_takes_limits_and_a_task_timeout(tmp_path: Path) -> None:
+    _, body = make_session(tmp_path).request_for(
+        ["submit", "sim", "--limit", "houdini-lic", "--limit", "disk", "--task-timeout", "2H"]
+    )
+    assert body["limits"] == ["houdini-lic", "disk"] and body["task_timeout"] == 7200
 
 
 def test_submit_defaults(tmp_path: Path) -> None:
