@@ -10,7 +10,7 @@ CREATE TABLE user_load (
     user_id       bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     shard         smallint NOT NULL,
     queued_tasks  bigint NOT NULL DEFAULT 0,
-    minute        timestamptz NOT NULL DEFAULT '-infinity',
+    minute        timestamptz NOT NULL DEFAULT 'epoch',  -- no minute yet (a value Python can read)
     submits       integer NOT NULL DEFAULT 0,
     PRIMARY KEY (user_id, shard)
 );
