@@ -104,6 +104,14 @@ def test_turning_cube_on_two_nodes_in_chunks_of_three(farm: Farm, unique: str, b
     rest = farm.rfarm("frames", str(job_id), "--json", "--limit", "50", "--after", "5", config=alice).json()
     assert [r["frame"] for r in rest["frames"]] == list(range(6, 13)) and rest["next"] is None
 
+    # the thumbnails are in PostgreSQL; their copies on the events stream were deleted once applied
+    r = farm.redis()
+    try:
+        left = [f for _, f in r.xrange(farm.keys.events) if b"thumb" in f.get(b"m", b"")]
+    finally:
+        r.close()
+    assert left == []
+
     # Blender's own output in the logs
     logs = farm.rfarm("logs", str(job_id), config=alice)
     assert logs.code == 0 and "Saved: '" in logs.out and "frame_0012.png" in logs.out
