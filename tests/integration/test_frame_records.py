@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from itertools import count
 from typing import Any
 
-import psycopg
 import pytest
 import redis
 from PIL import Image
@@ -110,10 +109,15 @@ def test_frames_are_kept_from_the_running_attempt_only_and_make_the_estimate(led
     assert detail.eta_seconds == pytest.approx(6.0) and estimated.left_seconds == pytest.approx(6.0)
     assert estimated.finishes_at is not None and (estimated.min, estimated.max) == (2.0, 4.0)
 
-    # a frame rendered again by a later attempt replaces its record
-    apply(ledger, signers, ev("succeeded", job_id, first, "a", na, exit_code=0, done_frames=2,
-                              started=time.time() - 5))
-    with psycopg.connect(str(ledger.pool.conninfo)) as conn:
-        conn.execute("DELETE FROM jobs WHERE id = %s", (job_id,))
-        assert conn.execute("SELECT count(*) FROM frames WHERE job_id = %s", (job_id,)).fetchone() == (0,)
+    # a frame reported again replaces its record (one row per frame)
+    apply(ledger, signers, frame(job_id, first, "a", na, 1, 1.0, None))
+    with transaction(ledger.pool) as conn:
+        again = frames.frames_of(conn, job_id, after=None, limit=1)[0]
+        # the records go with their job (and task): a job's prune removes them
+        kinds = conn.execute(
+            """SELECT confrelid::regclass::text AS parent, confdeltype AS on_delete FROM pg_constraint
+                WHERE conrelid = 'frames'::regclass AND contype = 'f' ORDER BY 1"""
+        ).fetchall()
+    assert (again["node"], again["seconds"]) == (na, 1.0)
+    assert [(k["parent"], k["on_delete"]) for k in kinds] == [("jobs", "c"), ("tasks", "c")]
     _ = second
