@@ -279,7 +279,7 @@ def parse_profiles_toml(text: str) -> dict[str, ProfileSpec]:
     return out
 
 
-def _builtin(name: str, options: list[str], params: dict[str, ParamSpec]) -> ProfileSpec:
+def _builtin(name: str, options: list[str], params: dict[str, ParamSpec], writes: str | None = None) -> ProfileSpec:
     # "python" is replaced by the node's own interpreter when it runs a built-in.
     argv = [
         "python",
@@ -301,6 +301,7 @@ def _builtin(name: str, options: list[str], params: dict[str, ParamSpec]) -> Pro
         params=params,
         frames_per_invocation="chunk",
         progress=r"^frame (-?\d+) done",
+        writes=writes,
     )
 
 
@@ -323,6 +324,7 @@ BUILTIN_PROFILES: dict[str, ProfileSpec] = {
                 type="choice", choices=["mandelbrot", "julia"], default="mandelbrot", help="which fractal"
             ),
         },
+        writes="frame_####.png",  # each frame recorded and thumbnailed, as Blender's are
     ),
     "sleep": _builtin(
         "sleep",

@@ -156,6 +156,7 @@ class Ledger:
             except (DecodeError, ValidationError) as exc:
                 dead_letter(pipe, self.keys, self.keys.events, eid, f"undecodable event: {exc}", payload)
         self.identities.refresh({ev.node for _, ev, _, _ in decoded})
+        pictured = [eid for eid, ev, _, _ in decoded if ev.thumb is not None]
         for eid, ev, payload, signature in decoded:
             refused = self.identities.refusal(ev.node, payload, signature)
             if refused is not None:
@@ -184,6 +185,8 @@ class Ledger:
         for effect in batch.effects:
             effect(pipe)
         pipe.xack(self.keys.events, LEDGER_GROUP, *[eid for eid, _ in entries])
+        if pictured:  # a thumbnail is kept in PostgreSQL: its copy on the stream (up to 44 KB) goes now
+            pipe.xdel(self.keys.events, *pictured)
         pipe.execute()
         self.pace.add(batch.starts)
         if batch.wake_dispatcher or batch.changed_jobs:

@@ -199,7 +199,8 @@ def seconds_text(seconds: float) -> str:
 def time_fields(times: FrameTimes, running: bool) -> list[tuple[str, str]]:
     """Frame time min / mean / max, and for a running job the time left and when it should end."""
     if not times.done or times.min is None or times.mean is None or times.max is None:
-        out = [("frame time", "unknown (no frame finished yet)")]
+        why = "no frame finished yet" if running else "no frame recorded (its renderer names no frame files)"
+        out = [("frame time", f"unknown ({why})")]
         return [*out, ("time left", "unknown")] if running else out
     spread = f"min {seconds_text(times.min)}  mean {seconds_text(times.mean)}  max {seconds_text(times.max)}"
     out = [("frame time", f"{spread}  ({times.done} frame{'s' if times.done != 1 else ''})")]

@@ -36,8 +36,14 @@ def submit(farm: Farm, config: str, *args: str) -> int:
 
 
 def nodes(farm: Farm, scenes: Path, blender: str, *names: str) -> None:
+    """Nodes offering the blender profile, up (announced in Redis) when this returns."""
     for name in names:
         farm.start_node(name, "--blender", blender, "--path-root", str(scenes))
+    r = farm.redis()
+    try:
+        wait_for(lambda: all(r.exists(farm.keys.node(n)) for n in names), timeout=30, what="the nodes")
+    finally:
+        r.close()
 
 
 def in_pty(farm: Farm, config: str, args: list[str], **env: str) -> str:
@@ -85,14 +91,26 @@ def test_turning_cube_on_two_nodes_in_chunks_of_three(farm: Farm, unique: str, b
     assert listed.code == 0, listed
     records = listed.json()
     assert [r["frame"] for r in records] == list(range(1, 13))
+    assert {r["node"] for r in records} == {f"b1-{unique}", f"b2-{unique}"}  # both nodes rendered
+    chunks = [{r["node"] for r in records[i : i + 3]} for i in range(0, 12, 3)]
+    assert all(len(c) == 1 for c in chunks)  # a chunk of 3 frames is one task on one node
     for r in records:
         assert r["status"] == "done" and r["node"] in (f"b1-{unique}", f"b2-{unique}")
+        assert r["attempt"] == 1 and len(r["sha256"]) == 64
         assert r["seconds"] > 0 and r["file"] == str(out.resolve() / f"frame_{r['frame']:04d}.png")
         assert r["bytes"] == Path(r["file"]).stat().st_size
     page = farm.rfarm("frames", str(job_id), "--json", "--limit", "5", config=alice).json()
     assert [r["frame"] for r in page["frames"]] == [1, 2, 3, 4, 5] and page["next"] == 5
     rest = farm.rfarm("frames", str(job_id), "--json", "--limit", "50", "--after", "5", config=alice).json()
     assert [r["frame"] for r in rest["frames"]] == list(range(6, 13)) and rest["next"] is None
+
+    # the thumbnails are in PostgreSQL; their copies on the events stream were deleted once applied
+    r = farm.redis()
+    try:
+        left = [f for _, f in r.xrange(farm.keys.events) if b"thumb" in f.get(b"m", b"")]
+    finally:
+        r.close()
+    assert left == []
 
     # Blender's own output in the logs
     logs = farm.rfarm("logs", str(job_id), config=alice)

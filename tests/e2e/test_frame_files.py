@@ -78,3 +78,14 @@ def test_each_saved_frame_reports_its_record_and_a_small_thumbnail(rig: NodeRig,
         assert 0 < len(png) <= THUMB_BYTES
         with Image.open(io.BytesIO(png)) as thumb:
             assert thumb.format == "PNG" and thumb.size == (160, 90)  # the aspect of 640x360, kept
+
+
+def test_the_fractal_builtin_records_its_frames_too(rig: NodeRig) -> None:
+    item = rig.submit("fractal", 1, 2, job=5, params={"width": "64", "height": "32"})
+    code, err = finish(rig.node("--drain", "--no-blender"))
+    assert code == 0, err
+    done = of(rig.events(item.task_id), "progress")
+    assert [e.frame for e in done] == [1, 2]
+    for ev in done:
+        with Image.open(io.BytesIO(base64.b64decode(ev.thumb or ""))) as thumb:
+            assert thumb.size == (64, 32)  # smaller than a thumbnail already: kept as it is

@@ -66,6 +66,9 @@ def test_hook_runs_once_per_finished_job_through_a_kill_and_a_failure(farm: Farm
     farm.kill("hooks", signal.SIGKILL)
     farm._spawn("hooks", [str(BIN / "rfarmctl"), *runner])
     later = submit("later", "--renderer", "noop")
+    wait_for(lambda: (farm.root / "hooks.log").read_text().count("running") >= 2, timeout=30, what="the restart")
+    second = farm.rfarmctl(*runner[:3], "--once", *runner[3:])  # the same name while one runs: refused
+    assert second.code == 1 and "another hooks runner" in second.err, second
 
     ours = {good: "succeeded", bad: "failed", held: "failed", stopped: "cancelled", later: "succeeded"}
     wait_for(lambda: {int(line.split()[0]) for line in lines(here / "ran")} >= set(ours), timeout=60,

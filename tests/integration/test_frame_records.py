@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from itertools import count
 from typing import Any
 
-import psycopg
 import pytest
 import redis
 from PIL import Image
@@ -76,20 +75,21 @@ def frame(job: int, task: int, run: str, node: str, n: int, seconds: float, png:
 
 def test_frames_are_kept_from_the_running_attempt_only_and_make_the_estimate(ledger: Ledger) -> None:
     signers: dict[str, Signer] = {}
+    na, nb = f"fa{secrets.token_hex(3)}", f"fb{secrets.token_hex(3)}"  # nodes of this test's own
     with transaction(ledger.pool) as conn:
         owner = users.create_user(conn, f"o{secrets.token_hex(4)}", "not-a-hash")
         body = m.SubmitRequest.model_validate({"name": "j", "frames": "1-4", "chunk": 2})
         job_id = submitting.submit(conn, owner, body)
         first, second = [r["id"] for r in conn.execute(  # type: ignore[call-overload]
             "SELECT id FROM tasks WHERE job_id = %s ORDER BY seq", (job_id,)).fetchall()]
-    apply(ledger, signers, ev("started", job_id, first, "a", "na"))
+    apply(ledger, signers, ev("started", job_id, first, "a", na))
     apply(
         ledger,
         signers,
-        frame(job_id, first, "a", "na", 1, 2.0, thumb()),
-        frame(job_id, first, "a", "na", 2, 4.0, base64.b64encode(b"not a png").decode()),
-        frame(job_id, first, "b", "nb", 2, 9.0, thumb()),  # another node, not the task's run: ignored
-        frame(job_id, first, "a", "na", 3, 9.0, thumb()).model_copy(update={"done_frames": 2}),  # not its frame
+        frame(job_id, first, "a", na, 1, 2.0, thumb()),
+        frame(job_id, first, "a", na, 2, 4.0, base64.b64encode(b"not a png").decode()),
+        frame(job_id, first, "b", nb, 2, 9.0, thumb()),  # another node, not the task's run: ignored
+        frame(job_id, first, "a", na, 3, 9.0, thumb()).model_copy(update={"done_frames": 2}),  # not its frame
     )
     with transaction(ledger.pool) as conn:
         listed = frames.frames_of(conn, job_id, after=None, limit=10)
@@ -101,7 +101,7 @@ def test_frames_are_kept_from_the_running_attempt_only_and_make_the_estimate(led
         detail = m.JobDetail.model_validate(job)
         estimated = estimate(conn, detail, tasks)
     assert [(f["frame"], f["status"], f["node"], f["seconds"]) for f in listed] == [
-        (1, "done", "na", 2.0), (2, "done", "na", 4.0), (3, "queued", None, None), (4, "queued", None, None)]
+        (1, "done", na, 2.0), (2, "done", na, 4.0), (3, "queued", None, None), (4, "queued", None, None)]
     assert listed[0]["file"] == f"/r/job-{job_id}/f1.png" and listed[0]["bytes"] == 101
     assert [t["frame"] for t in got] == [1] and more is None  # frame 2's thumbnail was no PNG: not kept
     assert times == {"done": 2, "min": 2.0, "mean": 3.0, "max": 4.0}
@@ -109,10 +109,15 @@ def test_frames_are_kept_from_the_running_attempt_only_and_make_the_estimate(led
     assert detail.eta_seconds == pytest.approx(6.0) and estimated.left_seconds == pytest.approx(6.0)
     assert estimated.finishes_at is not None and (estimated.min, estimated.max) == (2.0, 4.0)
 
-    # a frame rendered again by a later attempt replaces its record
-    apply(ledger, signers, ev("succeeded", job_id, first, "a", "na", exit_code=0, done_frames=2,
-                              started=time.time() - 5))
-    with psycopg.connect(str(ledger.pool.conninfo)) as conn:
-        conn.execute("DELETE FROM jobs WHERE id = %s", (job_id,))
-        assert conn.execute("SELECT count(*) FROM frames WHERE job_id = %s", (job_id,)).fetchone() == (0,)
+    # a frame reported again replaces its record (one row per frame)
+    apply(ledger, signers, frame(job_id, first, "a", na, 1, 1.0, None))
+    with transaction(ledger.pool) as conn:
+        again = frames.frames_of(conn, job_id, after=None, limit=1)[0]
+        # the records go with their job (and task): a job's prune removes them
+        kinds = conn.execute(
+            """SELECT confrelid::regclass::text AS parent, confdeltype AS on_delete FROM pg_constraint
+                WHERE conrelid = 'frames'::regclass AND contype = 'f' ORDER BY 1"""
+        ).fetchall()
+    assert (again["node"], again["seconds"]) == (na, 1.0)
+    assert [(k["parent"], k["on_delete"]) for k in kinds] == [("jobs", "c"), ("tasks", "c")]
     _ = second

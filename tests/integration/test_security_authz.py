@@ -24,6 +24,8 @@ JOB_COMMANDS: dict[str, dict[str, Any]] = {
     "job.retry": {"id": "ID"},
     "job.priority": {"id": "ID", "priority": 99},
     "job.submit": {"name": "depends", "after": "ID"},  # a dependency must be a job the caller may see
+    "job.frames": {"id": "ID"},
+    "job.thumbs": {"id": "ID"},
 }
 
 # the other commands whose body is not empty
@@ -107,7 +109,7 @@ def test_the_owner_may_do_everything_to_their_own_job(gw: Gw, unique: str) -> No
     alice = gw.user(f"alice{unique}")
     job_id = gw.ok("job.submit", {"name": "mine", "frames": "1-2"}, alice)["id"]
     for type_ in ("job.show", "job.history", "job.logs", "job.watch", "job.priority", "job.pause", "job.resume",
-                  "job.cancel", "job.retry", "job.submit"):
+                  "job.cancel", "job.retry", "job.submit", "job.frames", "job.thumbs"):
         assert _answer(gw, type_, job_id, alice)[0], type_
 
 

@@ -148,3 +148,21 @@ def test_job_changed_logs_and_nodes() -> None:
         "running": 2, "state": "up", "version": "0.1.0", "last_seen": NOW.isoformat()}]})  # fmt: skip
     lines = r.render_nodes(nodes, RenderOptions(now=NOW))
     assert "2/4" in lines[1] and "just now" in lines[1]
+
+
+def test_show_gives_frame_times_and_for_a_running_job_the_time_left() -> None:
+    from broker_contracts.messages import ShowReply
+
+    times = {"done": 4, "min": 0.5, "mean": 1.25, "max": 3.0, "left_seconds": 130.0,
+             "finishes_at": (NOW + timedelta(seconds=130)).isoformat()}
+    lines = r.render_show(ShowReply.model_validate({"job": detail(), "tasks": [], "times": times}),
+                          RenderOptions(width=100, now=NOW))
+    text = "\n".join(lines)
+    assert "frame time  min 0.50 s  mean 1.25 s  max 3.00 s  (4 frames)" in text
+    assert "time left   about 2 min 10 s, done around" in text
+    fresh = r.render_show(ShowReply.model_validate({"job": detail(), "tasks": []}), RenderOptions(width=100, now=NOW))
+    assert any("unknown (no frame finished yet)" in line for line in fresh)
+    assert any(line.split() == ["time", "left", "unknown"] for line in fresh)
+    ended = r.render_show(ShowReply.model_validate({"job": detail(status="succeeded"), "tasks": []}),
+                          RenderOptions(width=100, now=NOW))
+    assert not any("time left" in line for line in ended)
