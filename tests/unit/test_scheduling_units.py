@@ -145,3 +145,15 @@ def test_why_counts_what_goes_first_as_the_deal_would() -> None:
     assert _ahead(job_, facts, 1.0) == {"window": 3, "higher_priority": 7, "other_users": 3, "older_jobs": 2}
     ranks = [c.owner for c in deal(job(B, 9, 10) + job(A, 8, 1), held={A: 4, B: 1}, weights={}, room={}, want=4)]
     assert ranks.index(A) == 3
+
+
+def test_the_shell_completes_node_names_pools_and_tags() -> None:
+    from shell.commands import default_registry
+    from shell.complete import Known, suggest
+
+    known = Known(nodes=("n1", "n2", "x9"), pools=("default", "gpu"), tags=("gpu", "linux"))
+    registry = default_registry()
+    assert [s.text for s in suggest(registry, "drain n", known)] == ["n1", "n2"]
+    assert [s.text for s in suggest(registry, "submit x --pool g", known)] == ["gpu"]
+    assert [s.text for s in suggest(registry, "submit x --require l", known)] == ["linux"]
+    assert "why" in [s.text for s in suggest(registry, "wh", known)]
