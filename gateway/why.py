@@ -112,6 +112,9 @@ def _reasons(conn: Any, job: dict[str, Any], f: Facts, reply: m.WhyReply) -> tup
             waits.append(f"every slot that can run it is busy ({len(usable)} node(s), "
                          f"{sum(n['slots'] for n in usable)} slot(s))")
             starts.append("a slot freeing up, or more nodes")
-        if not waits:
+        if not waits and not f.tasks["ready"]:
+            waits.append(f"nothing: its {f.tasks['dispatched']} waiting task(s) are handed to the nodes, "
+                         "each starts as a slot frees up")
+        elif not waits:
             waits.append("nothing: its next task is about to be handed to a node")
     return waits, starts
