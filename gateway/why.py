@@ -80,8 +80,13 @@ def _reasons(conn: Any, job: dict[str, Any], f: Facts, reply: m.WhyReply) -> tup
         needs = ", ".join(missing or job["requires"])
         waits.append(f"no live node in pool {pool!r} with {job['renderer']!r} has the tags {needs}")
         starts.append(f"a node of pool {pool!r} with the tags {', '.join(job['requires'])}")
-    usable = [n for n in tagged if n["id"] not in f.blocked]
-    if tagged and not usable:
+    drained = [n["id"] for n in tagged if n["drained"]]
+    undrained = [n for n in tagged if not n["drained"]]
+    if tagged and not undrained:
+        waits.append(f"every node that could run it is drained by an admin: {', '.join(drained)}")
+        starts.append("an admin undraining one (`rfarm undrain NODE`)")
+    usable = [n for n in undrained if n["id"] not in f.blocked]
+    if undrained and not usable:
         waits.append(f"every node that could run it failed it too often: {', '.join(f.blocked)} (blocklisted)")
         starts.append(f"`rfarm retry {jid}` (forgives the nodes) or another node that can run it")
     elif f.blocked:
@@ -107,6 +112,9 @@ def _reasons(conn: Any, job: dict[str, Any], f: Facts, reply: m.WhyReply) -> tup
             waits.append(f"every slot that can run it is busy ({len(usable)} node(s), "
                          f"{sum(n['slots'] for n in usable)} slot(s))")
             starts.append("a slot freeing up, or more nodes")
-        if not waits:
+        if not waits and not f.tasks["ready"]:
+            waits.append(f"nothing: its {f.tasks['dispatched']} waiting task(s) are handed to the nodes, "
+                         "each starts as a slot frees up")
+        elif not waits:
             waits.append("nothing: its next task is about to be handed to a node")
     return waits, starts

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from broker_contracts.config import Settings
 from broker_contracts.errors import ErrorCode
-from broker_contracts.messages import ListReply, NodesReply, UserReply
+from broker_contracts.messages import ListReply, NodeInfo, NodesReply, UserReply
 from broker_contracts.profiles import BUILTIN_PROFILES, ProfileSpec
 from shell.client import Client
 from shell.complete import JobBrief, Known
@@ -181,7 +181,8 @@ class Refresher:
         jobs = tuple(JobBrief(j.id, j.name, "paused" if j.paused else j.status.value) for j in listed.jobs)
         mine = tuple(j for j, full in zip(jobs, listed.jobs, strict=True) if full.owner == who.username)
         profiles = dict(BUILTIN_PROFILES)
-        profiles.update(self._node_profiles(client, token) if who.is_admin else {})
+        nodes = self._nodes(client, token)  # everyone may list them (issue 12)
+        profiles.update(_node_profiles(nodes))
         running, queued = counts(mine)
         return Snapshot(
             state=CONNECTED,
@@ -189,21 +190,30 @@ class Refresher:
             admin=who.is_admin,
             running=running,
             queued=queued,
-            known=Known(jobs=jobs, profiles=profiles),
+            known=Known(
+                jobs=jobs,
+                profiles=profiles,
+                nodes=tuple(sorted({n.id for n in nodes})),
+                pools=tuple(sorted({n.pool for n in nodes})),
+                tags=tuple(sorted({t for n in nodes for t in n.tags})),
+            ),
         )
 
-    def _node_profiles(self, client: Client, token: str) -> dict[str, ProfileSpec]:
-        """Profile names the connected nodes offer (admins only: node.list); their params unknown."""
+    def _nodes(self, client: Client, token: str) -> list[NodeInfo]:
         try:
-            nodes = NodesReply.model_validate(client.call("node.list", {}, token))
+            return NodesReply.model_validate(client.call("node.list", {}, token)).nodes
         except FarmError:
-            return {}
-        out: dict[str, ProfileSpec] = {}
-        for node in nodes.nodes:
-            for name in node.profiles:
-                if name not in BUILTIN_PROFILES:
-                    try:
-                        out[name] = ProfileSpec(name=name, argv=["?"])
-                    except ValidationError:
-                        continue
-        return out
+            return []
+
+
+def _node_profiles(nodes: list[NodeInfo]) -> dict[str, ProfileSpec]:
+    """Profile names the connected nodes offer; their params unknown."""
+    out: dict[str, ProfileSpec] = {}
+    for node in nodes:
+        for name in node.profiles:
+            if name not in BUILTIN_PROFILES:
+                try:
+                    out[name] = ProfileSpec(name=name, argv=["?"])
+                except ValidationError:
+                    continue
+    return out

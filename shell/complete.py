@@ -33,6 +33,9 @@ class Known:
 
     jobs: tuple[JobBrief, ...] = ()
     profiles: dict[str, ProfileSpec] = field(default_factory=lambda: dict(BUILTIN_PROFILES))
+    nodes: tuple[str, ...] = ()  # names, pools and tags of the nodes `node.list` showed
+    pools: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,9 @@ def _values(arg: Arg, current: str, done: list[str], known: Known, registry: Reg
         return [Suggestion(p, printable(_profile_meta(spec))) for p, spec in profiles if p.startswith(current)]
     if kind == "command":
         return [Suggestion(n, registry.commands[n].help) for n in registry.names() if n.startswith(current)]
+    if kind in ("node", "pool", "tag"):
+        names = {"node": known.nodes, "pool": known.pools, "tag": known.tags}[kind]
+        return [Suggestion(n) for n in names if n.startswith(current)]
     if kind == "param":
         return _params(current, done, known)
     return []

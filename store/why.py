@@ -81,7 +81,7 @@ def facts(conn: psycopg.Connection, job: dict[str, Any]) -> Facts:
     out.nodes = [
         dict(r)  # type: ignore[call-overload]
         for r in conn.execute(
-            f"""SELECT n.id, n.slots, n.tags, n.profiles, n.state, cardinality(n.running) AS busy
+            f"""SELECT n.id, n.slots, n.tags, n.profiles, n.state, cardinality(n.running) AS busy, n.drained
                 FROM nodes n WHERE n.pool = %s AND {ALIVE} ORDER BY n.id""",
             (pool,),
         )

@@ -126,6 +126,15 @@ def test_a_render_past_its_task_timeout_fails_as_timed_out(farm: Farm, unique: s
     bad = farm.rfarm("submit", "x", "--task-timeout", "soon", config=user)
     assert bad.code == 2 and "duration" in bad.err and "Traceback" not in bad.err
 
+    # the operator's default for the profile, where the node's profiles are declared
+    profiles = farm.root / "timeouts.toml"
+    profiles.write_text('[timeouts]\nsleep = "1s"\n')
+    farm.start_node(f"td-{unique}", "--pool", f"slow-{unique}", "--profiles", str(profiles))
+    default = submit(farm, user, "hang2", "--param", "seconds=10", "--max-attempts", "1", "--pool", f"slow-{unique}")
+    wait_for(lambda: status(farm, default, user) == "failed", timeout=30, what="the second job to fail")
+    last = [h for h in history(farm, default, user) if h.get("task") is not None][-1]
+    assert "timed out after 1s" in last["reason"], last
+
 
 def test_why_says_what_a_job_waits_for_and_what_would_start_it(farm: Farm, unique: str) -> None:
     user, other = farm.user(f"w{unique}"), farm.user(f"o{unique}")

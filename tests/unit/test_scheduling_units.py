@@ -129,3 +129,31 @@ def test_a_profiles_file_gives_builtins_a_default_timeout(tmp_path: Path) -> Non
     path.write_text('[timeouts]\nsleep = "soon"\n')
     with pytest.raises(ProfileFileError, match="duration"):
         load_profiles(path)
+
+
+def test_why_counts_what_goes_first_as_the_deal_would() -> None:
+    from gateway.why import _ahead
+    from store.why import Facts
+
+    job_ = {"owner_id": A, "priority": 50}
+    facts = Facts(tasks={"ready": 5}, next_seq=0, window=3, held={A: 4, B: 1}, weights={},
+                  waiting=[{"owner_id": B, "priority": 50, "older": False, "n": 100},
+                           {"owner_id": C, "priority": 70, "older": False, "n": 7},
+                           {"owner_id": A, "priority": 50, "older": True, "n": 2},
+                           {"owner_id": C, "priority": 10, "older": True, "n": 50}])
+    # A's next task weighs (4 + 1) / 1 = 5; B's k-th (1 + k): k = 1..3 go first (the 4th ties: older job)
+    assert _ahead(job_, facts, 1.0) == {"window": 3, "higher_priority": 7, "other_users": 3, "older_jobs": 2}
+    ranks = [c.owner for c in deal(job(B, 9, 10) + job(A, 8, 1), held={A: 4, B: 1}, weights={}, room={}, want=4)]
+    assert ranks.index(A) == 3
+
+
+def test_the_shell_completes_node_names_pools_and_tags() -> None:
+    from shell.commands import default_registry
+    from shell.complete import Known, suggest
+
+    known = Known(nodes=("n1", "n2", "x9"), pools=("default", "gpu"), tags=("gpu", "linux"))
+    registry = default_registry()
+    assert [s.text for s in suggest(registry, "drain n", known)] == ["n1", "n2"]
+    assert [s.text for s in suggest(registry, "submit x --pool g", known)] == ["gpu"]
+    assert [s.text for s in suggest(registry, "submit x --require l", known)] == ["linux"]
+    assert "why" in [s.text for s in suggest(registry, "wh", known)]
