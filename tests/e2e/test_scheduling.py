@@ -4,6 +4,7 @@ one dies holding a limit), and task timeouts; every time read from the job's own
 from __future__ import annotations
 
 import itertools
+import re
 import signal
 import sys
 from datetime import datetime
@@ -97,7 +98,8 @@ def test_a_limit_of_one_never_overlaps_across_nodes_even_when_one_dies(farm: Far
     # the dead node's task holds the limit until its lease lapses
     wait_for(lambda: any(f"limit {lic} is full" in farm.rfarm("why", str(j), config=user).out for j in jobs),
              what="why to name the full limit")
-    assert f"limits    {lic}" in farm.rfarm("show", str(jobs[0]), config=user).out
+    shown = farm.rfarm("show", str(jobs[0]), config=user).out
+    assert re.search(rf"^  limits +{re.escape(lic)}$", shown, re.M), shown  # labels align to the longest
     for j in jobs:
         wait_for(lambda j=j: status(farm, j, user) == "succeeded", timeout=90, what=f"job {j} to succeed")
 
